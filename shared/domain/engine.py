@@ -1,0 +1,210 @@
+"""The real-time engine: applies events to profiles and reads them back, plus the batch reference."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from shared.domain.catalog import Catalog, Product
+from shared.domain.events import EventType, Interaction, PurchaseKind
+from shared.domain.profile import (
+    Affinities,
+    FacetIndex,
+    Profile,
+    clip,
+    decayed,
+    event_hash,
+    log_price_ratio,
+)
+from shared.domain.rules import Facet, Rules, Signal
+
+PRICE_NUM, PRICE_DEN = "price:num", "price:den"
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFacts:
+    """What an event says about its product: from the catalog, else from the event itself."""
+
+    product_id: str
+    brand: str | None
+    category: str | None
+    attributes: tuple[str, ...]
+    price_ratio: float | None  # log(price / category median), None when unknown
+
+    def keys(self, facets: Iterable[Facet]) -> list[str]:
+        keys: list[str] = []
+        for facet in facets:
+            if facet == "product":
+                keys.append(f"product:{self.product_id}")
+            elif facet == "attribute":
+                keys.extend(f"attribute:{a}" for a in self.attributes)
+            else:
+                value = self.brand if facet == "brand" else self.category
+                if value:
+                    keys.append(f"{facet}:{value}")
+        return keys
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of one event: whether it changed the profile, and as which signal."""
+
+    applied: bool
+    signal: str | None = None
+    weight: float = 0.0
+
+
+def facts_for(event: Interaction, catalog: Catalog) -> ProductFacts:
+    product: Product | None = catalog.get(event.product_id or "")
+    if product is not None:
+        median = catalog.median_price(product.category)
+        return ProductFacts(
+            product.id,
+            product.brand,
+            product.category,
+            product.attributes,
+            log_price_ratio(event.price or product.price, median),
+        )
+    category = event.product_category.lower() if event.product_category else None
+    return ProductFacts(
+        event.product_id or "",
+        event.product_brand.lower() if event.product_brand else None,
+        category,
+        tuple(sorted({a.lower() for a in event.product_attributes or ()})),
+        log_price_ratio(event.price, catalog.median_price(category) if category else None),
+    )
+
+
+def signal_name(event: Interaction, rules: Rules, bought_before: bool) -> str | None:
+    """The rules signal an event counts as; None for events without a profile signal (search)."""
+    if event.event_type is EventType.SEARCH:
+        return None
+    if event.event_type is not EventType.PURCHASE:
+        return event.event_type.value
+    if event.purchase_kind is not None:
+        return event.purchase_kind.value
+    if event.quantity >= rules.purchase.bulk_min_quantity:
+        return PurchaseKind.BULK_PURCHASE.value
+    return PurchaseKind.REPEAT.value if bought_before else PurchaseKind.FIRST_TIME.value
+
+
+class ProfileEngine:
+    """Pure domain logic over profiles; one instance per function instance (holds the facet index)."""
+
+    def __init__(self, rules: Rules, catalog: Catalog, dedup_window: int = 32) -> None:
+        self.rules = rules
+        self.catalog = catalog
+        self.dedup_window = dedup_window
+        self.facets = FacetIndex()
+        self._classes = list(rules.decay.items())
+        self._n = len(self._classes)
+        self._class_of = rules.decay_index
+        self._price_ids = (self.facets.id_of(PRICE_NUM), self.facets.id_of(PRICE_DEN))
+
+    # -- writing ---------------------------------------------------------------------------
+    def apply(self, profile: Profile, event: Interaction) -> Applied:
+        """Apply one event in O(1) (in the number of facets it touches). Duplicates are no-ops."""
+        digest = event_hash(event.event_id)
+        if profile.seen(digest):
+            return Applied(False)
+        profile.remember(digest, self.dedup_window)
+        facts = facts_for(event, self.catalog) if event.product_id else None
+        product_fid = self.facets.id_of(f"product:{facts.product_id}") if facts else None
+        bought_before = product_fid is not None and profile.quantity(product_fid) is not None
+        name = signal_name(event, self.rules, bought_before)
+        if name is None or facts is None:
+            return Applied(True, name)
+        signal: Signal = self.rules.signals[name]
+        weight = signal.weight_for(event.context.time_on_page)
+        if event.event_type is EventType.PURCHASE:
+            profile.set_quantity(product_fid, event.quantity)
+        if weight == 0.0:
+            return Applied(True, name, weight)
+        cls = self._class_of[signal.decay]
+        factor = self._classes[cls][1].factor
+        t = event.epoch_seconds
+        for key in facts.keys(signal.facets):
+            profile.add(self.facets.id_of(key) * self._n + cls, weight, t, factor)
+        if weight > 0 and facts.price_ratio is not None:
+            num, den = self._price_ids
+            profile.add(num * self._n + cls, weight * facts.price_ratio, t, factor)
+            profile.add(den * self._n + cls, weight, t, factor)
+        return Applied(True, name, weight)
+
+    def compact(self, profile: Profile, now: float) -> None:
+        """Drop accumulators whose memory has ended; reads at `now` or later are unchanged."""
+        memory = [c.memory_days * 86_400.0 for _, c in self._classes]
+        profile.keep(lambda acc_id, ref: now - ref <= memory[acc_id % self._n])
+
+    # -- reading ---------------------------------------------------------------------------
+    def read(self, profile: Profile, now: float) -> Affinities:
+        """The profile's affinities at `now`: the reference formula, evaluated incrementally."""
+        sums: dict[int, float] = defaultdict(float)
+        best: dict[int, tuple[float, int]] = {}
+        for acc_id, value, ref in profile.accumulators():
+            fid, cls = divmod(acc_id, self._n)
+            decay = self._classes[cls][1]
+            if now - ref > decay.memory_days * 86_400.0:
+                continue
+            part = decayed(value, ref, now, decay.factor)
+            sums[fid] += part
+            if abs(part) > best.get(fid, (0.0, 0))[0]:
+                best[fid] = (abs(part), cls)
+        return self._affinities(sums, best)
+
+    def _affinities(self, sums: dict[int, float], best: dict[int, tuple[float, int]]) -> Affinities:
+        num, den = self._price_ids
+        den_sum = sums.pop(den, 0.0)
+        num_sum = sums.pop(num, 0.0)
+        cap = self.rules.score_cap
+        scores = {self.facets.key_of(f): clip(s, cap) for f, s in sums.items()}
+        dominant = {self.facets.key_of(f): self._classes[c][0] for f, (_, c) in best.items() if f in sums}
+        price = num_sum / den_sum if den_sum > 1e-9 else None
+        return Affinities(scores, dominant, price)
+
+    def preferred_quantities(self, profile: Profile) -> dict[str, int]:
+        return {self.facets.key_of(fid).split(":", 1)[1]: q for fid, q in profile.quantities()}
+
+    # -- the batch reference (tests and benchmarks) -----------------------------------------
+    def reference(self, events: Iterable[Interaction], now: float) -> Affinities:
+        """Recompute affinities from the full history: sum(weight * factor ** age_days), capped.
+
+        Events are taken in arrival order (it decides first_time vs repeat); duplicate ids count once.
+        """
+        interactions: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+        seen: set[str] = set()
+        bought: set[str] = set()
+        for event in events:
+            if event.event_id in seen or event.product_id is None:
+                seen.add(event.event_id)
+                continue
+            seen.add(event.event_id)
+            facts = facts_for(event, self.catalog)
+            name = signal_name(event, self.rules, facts.product_id in bought)
+            if event.event_type is EventType.PURCHASE:
+                bought.add(facts.product_id)
+            signal = self.rules.signals[name]
+            weight = signal.weight_for(event.context.time_on_page)
+            if weight == 0.0:
+                continue
+            cls = self._class_of[signal.decay]
+            t = event.epoch_seconds
+            for key in facts.keys(signal.facets):
+                interactions[(self.facets.id_of(key), cls)].append((weight, t))
+            if weight > 0 and facts.price_ratio is not None:
+                interactions[(self._price_ids[0], cls)].append((weight * facts.price_ratio, t))
+                interactions[(self._price_ids[1], cls)].append((weight, t))
+        sums: dict[int, float] = defaultdict(float)
+        best: dict[int, tuple[float, int]] = {}
+        for (fid, cls), items in interactions.items():
+            decay = self._classes[cls][1]
+            if now - max(t for _, t in items) > decay.memory_days * 86_400.0:
+                continue
+            part = math.fsum(w * decay.factor ** ((now - t) / 86_400.0) for w, t in items)
+            sums[fid] += part
+            if abs(part) > best.get(fid, (0.0, 0))[0]:
+                best[fid] = (abs(part), cls)
+        return self._affinities(sums, best)
+

@@ -1,0 +1,117 @@
+"""Personalization rules: signal weights, decay classes and ranking knobs, validated at load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Facet = Literal["product", "brand", "category", "attribute"]
+ALL_FACETS: tuple[Facet, ...] = ("product", "brand", "category", "attribute")
+PURCHASE_KINDS = ("first_time", "repeat", "bulk_purchase", "subscription")
+
+
+class RulesError(ValueError):
+    """The rules file is missing or invalid; the message names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DecayClass(_Strict):
+    factor: float = Field(gt=0, le=1)
+    memory_days: float = Field(gt=0)
+
+
+class DwellBucket(_Strict):
+    min_seconds: float = Field(ge=0)
+    weight: float
+
+
+class Signal(_Strict):
+    decay: str
+    weight: float | None = None
+    dwell_buckets: tuple[DwellBucket, ...] = ()
+    facets: tuple[Facet, ...] = ALL_FACETS
+
+    @model_validator(mode="after")
+    def _one_weight_source(self) -> Signal:
+        if (self.weight is None) == (not self.dwell_buckets):
+            raise ValueError("give either 'weight' or 'dwell_buckets'")
+        seconds = [b.min_seconds for b in self.dwell_buckets]
+        if seconds != sorted(seconds):
+            raise ValueError("dwell_buckets must be sorted by min_seconds")
+        return self
+
+    def weight_for(self, dwell_seconds: float | None) -> float:
+        """The signal's weight; for dwell signals, the highest bucket the dwell time reaches."""
+        if self.weight is not None:
+            return self.weight
+        reached = [b.weight for b in self.dwell_buckets if (dwell_seconds or 0.0) >= b.min_seconds]
+        return reached[-1] if reached else 0.0
+
+
+class PurchaseRules(_Strict):
+    bulk_min_quantity: int = Field(ge=2)
+
+
+class RankingRules(_Strict):
+    facet_weights: dict[Facet, float]
+    strength: float = Field(ge=0, le=1)
+    min_relevance: float = Field(ge=0, le=1)
+    candidate_pool: int = Field(ge=1, le=1000)
+    price_weight: float = Field(ge=0)
+    min_reason: float = Field(ge=0)
+    confidence_scale: float = Field(gt=0)
+    budget_ms: float = Field(gt=0)
+
+
+class Rules(_Strict):
+    """The whole rules file. Decay classes are indexed in file order (see `decay_index`)."""
+
+    version: Literal[1]
+    score_cap: float = Field(gt=0)
+    decay: dict[str, DecayClass]
+    signals: dict[str, Signal]
+    purchase: PurchaseRules
+    ranking: RankingRules
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rules:
+        unknown = sorted({s.decay for s in self.signals.values()} - set(self.decay))
+        if unknown:
+            raise ValueError(f"signals use undefined decay classes: {unknown}")
+        missing = sorted(set(PURCHASE_KINDS) - set(self.signals))
+        if missing:
+            raise ValueError(f"signals must define every purchase kind, missing: {missing}")
+        return self
+
+    @property
+    def decay_index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.decay)}
+
+
+def parse_rules(data: object, source: str = "rules") -> Rules:
+    """Validate already-parsed YAML/JSON data into Rules, or raise RulesError naming the key."""
+    try:
+        return Rules.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise RulesError(f"invalid {source}: {problems}") from None
+
+
+def load_rules(path: str | Path) -> Rules:
+    """Read and validate a rules YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RulesError(f"cannot read rules file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise RulesError(f"rules file {path} is not valid YAML: {exc}") from None
+    return parse_rules(data, source=f"rules file {path}")

@@ -1,0 +1,39 @@
+"""Shared fixtures: the project's rules file and a small hand-written catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.domain.catalog import Catalog, Product
+from shared.domain.rules import Rules, load_rules
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def rules() -> Rules:
+    return load_rules(ROOT / "personalization_rules.yaml")
+
+
+def product(pid: str, name: str, brand: str, category: str, attrs=(), price=3.0, dept="dairy") -> Product:
+    return Product(
+        id=pid, name=name, brand=brand, category=category, department=dept, attributes=attrs, price=price
+    )
+
+
+SMALL_CATALOG = [
+    product("oat-milk", "Oatly Oat Milk", "Oatly", "milk", ("vegan", "plant-based", "dairy-free"), 4.5),
+    product("whole-milk", "Organic Valley Whole Milk", "Organic Valley", "milk", ("organic",), 5.0),
+    product("skim-milk", "Horizon Skim Milk", "Horizon", "milk", (), 3.5),
+    product("greek-yogurt", "Chobani Greek Yogurt", "Chobani", "yogurt", ("high-protein",), 1.5),
+    product("oat-yogurt", "Oatly Oatgurt", "Oatly", "yogurt", ("vegan", "plant-based", "dairy-free"), 2.0),
+    product("spicy-chips", "Doritos Flamin Hot Chips", "Doritos", "chips", ("spicy",), 4.0, "snacks"),
+    product("original-chips", "Lay's Original Chips", "Lay's", "chips", (), 3.0, "snacks"),
+]
+
+
+@pytest.fixture()
+def small_catalog() -> Catalog:
+    return Catalog(SMALL_CATALOG)
