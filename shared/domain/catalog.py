@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -13,7 +14,7 @@ from shared.domain.events import Id, Label
 
 
 class Product(BaseModel):
-    """One catalog item. Brand, category and attributes are normalised to lower case."""
+    """One catalog item. Attributes are normalised to lower case; names keep their case for display."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -27,10 +28,10 @@ class Product(BaseModel):
     size: float | None = Field(default=None, gt=0)
     unit: str | None = Field(default=None, max_length=20)
 
-    @field_validator("brand", "category", "department", mode="after")
+    @field_validator("name", "brand", "category", "department", mode="after")
     @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.strip().lower()
+    def _strip(cls, value: str) -> str:
+        return value.strip()
 
     @field_validator("attributes", mode="before")
     @classmethod
@@ -86,15 +87,17 @@ def parse_products(rows: Iterable[tuple[int, Mapping[str, object]]]) -> list[Pro
 
 
 class Catalog:
-    """Products by id, with the median price of each category (for price preference)."""
+    """Products by id, with each product's facet keys and price level precomputed."""
 
     def __init__(self, products: Iterable[Product]) -> None:
         self.products: list[Product] = list(products)
         self._by_id = {p.id: p for p in self.products}
-        prices: dict[str, list[float]] = defaultdict(list)
+        unit_prices: dict[str, list[float]] = defaultdict(list)
         for p in self.products:
-            prices[p.category].append(p.price)
-        self._median_price = {c: statistics.median(v) for c, v in prices.items()}
+            unit_prices[p.category.lower()].append(unit_price(p.price, p.size))
+        self._median_unit_price = {c: statistics.median(v) for c, v in unit_prices.items()}
+        self._keys = {p.id: facet_keys(p.id, p.brand, p.category, p.attributes) for p in self.products}
+        self._ratio = {p.id: self.price_ratio_of(p, p.price) for p in self.products}
 
     def __len__(self) -> int:
         return len(self.products)
@@ -102,5 +105,33 @@ class Catalog:
     def get(self, product_id: str) -> Product | None:
         return self._by_id.get(product_id)
 
-    def median_price(self, category: str) -> float | None:
-        return self._median_price.get(category)
+    def keys(self, product_id: str) -> FacetKeys:
+        return self._keys[product_id]
+
+    def price_ratio(self, product_id: str) -> float | None:
+        """log(unit price / category median unit price): below 0 is cheaper than usual."""
+        return self._ratio[product_id]
+
+    def price_ratio_of(self, product: Product, price: float) -> float | None:
+        median = self._median_unit_price.get(product.category.lower())
+        if not median or not price:
+            return None
+        return math.log(unit_price(price, product.size) / median)
+
+
+FacetKeys = tuple[tuple[str, str], ...]
+
+
+def facet_keys(product_id: str, brand: str | None, category: str | None, attributes: Iterable[str]) -> FacetKeys:
+    """(facet, profile key) pairs of a product, e.g. ("brand", "brand:oatly")."""
+    keys = [("product", f"product:{product_id}")]
+    if brand:
+        keys.append(("brand", f"brand:{brand.lower()}"))
+    if category:
+        keys.append(("category", f"category:{category.lower()}"))
+    keys.extend(("attribute", f"attribute:{a.lower()}") for a in attributes)
+    return tuple(keys)
+
+
+def unit_price(price: float, size: float | None) -> float:
+    return price / size if size else price

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.domain.catalog import Catalog, Product
+from shared.domain.catalog import Catalog, FacetKeys, Product, facet_keys
 from shared.domain.events import EventType, Interaction, PurchaseKind
 from shared.domain.profile import (
     Affinities,
@@ -16,7 +16,6 @@ from shared.domain.profile import (
     clip,
     decayed,
     event_hash,
-    log_price_ratio,
 )
 from shared.domain.rules import Facet, Rules, Signal
 
@@ -28,23 +27,11 @@ class ProductFacts:
     """What an event says about its product: from the catalog, else from the event itself."""
 
     product_id: str
-    brand: str | None
-    category: str | None
-    attributes: tuple[str, ...]
-    price_ratio: float | None  # log(price / category median), None when unknown
+    keys: FacetKeys
+    price_ratio: float | None  # log(unit price / category median), None when unknown
 
-    def keys(self, facets: Iterable[Facet]) -> list[str]:
-        keys: list[str] = []
-        for facet in facets:
-            if facet == "product":
-                keys.append(f"product:{self.product_id}")
-            elif facet == "attribute":
-                keys.extend(f"attribute:{a}" for a in self.attributes)
-            else:
-                value = self.brand if facet == "brand" else self.category
-                if value:
-                    keys.append(f"{facet}:{value}")
-        return keys
+    def keys_for(self, facets: tuple[Facet, ...]) -> list[str]:
+        return [key for facet, key in self.keys if facet in facets]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,24 +44,14 @@ class Applied:
 
 
 def facts_for(event: Interaction, catalog: Catalog) -> ProductFacts:
-    product: Product | None = catalog.get(event.product_id or "")
+    pid = event.product_id or ""
+    product: Product | None = catalog.get(pid)
     if product is not None:
-        median = catalog.median_price(product.category)
-        return ProductFacts(
-            product.id,
-            product.brand,
-            product.category,
-            product.attributes,
-            log_price_ratio(event.price or product.price, median),
-        )
-    category = event.product_category.lower() if event.product_category else None
-    return ProductFacts(
-        event.product_id or "",
-        event.product_brand.lower() if event.product_brand else None,
-        category,
-        tuple(sorted({a.lower() for a in event.product_attributes or ()})),
-        log_price_ratio(event.price, catalog.median_price(category) if category else None),
-    )
+        ratio = catalog.price_ratio(pid) if event.price is None else catalog.price_ratio_of(product, event.price)
+        return ProductFacts(pid, catalog.keys(pid), ratio)
+    # Unknown to the catalog: trust the event's facts; without a size its price level is unknown.
+    keys = facet_keys(pid, event.product_brand, event.product_category, set(event.product_attributes or ()))
+    return ProductFacts(pid, keys, None)
 
 
 def signal_name(event: Interaction, rules: Rules, bought_before: bool) -> str | None:
@@ -111,7 +88,7 @@ class ProfileEngine:
             return Applied(False)
         profile.remember(digest, self.dedup_window)
         facts = facts_for(event, self.catalog) if event.product_id else None
-        product_fid = self.facets.id_of(f"product:{facts.product_id}") if facts else None
+        product_fid = self.facets.id_of(facts.keys[0][1]) if facts else None  # product key comes first
         bought_before = product_fid is not None and profile.quantity(product_fid) is not None
         name = signal_name(event, self.rules, bought_before)
         if name is None or facts is None:
@@ -125,7 +102,7 @@ class ProfileEngine:
         cls = self._class_of[signal.decay]
         factor = self._classes[cls][1].factor
         t = event.epoch_seconds
-        for key in facts.keys(signal.facets):
+        for key in facts.keys_for(signal.facets):
             profile.add(self.facets.id_of(key) * self._n + cls, weight, t, factor)
         if weight > 0 and facts.price_ratio is not None:
             num, den = self._price_ids
@@ -161,7 +138,8 @@ class ProfileEngine:
         cap = self.rules.score_cap
         scores = {self.facets.key_of(f): clip(s, cap) for f, s in sums.items()}
         dominant = {self.facets.key_of(f): self._classes[c][0] for f, (_, c) in best.items() if f in sums}
-        price = num_sum / den_sum if den_sum > 1e-9 else None
+        # The prior pulls the preference toward neutral until there is enough evidence.
+        price = num_sum / (den_sum + self.rules.price_prior_weight) if den_sum > 1e-9 else None
         return Affinities(scores, dominant, price)
 
     def preferred_quantities(self, profile: Profile) -> dict[str, int]:
@@ -191,7 +169,7 @@ class ProfileEngine:
                 continue
             cls = self._class_of[signal.decay]
             t = event.epoch_seconds
-            for key in facts.keys(signal.facets):
+            for key in facts.keys_for(signal.facets):
                 interactions[(self.facets.id_of(key), cls)].append((weight, t))
             if weight > 0 and facts.price_ratio is not None:
                 interactions[(self._price_ids[0], cls)].append((weight * facts.price_ratio, t))

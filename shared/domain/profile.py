@@ -11,7 +11,6 @@ clipped to +-score_cap. Accumulators live in flat arrays to keep a profile near 
 from __future__ import annotations
 
 import hashlib
-import math
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,9 +137,3 @@ def decayed(value: float, ref: float, now: float, factor: float) -> float:
 
 def clip(value: float, cap: float) -> float:
     return max(-cap, min(cap, value))
-
-
-def log_price_ratio(price: float | None, median: float | None) -> float | None:
-    if not price or not median:
-        return None
-    return math.log(price / median)

@@ -74,6 +74,7 @@ class Rules(_Strict):
 
     version: Literal[1]
     score_cap: float = Field(gt=0)
+    price_prior_weight: float = Field(ge=0)
     decay: dict[str, DecayClass]
     signals: dict[str, Signal]
     purchase: PurchaseRules

@@ -1,0 +1,19 @@
+"""HTTP: POST /api/search/personalized: ranked results with explanations."""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from functions.http import endpoint, json_body, validate
+from shared.bootstrap import container
+from shared.domain.search import SearchRequest
+
+
+@functions_framework.http
+@endpoint("POST")
+def search_personalized(request: flask.Request) -> tuple[int, dict]:
+    body = json_body(request)
+    search = validate(SearchRequest, body)
+    personalize = search.context.get("personalization", True) is not False
+    return 200, container().search.search(search, personalize=personalize)

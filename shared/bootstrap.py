@@ -1,0 +1,94 @@
+"""Builds the instance's services once, lazily (never at import time: cold starts stay cheap)."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+
+from shared.config import Settings
+from shared.domain.catalog import Catalog
+from shared.domain.catalog_generator import generate_catalog
+from shared.domain.engine import ProfileEngine
+from shared.domain.rules import Rules, load_rules
+from shared.observability import configure_logging
+from shared.ports.product_search import ProductSearch
+from shared.ports.profile_store import ProfileStore
+from shared.services.preferences import PreferencesService
+from shared.services.search import SearchService
+from shared.services.tracking import TrackingService
+
+# Short adapter names to class paths, imported only when chosen (unused cloud clients never load).
+PROFILE_STORE_CLASS_FOR_TYPE = {"memory": "shared.adapters.profile_store.memory.MemoryProfileStore"}
+PRODUCT_SEARCH_CLASS_FOR_TYPE = {"bm25s": "shared.adapters.product_search.bm25s.Bm25sProductSearch"}
+
+
+def import_class(name: str, registry: dict[str, str]) -> type:
+    path = registry.get(name, name)
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise ValueError(f"unknown adapter {name!r}: choose one of {sorted(registry)} or give module.Class")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    if settings.catalog_path.exists():
+        from shared.adapters.catalog.files import load_catalog_file
+
+        return Catalog(load_catalog_file(settings.catalog_path))
+    return Catalog(generate_catalog(settings.demo_catalog_size))
+
+
+@dataclass
+class Container:
+    settings: Settings
+    rules: Rules
+    catalog: Catalog
+    engine: ProfileEngine
+    profiles: ProfileStore
+    products: ProductSearch
+    tracking: TrackingService
+    search: SearchService
+    preferences: PreferencesService
+
+
+def build(settings: Settings | None = None, catalog: Catalog | None = None) -> Container:
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    rules = load_rules(settings.rules_path)
+    catalog = catalog or load_catalog(settings)
+    engine = ProfileEngine(rules, catalog, settings.dedup_window)
+    profiles = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE)()
+    products = import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE)(catalog)
+    return Container(
+        settings,
+        rules,
+        catalog,
+        engine,
+        profiles,
+        products,
+        TrackingService(engine, profiles),
+        SearchService(engine, products, profiles),
+        PreferencesService(engine, profiles),
+    )
+
+
+_container: Container | None = None
+_lock = threading.Lock()
+
+
+def container() -> Container:
+    """The instance's services, built on first use."""
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                _container = build()
+    return _container
+
+
+def install(replacement: Container | None) -> None:
+    """Use `replacement` as the instance's services (tests, the local server); None rebuilds lazily."""
+    global _container
+    with _lock:
+        _container = replacement

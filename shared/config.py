@@ -1,0 +1,29 @@
+"""Configuration from LEAFLOAF_* environment variables; every default runs on a laptop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEAFLOAF_", extra="ignore")
+
+    rules_path: Path = ROOT / "personalization_rules.yaml"
+    # A catalog file (.jsonl or .csv); when it does not exist a demo catalog is generated.
+    catalog_path: Path = ROOT / "var" / "catalog.jsonl"
+    demo_catalog_size: int = Field(default=5_000, ge=1)
+    # Adapters by short name (or a full "module.Class" path); the embedded ones are the default.
+    profile_store: str = "memory"
+    product_search: str = "bm25s"
+    # How many recent event ids each profile remembers to drop duplicates.
+    dedup_window: int = Field(default=32, ge=1, le=1024)
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000)
+    max_batch_events: int = Field(default=500, ge=1)
+    # Comma-separated origins allowed to call the HTTP functions from a browser ("*" for any).
+    cors_origins: str = "*"
+    log_level: str = "INFO"

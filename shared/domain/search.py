@@ -1,0 +1,81 @@
+"""Search requests, filters and hits: the vocabulary shared by base search and re-ranking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.domain.catalog import Product
+from shared.domain.events import Id, Label
+
+
+class SearchFilters(BaseModel):
+    """Hard filters: a product must match all that are given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    category: Label | None = None
+    department: Label | None = None
+    brand: Label | None = None
+    attributes: tuple[Label, ...] = Field(default=(), max_length=20)
+    min_price: float | None = Field(default=None, ge=0)
+    max_price: float | None = Field(default=None, ge=0)
+
+    @field_validator("category", "department", "brand", mode="after")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value else value
+
+    @field_validator("attributes", mode="after")
+    @classmethod
+    def _lower_all(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.strip().lower() for v in value)
+
+    @model_validator(mode="after")
+    def _price_range(self) -> SearchFilters:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError("min_price is greater than max_price")
+        return self
+
+    def accepts(self, product: Product) -> bool:
+        return (
+            (self.category is None or product.category.lower() == self.category)
+            and (self.department is None or product.department.lower() == self.department)
+            and (self.brand is None or product.brand.lower() == self.brand)
+            and all(a in product.attributes for a in self.attributes)
+            and (self.min_price is None or product.price >= self.min_price)
+            and (self.max_price is None or product.price <= self.max_price)
+        )
+
+
+class RecentSignal(BaseModel):
+    """A signal the client saw in this session, sent with a search (`context.recent_views`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    product_id: Id
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: str = Field(min_length=1, max_length=200)
+    user_id: Id | None = None
+    session_id: Id | None = None
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    limit: int = Field(default=20, ge=1, le=100)
+    context: dict[str, object] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("query", mode="after")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query is blank")
+        return value.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    product: Product
+    relevance: float

@@ -1,0 +1,29 @@
+"""Port: lexical product search over the catalog."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from shared.domain.catalog import Catalog
+from shared.domain.search import Hit, SearchFilters
+
+
+class ProductSearch(ABC):
+    """Finds catalog products matching a free-text query."""
+
+    @abstractmethod
+    def __init__(self, catalog: Catalog) -> None:
+        """Index `catalog`."""
+
+    @abstractmethod
+    def search(self, query: str, filters: SearchFilters, limit: int) -> list[Hit]:
+        """Return at most `limit` matching products, most relevant first.
+
+        Args:
+            query: free text; case and plural forms do not matter.
+            filters: hard filters every hit must pass.
+            limit: how many hits at most.
+
+        Returns:
+            Hits with relevance > 0, sorted by decreasing relevance (ties by catalog order).
+        """

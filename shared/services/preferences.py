@@ -1,0 +1,59 @@
+"""Use case: the shopper's live, decayed profile as a readable document."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from shared.domain.engine import ProfileEngine
+from shared.domain.profile import Profile
+from shared.ports.profile_store import ProfileStore
+
+FACET_GROUPS = {"category": "categories", "brand": "brands", "product": "products", "attribute": "attributes"}
+
+
+def price_label(preference: float | None) -> str:
+    if preference is None:
+        return "unknown"
+    return "budget" if preference < -0.1 else "premium" if preference > 0.1 else "neutral"
+
+
+class PreferencesService:
+    def __init__(self, engine: ProfileEngine, profiles: ProfileStore, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.profiles = profiles
+        self.clock = clock
+
+    def live(self, user_id: str, top: int = 50) -> dict:
+        """Affinities per facet (strongest first), price sensitivity and preferred quantities."""
+        now = self.clock()
+        snapshot = self.profiles.read(user_id, lambda p: self._document(p, now, top))
+        if snapshot is None:
+            snapshot = {group: {} for group in FACET_GROUPS.values()} | {
+                "price_sensitivity": {"preference": None, "label": "unknown"},
+                "preferred_quantities": {},
+            }
+        return {"user_id": user_id, "known": snapshot.pop("known", False), "as_of": _iso(now)} | snapshot
+
+    def _document(self, profile: Profile, now: float, top: int) -> dict:
+        affinities = self.engine.read(profile, now)
+        groups: dict[str, dict[str, float]] = {group: {} for group in FACET_GROUPS.values()}
+        for key, score in sorted(affinities.scores.items(), key=lambda kv: -abs(kv[1])):
+            facet, _, value = key.partition(":")
+            group = groups[FACET_GROUPS[facet]]
+            if len(group) < top:
+                group[value] = round(score, 4)
+        preference = affinities.price_preference
+        return groups | {
+            "known": True,
+            "price_sensitivity": {
+                "preference": None if preference is None else round(preference, 4),
+                "label": price_label(preference),
+            },
+            "preferred_quantities": self.engine.preferred_quantities(profile),
+        }
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,126 @@
+"""Use case: personalized product search with a time budget, failing open to plain results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from shared.domain.engine import ProfileEngine
+from shared.domain.profile import Affinities
+from shared.domain.ranking import Ranked, badges, confidence, explain, plain, rerank
+from shared.domain.search import SearchRequest
+from shared.ports.product_search import ProductSearch
+from shared.ports.profile_store import ProfileStore
+
+log = logging.getLogger(__name__)
+
+
+class SearchService:
+    """Base search, then re-rank with the shopper's profile within `rules.ranking.budget_ms`."""
+
+    def __init__(
+        self,
+        engine: ProfileEngine,
+        products: ProductSearch,
+        profiles: ProfileStore,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.engine = engine
+        self.products = products
+        self.profiles = profiles
+        self.clock = clock
+        self.timer = timer
+
+    def search(self, request: SearchRequest, personalize: bool = True) -> dict:
+        """Ranked results with reasons, whether personalization applied (and why not), and timings."""
+        rules = self.engine.rules.ranking
+        started = self.timer()
+        hits = self.products.search(request.query, request.filters, max(rules.candidate_pool, request.limit))
+        searched = self.timer()
+        ranked, affinities, skipped = self._personalize(request, hits, personalize)
+        ranked_at = self.timer()
+        if skipped:
+            ranked, affinities = plain(hits), None
+        # Suggested quantities come from the profile too, so only a personalized answer has them.
+        quantities = self._quantities(request.user_id) if affinities is not None and request.user_id else {}
+        results = self._compile(ranked[: request.limit], affinities, quantities)
+        done = self.timer()
+        return {
+            "query": request.query,
+            "results": results,
+            "personalization": {"applied": skipped is None, "reason": skipped, "budget_ms": rules.budget_ms},
+            "timing_ms": {
+                "base_search": _ms(searched - started),
+                "rerank": _ms(ranked_at - searched),
+                "compile": _ms(done - ranked_at),
+                "total": _ms(done - started),
+            },
+        }
+
+    def _personalize(self, request: SearchRequest, hits, personalize: bool) -> tuple[list[Ranked], Affinities | None, str | None]:
+        """(ranked, affinities, None) when personalization applied, else ([], None, why it was skipped)."""
+        if not personalize:
+            return [], None, "opted_out"
+        if request.user_id is None:
+            return [], None, "anonymous"
+        if not hits:
+            return [], None, "no_results"
+        started = self.timer()
+        try:
+            affinities = self.profiles.read(request.user_id, lambda p: self.engine.read(p, self.clock()))
+            if affinities is None or affinities.empty:
+                return [], None, "no_profile"
+            ranked = rerank(hits, affinities, self.engine.rules.ranking, self.engine.catalog)
+        except Exception:  # fail open: a broken profile must never break search
+            log.exception("personalization failed; serving plain results", extra={"user_id": request.user_id})
+            return [], None, "error"
+        if (self.timer() - started) * 1000 > self.engine.rules.ranking.budget_ms:
+            return [], None, "over_budget"
+        return ranked, affinities, None
+
+    def _compile(self, ranked: list[Ranked], affinities: Affinities | None, quantities: dict[str, int]) -> list[dict]:
+        rules = self.engine.rules.ranking
+        results = []
+        for rank, item in enumerate(ranked):
+            p = item.product
+            found = explain(p, affinities, rules, self.engine.catalog) if affinities is not None else []
+            results.append(
+                {
+                    "product_id": p.id,
+                    "name": p.name,
+                    "brand": p.brand,
+                    "category": p.category,
+                    "department": p.department,
+                    "attributes": list(p.attributes),
+                    "price": p.price,
+                    "size": p.size,
+                    "unit": p.unit,
+                    "rank": rank,
+                    "base_rank": item.base_rank,
+                    "moved": item.base_rank - rank,
+                    "relevance": round(item.relevance, 4),
+                    "score": round(item.score, 4),
+                    "badges": badges(found, rules.min_reason),
+                    "reasons": [
+                        {"facet": c.facet, "value": c.value, "contribution": round(c.contribution, 4)}
+                        for c in found
+                        if abs(c.contribution) >= rules.min_reason
+                    ],
+                    "confidence": round(confidence(found, rules), 3),
+                    "suggested_quantity": quantities.get(p.id, 1),
+                }
+            )
+        return results
+
+    def _quantities(self, user_id: str) -> dict[str, int]:
+        try:
+            return self.profiles.read(user_id, self.engine.preferred_quantities) or {}
+        except Exception:
+            log.exception("could not read preferred quantities", extra={"user_id": user_id})
+            return {}
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
