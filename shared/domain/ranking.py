@@ -100,8 +100,9 @@ def confidence(found: list[Contribution], rules: RankingRules) -> float:
     return math.tanh(sum(abs(c.contribution) for c in found) / rules.confidence_scale)
 
 
-_VERB = {"purchase": "buy", "cart": "add", "click": "click", "view": "look at"}
-_PRODUCT_BADGE = {"buy": "You buy this", "add": "You added this to your cart before"}
+# Badge wording by the decay class that carries most of an affinity.
+_BRAND_BADGE = {"purchase": "Because you buy {}", "cart": "Because you put {} in your cart", "click": "Because you clicked {}"}
+_PRODUCT_BADGE = {"purchase": "You buy this", "cart": "You put this in your cart before", "click": "You clicked this before"}
 
 
 def badge(c: Contribution) -> str:
@@ -110,11 +111,10 @@ def badge(c: Contribution) -> str:
         return "Fits your budget" if c.value == "cheaper" else "A premium pick like your usual"
     if c.contribution < 0:
         return "Shown lower: you passed on this" if c.facet == "product" else f"Shown lower: you tend to skip {c.value}"
-    verb = _VERB.get(c.dominant or "", "like")
     if c.facet == "product":
-        return _PRODUCT_BADGE.get(verb, "You looked at this before")
+        return _PRODUCT_BADGE.get(c.dominant or "", "You looked at this before")
     if c.facet == "brand":
-        return f"Because you {verb} {c.value}"
+        return _BRAND_BADGE.get(c.dominant or "", "Because you looked at {}").format(c.value)
     if c.facet == "category":
         return f"Because you shop {c.value}"
     return f"Matches your {c.value} picks"

@@ -1,0 +1,114 @@
+"""LeafLoaf Personalize command line: python -m shared.cli <command> --help."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from functions.local_server import local_server
+    from shared import bootstrap
+
+    if args.catalog:
+        os.environ["LEAFLOAF_CATALOG_PATH"] = str(args.catalog)
+    services = bootstrap.container()  # build before listening: the first request is fast
+    server = local_server(args.host, args.port)
+    print(
+        f"LeafLoaf Personalize on http://{args.host}:{server.server_port} "
+        f"({len(services.catalog)} products, profile store '{services.settings.profile_store}')\n"
+        "  POST /api/interactions/track\n  POST /api/search/personalized\n"
+        "  GET  /api/users/{user_id}/preferences/live\nCtrl+C stops it.",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from shared.demo import run_demo
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # keep the story readable
+    server = None
+    url = args.url
+    if url is None:  # no server given: start one in this process on a free port
+        from functions.local_server import local_server
+        from shared import bootstrap
+
+        bootstrap.container()
+        server = local_server("127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}"
+        print(f"Started a local server at {url}\n")
+    try:
+        outcomes = run_demo(url)
+    finally:
+        if server is not None:
+            server.shutdown()
+    passed = sum(o.passed for o in outcomes)
+    print(f"{passed} of {len(outcomes)} scenarios behaved as the design says.")
+    return 0 if passed == len(outcomes) else 1
+
+
+def _import_catalog(args: argparse.Namespace) -> int:
+    from shared.adapters.catalog.files import load_catalog_file, write_catalog_file
+    from shared.config import Settings
+    from shared.domain.catalog import CatalogError
+    from shared.domain.catalog_generator import generate_catalog
+
+    out = args.out or Settings().catalog_path
+    if args.generate:
+        products = generate_catalog(args.generate, seed=args.seed)
+    elif args.file:
+        try:
+            products = load_catalog_file(args.file)
+        except (CatalogError, FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    else:
+        print("error: give a catalog FILE or --generate N", file=sys.stderr)
+        return 2
+    write_catalog_file(products, out)
+    print(f"wrote {len(products)} products to {out}; 'serve' uses it (LEAFLOAF_CATALOG_PATH={out})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m shared.cli", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve every HTTP function on one local port")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--catalog", type=Path, help="catalog file (.jsonl/.csv); default: var/catalog.jsonl, else a generated demo catalog")
+    serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser("demo", help="replay the three acceptance scenarios over HTTP and print what changed")
+    demo.add_argument("--url", help="a running server (default: start one in this process)")
+    demo.set_defaults(run=_demo)
+
+    imp = commands.add_parser("import-catalog", help="validate a catalog file (or generate one) and install it for 'serve'")
+    imp.add_argument("file", nargs="?", type=Path, help=".jsonl or .csv with id,name,brand,category,department,attributes,price,size,unit")
+    imp.add_argument("--generate", type=int, metavar="N", help="write a deterministic demo catalog of N products instead")
+    imp.add_argument("--seed", type=int, default=7, help="seed for --generate")
+    imp.add_argument("--out", type=Path, help="where to write (default: LEAFLOAF_CATALOG_PATH or var/catalog.jsonl)")
+    imp.set_defaults(run=_import_catalog)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The local stack end to end: `python -m shared.cli serve` in its own process, driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from shared.demo import SCENARIOS, Api
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory) -> Iterator[str]:
+    env = os.environ | {"LEAFLOAF_CATALOG_PATH": str(tmp_path_factory.mktemp("cat") / "absent.jsonl")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in process.stdout:
+            if match := re.search(r"on (http://127\.0\.0\.1:\d+)", line):
+                yield match.group(1)
+                break
+        else:
+            pytest.fail(f"server exited with {process.wait()} before listening")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def test_acceptance_scenario(server_url, scenario):
+    steps: list[str] = []
+    outcome = scenario(Api(server_url), steps.append, user=f"e2e-{scenario.__name__}")
+    assert outcome.passed, "\n".join([outcome.detail, *steps])
+
+
+def test_demo_command_against_the_server(server_url):
+    done = subprocess.run([sys.executable, "-m", "shared.cli", "demo", "--url", server_url],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 of 3 scenarios behaved as the design says." in done.stdout
+
+
+def test_unknown_path_is_a_json_404(server_url):
+    status, body = Api(server_url).call("GET", "/api/nothing-here")
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_cli_help_for_every_command():
+    for command in ("serve", "demo", "import-catalog"):
+        done = subprocess.run([sys.executable, "-m", "shared.cli", command, "--help"], cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0 and "usage:" in done.stdout
+
+
+def test_import_catalog_reports_bad_rows_and_installs_good_files(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,name,brand,category,department,price\np1,Milk,Acme,milk,dairy,oops\n")
+    out = tmp_path / "catalog.jsonl"
+    done = subprocess.run([sys.executable, "-m", "shared.cli", "import-catalog", str(bad), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "line 2: price" in done.stderr and not out.exists()
+    done = subprocess.run([sys.executable, "-m", "shared.cli", "import-catalog", "--generate", "300", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and len(out.read_text().splitlines()) == 300

@@ -1,0 +1,125 @@
+"""Personalized search: re-ranking rules, explanations and failing open."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.adapters.product_search.bm25s import Bm25sProductSearch
+from shared.adapters.profile_store.memory import MemoryProfileStore
+from shared.domain.engine import ProfileEngine
+from shared.domain.events import Interaction
+from shared.domain.ranking import rerank
+from shared.domain.search import Hit, SearchRequest
+from shared.services.search import SearchService
+from shared.services.tracking import TrackingService
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+class BrokenProfileStore(MemoryProfileStore):
+    def read(self, user_id, view):
+        raise ConnectionError("profile backend down")
+
+
+def make(rules, catalog, store=None, timer=None) -> tuple[SearchService, TrackingService]:
+    engine = ProfileEngine(rules, catalog)
+    store = store if store is not None else MemoryProfileStore()
+    kwargs = {"clock": NOW.timestamp}
+    if timer:
+        kwargs["timer"] = timer
+    return SearchService(engine, Bm25sProductSearch(catalog), store, **kwargs), TrackingService(engine, store)
+
+
+def click(product_id: str, user: str = "u") -> Interaction:
+    return Interaction(event_type="click_product", user_id=user, product_id=product_id, timestamp=NOW)
+
+
+def test_plant_based_yogurt_first_after_an_oat_milk_click(rules, small_catalog):
+    search, tracking = make(rules, small_catalog)
+    before = search.search(SearchRequest(query="yogurt", user_id="u"))
+    assert before["personalization"] == {"applied": False, "reason": "no_profile", "budget_ms": 50.0}
+    tracking.track([click("oat-milk")])
+    after = search.search(SearchRequest(query="yogurt", user_id="u"))
+    first = after["results"][0]
+    assert after["personalization"]["applied"] is True
+    assert first["product_id"] == "oat-yogurt"
+    assert "Because you clicked Oatly" in first["badges"]
+    assert {r["facet"] for r in first["reasons"]} >= {"brand", "attribute"}
+    assert 0 < first["confidence"] <= 1
+
+
+def test_moves_are_reported(rules, small_catalog):
+    search, tracking = make(rules, small_catalog)
+    plain = [r["product_id"] for r in search.search(SearchRequest(query="yogurt"))["results"]]
+    tracking.track([click("oat-milk")])
+    results = search.search(SearchRequest(query="yogurt", user_id="u"))["results"]
+    for r in results:
+        assert r["base_rank"] == plain.index(r["product_id"])
+        assert r["moved"] == r["base_rank"] - r["rank"]
+
+
+def test_weak_matches_are_never_promoted(rules, small_catalog):
+    search, tracking = make(rules, small_catalog)
+    tracking.track([Interaction(event_type="purchase", user_id="u", product_id="oat-milk", timestamp=NOW, quantity=5)])
+    affinities = search.profiles.read("u", lambda p: search.engine.read(p, NOW.timestamp()))
+    assert affinities.of("product:oat-milk") == 1.0
+    floor = rules.ranking.min_relevance
+
+    def order(oat_relevance: float) -> list[str]:
+        hits = [Hit(small_catalog.get(pid), r) for pid, r in
+                (("greek-yogurt", 1.0), ("skim-milk", floor + 0.01), ("oat-milk", oat_relevance))]
+        return [r.product.id for r in rerank(hits, affinities, rules.ranking, small_catalog)]
+
+    # Below the floor the loved product stays under a weak but eligible match ...
+    assert order(floor * 0.99) == ["greek-yogurt", "skim-milk", "oat-milk"]
+    # ... above it, it can climb to the top.
+    assert order(0.75) == ["oat-milk", "greek-yogurt", "skim-milk"]
+
+
+def test_anonymous_and_opted_out_get_plain_results(rules, small_catalog):
+    search, tracking = make(rules, small_catalog)
+    tracking.track([click("oat-milk")])
+    assert search.search(SearchRequest(query="yogurt"))["personalization"]["reason"] == "anonymous"
+    opted = search.search(SearchRequest(query="yogurt", user_id="u"), personalize=False)
+    assert opted["personalization"]["reason"] == "opted_out"
+    assert all(not r["badges"] and r["moved"] == 0 for r in opted["results"])
+
+
+def test_a_broken_profile_store_fails_open(rules, small_catalog):
+    search, _ = make(rules, small_catalog, store=BrokenProfileStore())
+    answer = search.search(SearchRequest(query="milk", user_id="u"))
+    assert answer["personalization"]["reason"] == "error"
+    assert [r["rank"] for r in answer["results"]] == list(range(len(answer["results"])))
+    assert answer["results"]
+
+
+def test_over_budget_serves_plain_results_flagged(rules, small_catalog):
+    ticks = itertools.count(step=0.2)  # every timer reading is 200 ms after the previous one
+    search, tracking = make(rules, small_catalog, timer=lambda: next(ticks))
+    tracking.track([click("oat-milk")])
+    answer = search.search(SearchRequest(query="yogurt", user_id="u"))
+    assert answer["personalization"]["reason"] == "over_budget"
+    assert answer["results"][0]["product_id"] != "oat-yogurt" or answer["results"][0]["base_rank"] == 0
+    assert all(r["moved"] == 0 for r in answer["results"])
+
+
+def test_no_match_is_an_empty_answer(rules, small_catalog):
+    search, _ = make(rules, small_catalog)
+    answer = search.search(SearchRequest(query="caviar", user_id="u"))
+    assert answer["results"] == [] and answer["personalization"]["reason"] == "no_results"
+
+
+def test_limit_and_timings(rules, small_catalog):
+    search, _ = make(rules, small_catalog)
+    answer = search.search(SearchRequest(query="milk", limit=2))
+    assert len(answer["results"]) == 2
+    assert set(answer["timing_ms"]) == {"base_search", "rerank", "compile", "total"}
+
+
+@pytest.mark.parametrize("bad", [{"query": ""}, {"query": "   "}, {"query": "x", "limit": 0}, {"query": "x", "filters": {"min_price": 5, "max_price": 1}}])
+def test_bad_search_requests(bad):
+    with pytest.raises(ValueError):
+        SearchRequest.model_validate(bad)
