@@ -38,7 +38,9 @@ def validate(model: type, data: object, prefix: str = ""):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise RequestError("invalid_request", "the request does not match the schema", field_errors(exc, prefix)) from None
+        raise RequestError(
+            "invalid_request", "the request does not match the schema", field_errors(exc, prefix)
+        ) from None
 
 
 def json_body(request: flask.Request) -> Any:

@@ -25,6 +25,10 @@ def get_live_preferences(request: flask.Request) -> tuple[int, dict]:
     match = _PATH.search(request.path)
     user_id = match.group("user_id") if match else request.args.get("user_id")
     if user_id is None:
-        raise RequestError("invalid_request", "give the user as /api/users/{user_id}/preferences/live", [{"field": "user_id", "message": "missing"}])
+        raise RequestError(
+            "invalid_request",
+            "give the user as /api/users/{user_id}/preferences/live",
+            [{"field": "user_id", "message": "missing"}],
+        )
     ref = validate(UserRef, {"user_id": user_id})
     return 200, container().preferences.live(ref.user_id)

@@ -22,7 +22,11 @@ def parse_events(body: object, max_batch: int) -> list[Interaction]:
     else:
         return [validate(Interaction, body)]
     if not isinstance(body, list) or not body:
-        raise RequestError("invalid_request", "events must be a non-empty list", [{"field": "events", "message": "not a non-empty list"}])
+        raise RequestError(
+            "invalid_request",
+            "events must be a non-empty list",
+            [{"field": "events", "message": "not a non-empty list"}],
+        )
     if len(body) > max_batch:
         raise RequestError("batch_too_large", f"at most {max_batch} events per request")
     events, fields = [], []

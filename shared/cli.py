@@ -89,16 +89,29 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve every HTTP function on one local port")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--catalog", type=Path, help="catalog file (.jsonl/.csv); default: var/catalog.jsonl, else a generated demo catalog")
+    serve.add_argument(
+        "--catalog",
+        type=Path,
+        help="catalog file (.jsonl/.csv); default: var/catalog.jsonl, else a generated demo catalog",
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="replay the three acceptance scenarios over HTTP and print what changed")
     demo.add_argument("--url", help="a running server (default: start one in this process)")
     demo.set_defaults(run=_demo)
 
-    imp = commands.add_parser("import-catalog", help="validate a catalog file (or generate one) and install it for 'serve'")
-    imp.add_argument("file", nargs="?", type=Path, help=".jsonl or .csv with id,name,brand,category,department,attributes,price,size,unit")
-    imp.add_argument("--generate", type=int, metavar="N", help="write a deterministic demo catalog of N products instead")
+    imp = commands.add_parser(
+        "import-catalog", help="validate a catalog file (or generate one) and install it for 'serve'"
+    )
+    imp.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        help=".jsonl or .csv with id,name,brand,category,department,attributes,price,size,unit",
+    )
+    imp.add_argument(
+        "--generate", type=int, metavar="N", help="write a deterministic demo catalog of N products instead"
+    )
     imp.add_argument("--seed", type=int, default=7, help="seed for --generate")
     imp.add_argument("--out", type=Path, help="where to write (default: LEAFLOAF_CATALOG_PATH or var/catalog.jsonl)")
     imp.set_defaults(run=_import_catalog)

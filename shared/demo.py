@@ -29,7 +29,9 @@ class Api:
             return error.code, json.loads(error.read() or b"{}")
 
     def search(self, user_id: str, query: str, limit: int = 10) -> dict:
-        status, body = self.call("POST", "/api/search/personalized", {"query": query, "user_id": user_id, "limit": limit})
+        status, body = self.call(
+            "POST", "/api/search/personalized", {"query": query, "user_id": user_id, "limit": limit}
+        )
         if status != 200:
             raise RuntimeError(f"search failed with {status}: {body}")
         return body
@@ -53,7 +55,9 @@ class Outcome:
 
 
 def _top(results: list[dict], n: int = 3) -> str:
-    return "; ".join(f"{r['rank'] + 1}. {r['name']}" + (f" [{', '.join(r['badges'])}]" if r["badges"] else "") for r in results[:n])
+    return "; ".join(
+        f"{r['rank'] + 1}. {r['name']}" + (f" [{', '.join(r['badges'])}]" if r["badges"] else "") for r in results[:n]
+    )
 
 
 def new_shopper_gets_plant_based_yogurt(api: Api, say: Say, user: str = "demo-oat") -> Outcome:
@@ -61,15 +65,24 @@ def new_shopper_gets_plant_based_yogurt(api: Api, say: Say, user: str = "demo-oa
     milk = api.search(user, "milk", limit=100)
     say(f"  search 'milk' (new shopper, personalization: {milk['personalization']['reason']}): {_top(milk['results'])}")
     oat = next(r for r in milk["results"] if "oat milk" in r["name"].lower())
-    api.track({"event_type": "click_product", "user_id": user, "product_id": oat["product_id"],
-               "context": {"search_query": "milk", "position": oat["rank"]}})
+    api.track(
+        {
+            "event_type": "click_product",
+            "user_id": user,
+            "product_id": oat["product_id"],
+            "context": {"search_query": "milk", "position": oat["rank"]},
+        }
+    )
     say(f"  scrolls to result {oat['rank'] + 1} and clicks '{oat['name']}'")
     yogurt = api.search(user, "yogurt")
     first = yogurt["results"][0]
     say(f"  search 'yogurt': {_top(yogurt['results'])}")
     passed = "plant-based" in first["attributes"] and yogurt["personalization"]["applied"]
-    return Outcome("new shopper, oat milk -> plant-based yogurt first", passed,
-                   f"first result '{first['name']}' (moved up {first['moved']} places)")
+    return Outcome(
+        "new shopper, oat milk -> plant-based yogurt first",
+        passed,
+        f"first result '{first['name']}' (moved up {first['moved']} places)",
+    )
 
 
 def scrolled_past_spicy_chips(api: Api, say: Say, user: str = "demo-chips") -> Outcome:
@@ -78,23 +91,41 @@ def scrolled_past_spicy_chips(api: Api, say: Say, user: str = "demo-chips") -> O
     spicy_before = [r["rank"] for r in before if "spicy" in r["attributes"]]
     original = next(r for r in before if "original" in r["name"].lower() and "spicy" not in r["attributes"])
     scrolls = [
-        {"event_type": "displayed_but_scrolled", "user_id": user, "product_id": r["product_id"],
-         "context": {"search_query": "chips", "position": r["rank"]}}
-        for r in before if "spicy" in r["attributes"]
+        {
+            "event_type": "displayed_but_scrolled",
+            "user_id": user,
+            "product_id": r["product_id"],
+            "context": {"search_query": "chips", "position": r["rank"]},
+        }
+        for r in before
+        if "spicy" in r["attributes"]
     ]
-    api.track(*scrolls, {"event_type": "click_product", "user_id": user, "product_id": original["product_id"],
-                         "context": {"search_query": "chips", "position": original["rank"]}})
+    api.track(
+        *scrolls,
+        {
+            "event_type": "click_product",
+            "user_id": user,
+            "product_id": original["product_id"],
+            "context": {"search_query": "chips", "position": original["rank"]},
+        },
+    )
     say(f"  search 'chips': spicy chips at ranks {[r + 1 for r in spicy_before]}")
     say(f"  scrolls past all {len(scrolls)} spicy chips and clicks '{original['name']}'")
     after = api.search(user, "chips", limit=20)["results"]
     spicy_after = [r["rank"] for r in after if "spicy" in r["attributes"]]
     say(f"  search 'chips' again: spicy chips at ranks {[r + 1 for r in spicy_after]}")
-    pushed_down = bool(spicy_before) and (not spicy_after or min(spicy_after) > max(spicy_before, default=0) or
-                                          sum(spicy_after) / len(spicy_after) > sum(spicy_before) / len(spicy_before))
+    pushed_down = bool(spicy_before) and (
+        not spicy_after
+        or min(spicy_after) > max(spicy_before, default=0)
+        or sum(spicy_after) / len(spicy_after) > sum(spicy_before) / len(spicy_before)
+    )
     top5_before = sum(r < 5 for r in spicy_before)
     top5_after = sum(r < 5 for r in spicy_after)
-    return Outcome("spicy chips scrolled past -> pushed down", pushed_down and top5_after <= top5_before,
-                   f"spicy in top 20: {len(spicy_before)} -> {len(spicy_after)}, in top 5: {top5_before} -> {top5_after}")
+    return Outcome(
+        "spicy chips scrolled past -> pushed down",
+        pushed_down and top5_after <= top5_before,
+        f"spicy in top 20: {len(spicy_before)} -> {len(spicy_after)}, in top 5: {top5_before} -> {top5_after}",
+    )
 
 
 def bulk_buyer_gets_quantity_two(api: Api, say: Say, user: str = "demo-bulk") -> Outcome:
@@ -107,8 +138,11 @@ def bulk_buyer_gets_quantity_two(api: Api, say: Say, user: str = "demo-bulk") ->
     suggested = next(r["suggested_quantity"] for r in again if r["product_id"] == gallon["product_id"])
     preferred = api.preferences(user)["preferred_quantities"]
     say(f"  search again: suggested quantity {suggested}; live preferences: {preferred}")
-    return Outcome("bulk buyer -> suggested quantity 2", suggested == 2 and preferred.get(gallon["product_id"]) == 2,
-                   f"suggested quantity {suggested}")
+    return Outcome(
+        "bulk buyer -> suggested quantity 2",
+        suggested == 2 and preferred.get(gallon["product_id"]) == 2,
+        f"suggested quantity {suggested}",
+    )
 
 
 SCENARIOS = (new_shopper_gets_plant_based_yogurt, scrolled_past_spicy_chips, bulk_buyer_gets_quantity_two)

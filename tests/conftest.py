@@ -18,9 +18,7 @@ def rules() -> Rules:
 
 
 def product(pid: str, name: str, brand: str, category: str, attrs=(), price=3.0, dept="dairy") -> Product:
-    return Product(
-        id=pid, name=name, brand=brand, category=category, department=dept, attributes=attrs, price=price
-    )
+    return Product(id=pid, name=name, brand=brand, category=category, department=dept, attributes=attrs, price=price)
 
 
 SMALL_CATALOG = [
@@ -28,7 +26,9 @@ SMALL_CATALOG = [
     product("whole-milk", "Organic Valley Whole Milk", "Organic Valley", "milk", ("organic",), 5.0),
     product("skim-milk", "Horizon Skim Milk", "Horizon", "milk", (), 3.5),
     product("greek-yogurt", "Chobani Greek Yogurt", "Chobani", "yogurt", ("high-protein",), 1.5),
-    product("oat-yogurt", "Oatly Oatgurt Plant-Based Yogurt", "Oatly", "yogurt", ("vegan", "plant-based", "dairy-free"), 2.0),
+    product(
+        "oat-yogurt", "Oatly Oatgurt Plant-Based Yogurt", "Oatly", "yogurt", ("vegan", "plant-based", "dairy-free"), 2.0
+    ),
     product("spicy-chips", "Doritos Flamin Hot Chips", "Doritos", "chips", ("spicy",), 4.0, "snacks"),
     product("original-chips", "Lay's Original Chips", "Lay's", "chips", (), 3.0, "snacks"),
 ]

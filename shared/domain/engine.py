@@ -6,6 +6,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from shared.domain.catalog import Catalog, FacetKeys, Product, facet_keys
 from shared.domain.events import EventType, Interaction, PurchaseKind
@@ -17,9 +18,10 @@ from shared.domain.profile import (
     decayed,
     event_hash,
 )
-from shared.domain.rules import Facet, Rules, Signal
+from shared.domain.rules import Facet, Rules
 
 PRICE_NUM, PRICE_DEN = "price:num", "price:den"
+ProductPlan = tuple[tuple[tuple[str, int], ...], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +36,7 @@ class ProductFacts:
         return [key for facet, key in self.keys if facet in facets]
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(NamedTuple):  # a tuple: cheaper to build than a frozen dataclass on the hot path
     """The outcome of one event: whether it changed the profile, and as which signal."""
 
     applied: bool
@@ -79,6 +80,23 @@ class ProfileEngine:
         self._n = len(self._classes)
         self._class_of = rules.decay_index
         self._price_ids = (self.facets.id_of(PRICE_NUM), self.facets.id_of(PRICE_DEN))
+        # Per signal: the rules entry, its decay class index and factor, the facets it speaks about.
+        self._plans = {
+            name: (signal, self._class_of[signal.decay], rules.decay[signal.decay].factor, frozenset(signal.facets))
+            for name, signal in rules.signals.items()
+        }
+        self._catalog_plans: dict[str, ProductPlan] = {}  # bounded by the catalog
+
+    def _product_plan(self, event: Interaction) -> ProductPlan:
+        """(facet, facet id) pairs of the event's product (the product first) and its price level."""
+        pid = event.product_id or ""
+        plan = self._catalog_plans.get(pid) if event.price is None else None
+        if plan is None:
+            facts = facts_for(event, self.catalog)
+            plan = (tuple((facet, self.facets.id_of(key)) for facet, key in facts.keys), facts.price_ratio)
+            if event.price is None and self.catalog.get(pid) is not None:
+                self._catalog_plans[pid] = plan
+        return plan
 
     # -- writing ---------------------------------------------------------------------------
     def apply(self, profile: Profile, event: Interaction) -> Applied:
@@ -87,27 +105,26 @@ class ProfileEngine:
         if profile.seen(digest):
             return Applied(False)
         profile.remember(digest, self.dedup_window)
-        facts = facts_for(event, self.catalog) if event.product_id else None
-        product_fid = self.facets.id_of(facts.keys[0][1]) if facts else None  # product key comes first
-        bought_before = product_fid is not None and profile.quantity(product_fid) is not None
-        name = signal_name(event, self.rules, bought_before)
-        if name is None or facts is None:
-            return Applied(True, name)
-        signal: Signal = self.rules.signals[name]
-        weight = signal.weight_for(event.context.time_on_page)
+        if event.product_id is None:  # a search: kept for the pipeline, no profile signal
+            return Applied(True)
+        fids, price_ratio = self._product_plan(event)
+        product_fid = fids[0][1]
         if event.event_type is EventType.PURCHASE:
+            name = signal_name(event, self.rules, profile.quantity(product_fid) is not None)
             profile.set_quantity(product_fid, event.quantity)
+        else:
+            name = event.event_type.value
+        signal, cls, factor, facets = self._plans[name]
+        weight = signal.weight if signal.weight is not None else signal.weight_for(event.context.time_on_page)
         if weight == 0.0:
             return Applied(True, name, weight)
-        cls = self._class_of[signal.decay]
-        factor = self._classes[cls][1].factor
         t = event.epoch_seconds
-        for key in facts.keys_for(signal.facets):
-            profile.add(self.facets.id_of(key) * self._n + cls, weight, t, factor)
-        if weight > 0 and facts.price_ratio is not None:
+        n = self._n
+        profile.add([fid * n + cls for facet, fid in fids if facet in facets], weight, t, factor)
+        if weight > 0 and price_ratio is not None:
             num, den = self._price_ids
-            profile.add(num * self._n + cls, weight * facts.price_ratio, t, factor)
-            profile.add(den * self._n + cls, weight, t, factor)
+            profile.add((num * n + cls,), weight * price_ratio, t, factor)
+            profile.add((den * n + cls,), weight, t, factor)
         return Applied(True, name, weight)
 
     def compact(self, profile: Profile, now: float) -> None:
@@ -185,4 +202,3 @@ class ProfileEngine:
             if abs(part) > best.get(fid, (0.0, 0))[0]:
                 best[fid] = (abs(part), cls)
         return self._affinities(sums, best)
-

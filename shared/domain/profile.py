@@ -5,22 +5,31 @@ signal weights as of `ref`, the time of its latest interaction. Adding a weight 
 exact: value(t') = value(ref) * factor ** ((t' - ref) / DAY) + w * factor ** ((t' - t) / DAY).
 Reading at `now` gives sum(weight * factor ** age_days), the reference formula, for every pair
 whose latest interaction is at most `memory_days` old; affinities are that sum over classes,
-clipped to +-score_cap. Accumulators live in flat arrays to keep a profile near 1 KB.
+clipped to +-score_cap. Accumulators live in flat arrays sorted by id (binary search, no
+per-entry objects), and `ref` is kept in whole seconds: an event at t counts as of ceil(t),
+discounted by factor ** ((ceil(t) - t) / DAY), which is exact.
 """
 
 from __future__ import annotations
 
-import hashlib
+import bisect
+import math
+import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 DAY = 86_400.0
 
 
 def event_hash(event_id: str) -> int:
-    """A stable 64-bit digest of an event id, for the per-profile idempotency window."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+    """A stable 64-bit fingerprint of an event id (CRC-32 and Adler-32), for the idempotency window.
+
+    Stable across processes (unlike hash()) and four times cheaper than a cryptographic digest;
+    collisions only matter within one shopper's last few dozen events.
+    """
+    data = event_id.encode()
+    return zlib.crc32(data) << 32 | zlib.adler32(data)
 
 
 class FacetIndex:
@@ -47,34 +56,37 @@ class FacetIndex:
 class Profile:
     """One shopper's accumulators, idempotency window and preferred quantities."""
 
-    __slots__ = ("user_id", "_ids", "_values", "_refs", "_recent", "_quantities")
+    __slots__ = ("_ids", "_quantities", "_recent", "_refs", "_values", "user_id")
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
-        self._ids = array("l")  # accumulator id = facet id * n_classes + class index
+        self._ids = array("i")  # sorted; accumulator id = facet id * n_classes + class index
         self._values = array("d")
-        self._refs = array("d")  # epoch seconds of the latest interaction
+        self._refs = array("I")  # epoch seconds (rounded up) of the latest interaction
         self._recent = array("Q")  # hashes of the latest applied event ids
-        self._quantities = array("l")  # flat pairs: product facet id, last purchased quantity
+        self._quantities = array("i")  # flat pairs: product facet id, last purchased quantity
 
     def __len__(self) -> int:
         return len(self._ids)
 
-    def add(self, acc_id: int, weight: float, t: float, factor: float) -> None:
-        """Add `weight` observed at time t to an accumulator decaying by `factor` per day."""
-        try:
-            i = self._ids.index(acc_id)
-        except ValueError:
-            self._ids.append(acc_id)
-            self._values.append(weight)
-            self._refs.append(t)
-            return
-        ref = self._refs[i]
-        if t <= ref:  # late event: discount it to the accumulator's reference time
-            self._values[i] += weight * factor ** ((ref - t) / DAY)
-        else:
-            self._values[i] = self._values[i] * factor ** ((t - ref) / DAY) + weight
-            self._refs[i] = t
+    def add(self, acc_ids: Iterable[int], weight: float, t: float, factor: float) -> None:
+        """Add `weight`, observed at time t, to accumulators decaying by `factor` per day."""
+        ids, values, refs = self._ids, self._values, self._refs
+        ceil_t = math.ceil(t)
+        fresh = weight * factor ** ((ceil_t - t) / DAY)  # the weight as of ceil(t)
+        for acc_id in acc_ids:
+            i = bisect.bisect_left(ids, acc_id)
+            if i == len(ids) or ids[i] != acc_id:
+                ids.insert(i, acc_id)
+                values.insert(i, fresh)
+                refs.insert(i, ceil_t)
+                continue
+            ref = refs[i]
+            if ceil_t <= ref:  # a late event: discount it to the accumulator's reference time
+                values[i] += weight * factor ** ((ref - t) / DAY)
+            else:
+                values[i] = values[i] * factor ** ((ceil_t - ref) / DAY) + fresh
+                refs[i] = ceil_t
 
     def accumulators(self) -> Iterator[tuple[int, float, float]]:
         """(accumulator id, value at ref, ref) triples."""
@@ -83,9 +95,9 @@ class Profile:
     def keep(self, predicate) -> None:
         """Drop every accumulator for which predicate(acc_id, ref) is false."""
         kept = [(a, v, r) for a, v, r in self.accumulators() if predicate(a, r)]
-        self._ids = array("l", (a for a, _, _ in kept))
+        self._ids = array("i", (a for a, _, _ in kept))
         self._values = array("d", (v for _, v, _ in kept))
-        self._refs = array("d", (r for _, _, r in kept))
+        self._refs = array("I", (r for _, _, r in kept))
 
     def seen(self, digest: int) -> bool:
         return digest in self._recent

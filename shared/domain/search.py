@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.domain.catalog import Product
@@ -76,6 +77,15 @@ class SearchRequest(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class Hit:
-    product: Product
-    relevance: float
+class Hits:
+    """Base search results as arrays: positions in `catalog.products`, most relevant first."""
+
+    rows: np.ndarray  # int64
+    relevance: np.ndarray  # float64, decreasing, > 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @classmethod
+    def empty(cls) -> Hits:
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))

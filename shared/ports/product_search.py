@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from shared.domain.catalog import Catalog
-from shared.domain.search import Hit, SearchFilters
+from shared.domain.search import Hits, SearchFilters
 
 
 class ProductSearch(ABC):
@@ -16,7 +16,7 @@ class ProductSearch(ABC):
         """Index `catalog`."""
 
     @abstractmethod
-    def search(self, query: str, filters: SearchFilters, limit: int) -> list[Hit]:
+    def search(self, query: str, filters: SearchFilters, limit: int) -> Hits:
         """Return at most `limit` matching products, most relevant first.
 
         Args:
@@ -25,5 +25,6 @@ class ProductSearch(ABC):
             limit: how many hits at most.
 
         Returns:
-            Hits with relevance > 0, sorted by decreasing relevance (ties by catalog order).
+            Positions in `catalog.products` with relevance > 0, by decreasing relevance
+            (ties in catalog order).
         """

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from shared.domain.engine import ProfileEngine
 from shared.domain.profile import Affinities
-from shared.domain.ranking import Ranked, badges, confidence, explain, plain, rerank
+from shared.domain.ranking import FacetMatrix, Ranked, badges, confidence, explain, plain, rerank
 from shared.domain.search import SearchRequest
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
@@ -32,6 +32,7 @@ class SearchService:
         self.profiles = profiles
         self.clock = clock
         self.timer = timer
+        self.matrix = FacetMatrix(engine.catalog, engine.rules.ranking)
 
     def search(self, request: SearchRequest, personalize: bool = True) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
@@ -42,10 +43,10 @@ class SearchService:
         ranked, affinities, skipped = self._personalize(request, hits, personalize)
         ranked_at = self.timer()
         if skipped:
-            ranked, affinities = plain(hits), None
+            ranked, affinities = plain(hits, self.engine.catalog, request.limit), None
         # Suggested quantities come from the profile too, so only a personalized answer has them.
         quantities = self._quantities(request.user_id) if affinities is not None and request.user_id else {}
-        results = self._compile(ranked[: request.limit], affinities, quantities)
+        results = self._compile(ranked, affinities, quantities)
         done = self.timer()
         return {
             "query": request.query,
@@ -59,20 +60,22 @@ class SearchService:
             },
         }
 
-    def _personalize(self, request: SearchRequest, hits, personalize: bool) -> tuple[list[Ranked], Affinities | None, str | None]:
+    def _personalize(
+        self, request: SearchRequest, hits, personalize: bool
+    ) -> tuple[list[Ranked], Affinities | None, str | None]:
         """(ranked, affinities, None) when personalization applied, else ([], None, why it was skipped)."""
         if not personalize:
             return [], None, "opted_out"
         if request.user_id is None:
             return [], None, "anonymous"
-        if not hits:
+        if not len(hits):
             return [], None, "no_results"
         started = self.timer()
         try:
             affinities = self.profiles.read(request.user_id, lambda p: self.engine.read(p, self.clock()))
             if affinities is None or affinities.empty:
                 return [], None, "no_profile"
-            ranked = rerank(hits, affinities, self.engine.rules.ranking, self.engine.catalog)
+            ranked = rerank(hits, affinities, self.matrix, request.limit)
         except Exception:  # fail open: a broken profile must never break search
             log.exception("personalization failed; serving plain results", extra={"user_id": request.user_id})
             return [], None, "error"

@@ -19,7 +19,11 @@ def server_url(tmp_path_factory) -> Iterator[str]:
     env = os.environ | {"LEAFLOAF_CATALOG_PATH": str(tmp_path_factory.mktemp("cat") / "absent.jsonl")}
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         for line in process.stdout:
@@ -41,8 +45,13 @@ def test_acceptance_scenario(server_url, scenario):
 
 
 def test_demo_command_against_the_server(server_url):
-    done = subprocess.run([sys.executable, "-m", "shared.cli", "demo", "--url", server_url],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "demo", "--url", server_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 of 3 scenarios behaved as the design says." in done.stdout
 
@@ -54,7 +63,9 @@ def test_unknown_path_is_a_json_404(server_url):
 
 def test_cli_help_for_every_command():
     for command in ("serve", "demo", "import-catalog"):
-        done = subprocess.run([sys.executable, "-m", "shared.cli", command, "--help"], cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.cli", command, "--help"], cwd=ROOT, capture_output=True, text=True
+        )
         assert done.returncode == 0 and "usage:" in done.stdout
 
 
@@ -62,9 +73,17 @@ def test_import_catalog_reports_bad_rows_and_installs_good_files(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("id,name,brand,category,department,price\np1,Milk,Acme,milk,dairy,oops\n")
     out = tmp_path / "catalog.jsonl"
-    done = subprocess.run([sys.executable, "-m", "shared.cli", "import-catalog", str(bad), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "import-catalog", str(bad), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1 and "line 2: price" in done.stderr and not out.exists()
-    done = subprocess.run([sys.executable, "-m", "shared.cli", "import-catalog", "--generate", "300", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "import-catalog", "--generate", "300", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and len(out.read_text().splitlines()) == 300

@@ -13,11 +13,17 @@ from shared.domain.catalog import Catalog
 from tests.conftest import ROOT, SMALL_CATALOG
 
 MAIN = str(ROOT / "main.py")
+CLICK = {"event_type": "click_product", "user_id": "u", "product_id": "p"}
 
 
 @pytest.fixture(autouse=True)
 def services(tmp_path):
-    settings = Settings(catalog_path=tmp_path / "none.jsonl", max_body_bytes=4_000, max_batch_events=5, cors_origins="https://shop.example")
+    settings = Settings(
+        catalog_path=tmp_path / "none.jsonl",
+        max_body_bytes=4_000,
+        max_batch_events=5,
+        cors_origins="https://shop.example",
+    )
     bootstrap.install(bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG)))
     yield
     bootstrap.install(None)
@@ -33,12 +39,19 @@ def error_fields(response) -> list[str]:
 
 def test_track_one_event_and_a_batch():
     track = client("track_interaction")
-    one = track.post("/", json={"event_id": "e1", "event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"})
+    one = track.post(
+        "/", json={"event_id": "e1", "event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"}
+    )
     assert one.status_code == 202 and one.get_json() == {"accepted": ["e1"], "duplicates": []}
-    batch = track.post("/", json={"events": [
-        {"event_id": "e1", "event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"},
-        {"event_id": "e2", "event_type": "search", "user_id": "u1", "context": {"search_query": "milk"}},
-    ]})
+    batch = track.post(
+        "/",
+        json={
+            "events": [
+                {"event_id": "e1", "event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"},
+                {"event_id": "e2", "event_type": "search", "user_id": "u1", "context": {"search_query": "milk"}},
+            ]
+        },
+    )
     assert batch.status_code == 202 and batch.get_json() == {"accepted": ["e2"], "duplicates": ["e1"]}
     as_array = track.post("/", json=[{"event_type": "view_details", "user_id": "u2", "product_id": "whole-milk"}])
     assert as_array.status_code == 202 and len(as_array.get_json()["accepted"]) == 1
@@ -52,12 +65,23 @@ def test_track_one_event_and_a_batch():
         ('{"event_type": "teleport", "user_id": "u", "product_id": "p"}', "invalid_request", ["event_type"]),
         ('{"event_type": "click_product"}', "invalid_request", ["user_id"]),
         ('{"event_type": "click_product", "user_id": 7, "product_id": "p"}', "invalid_request", ["user_id"]),
-        ('{"event_type": "purchase", "user_id": "u", "product_id": "p", "quantity": "lots"}', "invalid_request", ["quantity"]),
-        ('{"events": [{"event_type": "click_product", "user_id": "u", "product_id": "p"}, {"event_type": "click_product", "user_id": "u"}]}',
-         "invalid_request", ["events.1"]),
+        (
+            '{"event_type": "purchase", "user_id": "u", "product_id": "p", "quantity": "lots"}',
+            "invalid_request",
+            ["quantity"],
+        ),
+        (
+            json.dumps({"events": [CLICK, {"event_type": "click_product", "user_id": "u"}]}),
+            "invalid_request",
+            ["events.1"],
+        ),
         ('{"events": []}', "invalid_request", ["events"]),
         ('{"events": [], "extra": 1}', "invalid_request", []),
-        (json.dumps({"events": [{"event_type": "view_details", "user_id": "u", "product_id": "p"}] * 6}), "batch_too_large", []),
+        (
+            json.dumps({"events": [{"event_type": "view_details", "user_id": "u", "product_id": "p"}] * 6}),
+            "batch_too_large",
+            [],
+        ),
         ('"just a string"', "invalid_request", ["<body>"]),
         ("[" * 5000 + "]" * 5000, "payload_too_large", []),
     ],
@@ -73,20 +97,29 @@ def test_bad_track_requests_get_400_naming_the_field(body, code, fields):
 def test_deeply_nested_json_is_a_400_not_a_crash():
     settings = bootstrap.container().settings.model_copy(update={"max_body_bytes": 1_000_000})
     bootstrap.install(bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG)))
-    response = client("track_interaction").post("/", data="[" * 100_000 + "]" * 100_000, content_type="application/json")
+    response = client("track_interaction").post(
+        "/", data="[" * 100_000 + "]" * 100_000, content_type="application/json"
+    )
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_json"
 
 
 def test_nothing_is_applied_when_one_event_of_a_batch_is_bad():
-    client("track_interaction").post("/", json={"events": [
-        {"event_type": "click_product", "user_id": "u9", "product_id": "oat-milk"},
-        {"event_type": "click_product", "user_id": "u9"},
-    ]})
+    client("track_interaction").post(
+        "/",
+        json={
+            "events": [
+                {"event_type": "click_product", "user_id": "u9", "product_id": "oat-milk"},
+                {"event_type": "click_product", "user_id": "u9"},
+            ]
+        },
+    )
     assert client("get_live_preferences").get("/api/users/u9/preferences/live").get_json()["known"] is False
 
 
 def test_search_personalizes_after_tracking():
-    client("track_interaction").post("/", json={"event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"})
+    client("track_interaction").post(
+        "/", json={"event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"}
+    )
     answer = client("search_personalized").post("/", json={"query": "yogurt", "user_id": "u1", "limit": 5})
     assert answer.status_code == 200
     body = answer.get_json()
@@ -96,8 +129,14 @@ def test_search_personalizes_after_tracking():
 
 
 def test_search_opt_out_through_context():
-    client("track_interaction").post("/", json={"event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"})
-    body = client("search_personalized").post("/", json={"query": "yogurt", "user_id": "u1", "context": {"personalization": False}}).get_json()
+    client("track_interaction").post(
+        "/", json={"event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"}
+    )
+    body = (
+        client("search_personalized")
+        .post("/", json={"query": "yogurt", "user_id": "u1", "context": {"personalization": False}})
+        .get_json()
+    )
     assert body["personalization"] == {"applied": False, "reason": "opted_out", "budget_ms": 50.0}
 
 
@@ -117,7 +156,9 @@ def test_bad_search_requests(body, fields):
 
 
 def test_live_preferences():
-    client("track_interaction").post("/", json={"event_type": "purchase", "user_id": "u1", "product_id": "whole-milk", "quantity": 2})
+    client("track_interaction").post(
+        "/", json={"event_type": "purchase", "user_id": "u1", "product_id": "whole-milk", "quantity": 2}
+    )
     prefs = client("get_live_preferences").get("/api/users/u1/preferences/live").get_json()
     assert prefs["known"] is True
     assert prefs["brands"] == {"organic valley": 0.8}
@@ -157,6 +198,8 @@ def test_an_internal_error_is_a_json_500_and_logged(monkeypatch, caplog):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(bootstrap.container().tracking, "track", explode)
-    response = client("track_interaction").post("/", json={"event_type": "view_details", "user_id": "u", "product_id": "p"})
+    response = client("track_interaction").post(
+        "/", json={"event_type": "view_details", "user_id": "u", "product_id": "p"}
+    )
     assert response.status_code == 500 and response.get_json()["error"]["code"] == "internal"
     assert "unhandled error" in caplog.text

@@ -66,28 +66,36 @@ def test_generator_is_deterministic_and_realistic():
     assert generate_catalog(3000, seed=8) != a
 
 
+CATALOG = Catalog(generate_catalog(3000))
+
+
 @pytest.fixture(scope="module")
 def search():
-    return Bm25sProductSearch(Catalog(generate_catalog(3000)))
+    return Bm25sProductSearch(CATALOG)
+
+
+def found(hits) -> list:
+    return [CATALOG.products[row] for row in hits.rows]
 
 
 def test_search_ignores_case_and_plurals(search):
-    plain = [h.product.id for h in search.search("yogurt", SearchFilters(), 20)]
-    assert plain and plain == [h.product.id for h in search.search("YOGURTS", SearchFilters(), 20)]
-    assert "yogurt" in search.search("yogurt", SearchFilters(), 1)[0].product.name.lower()
+    plain = [p.id for p in found(search.search("yogurt", SearchFilters(), 20))]
+    assert plain and plain == [p.id for p in found(search.search("YOGURTS", SearchFilters(), 20))]
+    assert "yogurt" in found(search.search("yogurt", SearchFilters(), 1))[0].name.lower()
 
 
 def test_search_filters(search):
-    hits = search.search("chips", SearchFilters(attributes=("Spicy",), max_price=4.0), 50)
-    assert hits and all("spicy" in h.product.attributes and h.product.price <= 4.0 for h in hits)
-    hits = search.search("milk", SearchFilters(brand="OATLY", category="milk"), 50)
-    assert hits and all(h.product.brand == "Oatly" for h in hits)
-    assert search.search("milk", SearchFilters(attributes=("no-such-attribute",)), 10) == []
+    hits = found(search.search("chips", SearchFilters(attributes=("Spicy",), max_price=4.0), 50))
+    assert hits and all("spicy" in p.attributes and p.price <= 4.0 for p in hits)
+    hits = found(search.search("milk", SearchFilters(brand="OATLY", category="milk"), 50))
+    assert hits and all(p.brand == "Oatly" for p in hits)
+    assert len(search.search("milk", SearchFilters(attributes=("no-such-attribute",)), 10)) == 0
 
 
 def test_search_results_are_sorted_and_limited(search):
     hits = search.search("organic milk", SearchFilters(), 7)
     assert len(hits) == 7
-    assert [h.relevance for h in hits] == sorted((h.relevance for h in hits), reverse=True)
-    assert search.search("zzzz qqqq", SearchFilters(), 10) == []
-    assert search.search("the and of", SearchFilters(), 10) == []
+    assert list(hits.relevance) == sorted(hits.relevance, reverse=True)
+    assert all(SearchFilters().accepts(p) for p in found(hits))
+    assert len(search.search("zzzz qqqq", SearchFilters(), 10)) == 0
+    assert len(search.search("the and of", SearchFilters(), 10)) == 0

@@ -21,17 +21,25 @@ def engine(rules, small_catalog) -> ProfileEngine:
 
 
 def ev(event_type: str, product_id: str = "oat-milk", days: float = 0, **extra) -> Interaction:
-    return Interaction(event_type=event_type, user_id="u", product_id=product_id, timestamp=T0 + timedelta(days=days), **extra)
+    return Interaction(
+        event_type=event_type, user_id="u", product_id=product_id, timestamp=T0 + timedelta(days=days), **extra
+    )
 
 
 def test_a_click_touches_every_facet_with_its_weight(engine):
     profile = Profile("u")
     engine.apply(profile, ev("click_product"))
     scores = engine.read(profile, T0.timestamp()).scores
-    assert scores == pytest.approx({
-        "product:oat-milk": 0.2, "brand:oatly": 0.2, "category:milk": 0.2,
-        "attribute:vegan": 0.2, "attribute:plant-based": 0.2, "attribute:dairy-free": 0.2,
-    })
+    assert scores == pytest.approx(
+        {
+            "product:oat-milk": 0.2,
+            "brand:oatly": 0.2,
+            "category:milk": 0.2,
+            "attribute:vegan": 0.2,
+            "attribute:plant-based": 0.2,
+            "attribute:dairy-free": 0.2,
+        }
+    )
 
 
 def test_decay_follows_the_class_factor(engine):
@@ -112,7 +120,16 @@ def test_dwell_below_ten_seconds_changes_nothing(engine):
 
 def test_unknown_products_use_the_facts_the_event_carries(engine):
     profile = Profile("u")
-    engine.apply(profile, ev("click_product", "new-kombucha", product_brand="Humm", product_category="Kombucha", product_attributes=["Organic"]))
+    engine.apply(
+        profile,
+        ev(
+            "click_product",
+            "new-kombucha",
+            product_brand="Humm",
+            product_category="Kombucha",
+            product_attributes=["Organic"],
+        ),
+    )
     scores = engine.read(profile, T0.timestamp()).scores
     assert scores.keys() == {"product:new-kombucha", "brand:humm", "category:kombucha", "attribute:organic"}
 

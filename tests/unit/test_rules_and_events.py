@@ -60,7 +60,10 @@ def test_unreadable_or_malformed_rules_file(tmp_path):
         ({"event_type": "click_product", "user_id": "u"}, "needs product_id"),
         ({"event_type": "search", "user_id": "u"}, "needs context.search_query"),
         ({"event_type": "time_on_product", "user_id": "u", "product_id": "p"}, "time_on_page"),
-        ({"event_type": "click_product", "user_id": "u", "product_id": "p", "purchase_kind": "repeat"}, "only allowed on purchase"),
+        (
+            {"event_type": "click_product", "user_id": "u", "product_id": "p", "purchase_kind": "repeat"},
+            "only allowed on purchase",
+        ),
         ({"event_type": "click_product", "user_id": "u", "product_id": "p", "colour": "red"}, "Extra inputs"),
         ({"event_type": "click_product", "user_id": "u u", "product_id": "p"}, "pattern"),
         ({"event_type": "purchase", "user_id": "u", "product_id": "p", "quantity": 0}, "greater than or equal to 1"),
@@ -75,7 +78,9 @@ def test_timestamps_are_utc_and_not_in_the_future():
     naive = Interaction(event_type="view_details", user_id="u", product_id="p", timestamp=datetime(2026, 1, 1, 12))
     assert naive.timestamp.tzinfo is UTC
     with pytest.raises(ValidationError, match="future"):
-        Interaction(event_type="view_details", user_id="u", product_id="p", timestamp=datetime.now(UTC) + timedelta(hours=1))
+        Interaction(
+            event_type="view_details", user_id="u", product_id="p", timestamp=datetime.now(UTC) + timedelta(hours=1)
+        )
 
 
 def test_event_id_is_generated_when_absent():

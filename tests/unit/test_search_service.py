@@ -5,14 +5,15 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from shared.adapters.product_search.bm25s import Bm25sProductSearch
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
-from shared.domain.ranking import rerank
-from shared.domain.search import Hit, SearchRequest
+from shared.domain.ranking import explain, rerank
+from shared.domain.search import Hits, SearchRequest
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 
@@ -69,9 +70,10 @@ def test_weak_matches_are_never_promoted(rules, small_catalog):
     floor = rules.ranking.min_relevance
 
     def order(oat_relevance: float) -> list[str]:
-        hits = [Hit(small_catalog.get(pid), r) for pid, r in
-                (("greek-yogurt", 1.0), ("skim-milk", floor + 0.01), ("oat-milk", oat_relevance))]
-        return [r.product.id for r in rerank(hits, affinities, rules.ranking, small_catalog)]
+        picked = (("greek-yogurt", 1.0), ("skim-milk", floor + 0.01), ("oat-milk", oat_relevance))
+        rows = [next(i for i, p in enumerate(small_catalog.products) if p.id == pid) for pid, _ in picked]
+        hits = Hits(np.array(rows), np.array([r for _, r in picked]))
+        return [r.product.id for r in rerank(hits, affinities, search.matrix, limit=10)]
 
     # Below the floor the loved product stays under a weak but eligible match ...
     assert order(floor * 0.99) == ["greek-yogurt", "skim-milk", "oat-milk"]
@@ -119,7 +121,28 @@ def test_limit_and_timings(rules, small_catalog):
     assert set(answer["timing_ms"]) == {"base_search", "rerank", "compile", "total"}
 
 
-@pytest.mark.parametrize("bad", [{"query": ""}, {"query": "   "}, {"query": "x", "limit": 0}, {"query": "x", "filters": {"min_price": 5, "max_price": 1}}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"query": ""},
+        {"query": "   "},
+        {"query": "x", "limit": 0},
+        {"query": "x", "filters": {"min_price": 5, "max_price": 1}},
+    ],
+)
 def test_bad_search_requests(bad):
     with pytest.raises(ValueError):
         SearchRequest.model_validate(bad)
+
+
+def test_matrix_scores_equal_the_explained_contributions(rules, small_catalog):
+    search, tracking = make(rules, small_catalog)
+    tracking.track([click("oat-milk"), Interaction(event_type="purchase", user_id="u", product_id="skim-milk", timestamp=NOW)])
+    tracking.track([Interaction(event_type="displayed_but_scrolled", user_id="u", product_id="spicy-chips", timestamp=NOW)])
+    affinities = search.profiles.read("u", lambda p: search.engine.read(p, NOW.timestamp()))
+    rows = np.arange(len(small_catalog))
+    scores = search.matrix.personal(rows, affinities)
+    for product, score in zip(small_catalog.products, scores, strict=True):
+        explained = sum(c.contribution for c in explain(product, affinities, rules.ranking, small_catalog))
+        assert score == pytest.approx(explained, abs=1e-12), product.id
+    assert any(scores > 0) and any(scores < 0)

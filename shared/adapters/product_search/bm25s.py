@@ -10,7 +10,7 @@ import numpy as np
 import Stemmer
 
 from shared.domain.catalog import Catalog
-from shared.domain.search import Hit, SearchFilters
+from shared.domain.search import Hits, SearchFilters
 from shared.ports.product_search import ProductSearch
 
 _WORD = re.compile(r"\w+")
@@ -24,10 +24,7 @@ class Bm25sProductSearch(ProductSearch):
         self._products = catalog.products
         self._stemmer = Stemmer.Stemmer("english")
         self._stopwords = set(bm25s.stopwords.STOPWORDS_EN)
-        texts = [
-            " ".join((p.name, p.brand, p.category, p.department, " ".join(p.attributes)))
-            for p in self._products
-        ]
+        texts = [" ".join((p.name, p.brand, p.category, p.department, " ".join(p.attributes))) for p in self._products]
         # Product titles are short and attribute lists lengthen them: mild length normalisation.
         self._index = bm25s.BM25(b=0.3)
         self._index.index([self._tokens(t) for t in texts], show_progress=False)
@@ -76,10 +73,10 @@ class Bm25sProductSearch(ProductSearch):
             both(self._price <= filters.max_price)
         return mask
 
-    def search(self, query: str, filters: SearchFilters, limit: int) -> list[Hit]:
+    def search(self, query: str, filters: SearchFilters, limit: int) -> Hits:
         tokens = self._tokens(query)
         if not tokens or not self._products:
-            return []
+            return Hits.empty()
         scores = self._index.get_scores(tokens)
         mask = self._mask(filters)
         if mask is not None:
@@ -89,4 +86,4 @@ class Bm25sProductSearch(ProductSearch):
             top = np.argpartition(-scores[matching], limit - 1)[:limit]
             matching = matching[top]
         order = matching[np.lexsort((matching, -scores[matching]))]
-        return [Hit(self._products[i], float(scores[i])) for i in order]
+        return Hits(order.astype(np.int64), scores[order].astype(np.float64))

@@ -1,0 +1,55 @@
+"""Simulated shoppers: realistic event streams over a catalog, deterministic per seed."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from shared.domain.catalog import Catalog
+from shared.domain.events import Interaction
+
+QUERIES = (
+    "milk", "oat milk", "greek yogurt", "yogurt", "chips", "spicy chips", "organic eggs", "gluten free bread",
+    "coffee", "ice cream", "pasta", "vegan cheese", "sparkling water", "almonds", "chicken breast",
+    "orange juice", "cereal", "hot sauce", "butter", "bananas", "spinach", "plant based burger", "cheddar",
+)  # fmt: skip
+# An active shopper's week: mostly browsing, some cart changes, a few purchases.
+MIX = (
+    ("view_details", 30), ("click_product", 25), ("displayed_but_scrolled", 15), ("time_on_product", 8),
+    ("add_to_cart", 10), ("quantity_increase", 2), ("remove_from_cart", 2), ("purchase", 6), ("returned", 1),
+    ("save_for_later", 1),
+)  # fmt: skip
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def shopper_events(catalog: Catalog, user_id: str, count: int, rng: random.Random) -> list[Interaction]:
+    """`count` events of one shopper over two weeks, drawn from a personal pool of products."""
+    categories = rng.sample(sorted({p.category for p in catalog.products}), 3)
+    pool = [p for p in catalog.products if p.category in categories]
+    favourites = rng.sample(pool, min(10, len(pool)))
+    kinds, weights = zip(*MIX, strict=True)
+    events = []
+    for i in range(count):
+        kind = rng.choices(kinds, weights)[0]
+        product = rng.choice(favourites)
+        context = {"time_on_page": rng.uniform(5, 90)} if kind == "time_on_product" else {}
+        events.append(
+            Interaction(
+                event_id=f"{user_id}-{i}",
+                event_type=kind,
+                user_id=user_id,
+                product_id=product.id,
+                quantity=rng.choice((1, 1, 1, 2)) if kind == "purchase" else 1,
+                timestamp=NOW - timedelta(seconds=rng.uniform(0, 14 * 86_400)),
+                context=context,
+            )
+        )
+    events.sort(key=lambda e: e.timestamp)
+    return events
+
+
+def shoppers(catalog: Catalog, users: int, events_per_user: int, seed: int = 1) -> Iterator[list[Interaction]]:
+    rng = random.Random(seed)
+    for u in range(users):
+        yield shopper_events(catalog, f"user-{u}", events_per_user, rng)
