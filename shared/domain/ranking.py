@@ -100,7 +100,9 @@ def rerank(hits: Hits, affinities: Affinities, matrix: FacetMatrix, limit: int) 
     order = np.lexsort((base, np.where(eligible, -score, 0.0), ~eligible))[:limit]
     products = matrix.catalog.products
     return [
-        Ranked(products[hits.rows[i]], float(hits.relevance[i]), int(i), float(score[i]), float(personal[i]) * eligible[i])
+        Ranked(
+            products[hits.rows[i]], float(hits.relevance[i]), int(i), float(score[i]), float(personal[i]) * eligible[i]
+        )
         for i in order
     ]
 

@@ -137,8 +137,12 @@ def test_bad_search_requests(bad):
 
 def test_matrix_scores_equal_the_explained_contributions(rules, small_catalog):
     search, tracking = make(rules, small_catalog)
-    tracking.track([click("oat-milk"), Interaction(event_type="purchase", user_id="u", product_id="skim-milk", timestamp=NOW)])
-    tracking.track([Interaction(event_type="displayed_but_scrolled", user_id="u", product_id="spicy-chips", timestamp=NOW)])
+    tracking.track(
+        [click("oat-milk"), Interaction(event_type="purchase", user_id="u", product_id="skim-milk", timestamp=NOW)]
+    )
+    tracking.track(
+        [Interaction(event_type="displayed_but_scrolled", user_id="u", product_id="spicy-chips", timestamp=NOW)]
+    )
     affinities = search.profiles.read("u", lambda p: search.engine.read(p, NOW.timestamp()))
     rows = np.arange(len(small_catalog))
     scores = search.matrix.personal(rows, affinities)
