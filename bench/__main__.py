@@ -14,6 +14,7 @@ import os
 import platform
 import queue
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -196,8 +197,14 @@ def open_loop(port: str, rate: float, seconds: float, make_request, workers: int
     statuses: dict[int, int] = {}
     lock = threading.Lock()
 
-    def worker() -> None:
+    def connect() -> http.client.HTTPConnection:
         connection = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+        connection.connect()
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as browsers do
+        return connection
+
+    def worker() -> None:
+        connection = connect()
         while (item := schedule.get()) is not None:
             index, due = item
             pause = due - time.perf_counter()
@@ -211,7 +218,7 @@ def open_loop(port: str, rate: float, seconds: float, make_request, workers: int
                 status = response.status
             except (OSError, http.client.HTTPException):
                 connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+                connection = connect()
                 status = 0
             elapsed = (time.perf_counter() - due) * 1000
             with lock:

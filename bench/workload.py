@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.catalog import Catalog
+from shared.domain.catalog import Catalog, Product
 from shared.domain.events import Interaction
 
 QUERIES = (
@@ -23,10 +24,12 @@ MIX = (
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def shopper_events(catalog: Catalog, user_id: str, count: int, rng: random.Random) -> list[Interaction]:
+def shopper_events(
+    by_category: dict[str, list[Product]], user_id: str, count: int, rng: random.Random
+) -> list[Interaction]:
     """`count` events of one shopper over two weeks, drawn from a personal pool of products."""
-    categories = rng.sample(sorted({p.category for p in catalog.products}), 3)
-    pool = [p for p in catalog.products if p.category in categories]
+    categories = rng.sample(sorted(by_category), 3)
+    pool = [p for c in categories for p in by_category[c]]
     favourites = rng.sample(pool, min(10, len(pool)))
     kinds, weights = zip(*MIX, strict=True)
     events = []
@@ -51,5 +54,8 @@ def shopper_events(catalog: Catalog, user_id: str, count: int, rng: random.Rando
 
 def shoppers(catalog: Catalog, users: int, events_per_user: int, seed: int = 1) -> Iterator[list[Interaction]]:
     rng = random.Random(seed)
+    by_category: dict[str, list[Product]] = defaultdict(list)
+    for product in catalog.products:
+        by_category[product.category].append(product)
     for u in range(users):
-        yield shopper_events(catalog, f"user-{u}", events_per_user, rng)
+        yield shopper_events(by_category, f"user-{u}", events_per_user, rng)

@@ -11,26 +11,23 @@ from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from functions.local_server import local_server
+    from functions.local_server import serve
     from shared import bootstrap
 
     if args.catalog:
         os.environ["LEAFLOAF_CATALOG_PATH"] = str(args.catalog)
     services = bootstrap.container()  # build before listening: the first request is fast
-    server = local_server(args.host, args.port)
-    print(
-        f"LeafLoaf Personalize on http://{args.host}:{server.server_port} "
-        f"({len(services.catalog)} products, profile store '{services.settings.profile_store}')\n"
-        "  POST /api/interactions/track\n  POST /api/search/personalized\n"
-        "  GET  /api/users/{user_id}/preferences/live\nCtrl+C stops it.",
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+
+    def ready(port: int) -> None:
+        print(
+            f"LeafLoaf Personalize on http://{args.host}:{port} "
+            f"({len(services.catalog)} products, profile store '{services.settings.profile_store}')\n"
+            "  POST /api/interactions/track\n  POST /api/search/personalized\n"
+            "  GET  /api/users/{user_id}/preferences/live\nCtrl+C stops it.",
+            flush=True,
+        )
+
+    serve(args.host, args.port, ready)
     return 0
 
 

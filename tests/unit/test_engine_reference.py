@@ -52,13 +52,18 @@ def assert_same(a, b) -> None:
         assert math.isclose(a.price_preference, b.price_preference, rel_tol=1e-7, abs_tol=1e-9)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(events(), max_size=60), st.integers(0, 30 * 86_400))
-def test_incremental_equals_reference(history, later_seconds):
-    engine = ProfileEngine(RULES, Catalog(SMALL_CATALOG), dedup_window=64)
+def applied(history: list[Interaction]) -> tuple[ProfileEngine, Profile]:
+    engine = ProfileEngine(RULES, Catalog(SMALL_CATALOG), dedup_window=64)  # window > history: exact dedup
     profile = Profile("u1")
     for event in history:
         engine.apply(profile, event)
+    return engine, profile
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events(), max_size=60), st.integers(0, 30 * 86_400))
+def test_incremental_equals_reference(history, later_seconds):
+    engine, profile = applied(history)
     now = NOW.timestamp() + later_seconds
     assert_same(engine.read(profile, now), engine.reference(history, now))
 
@@ -66,10 +71,7 @@ def test_incremental_equals_reference(history, later_seconds):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(events(), max_size=40), st.integers(0, 400 * 86_400))
 def test_compaction_changes_no_score(history, later_seconds):
-    engine = ProfileEngine(RULES, Catalog(SMALL_CATALOG), dedup_window=64)
-    profile = Profile("u1")
-    for event in history:
-        engine.apply(profile, event)
+    engine, profile = applied(history)
     now = NOW.timestamp() + later_seconds
     before = engine.read(profile, now)
     engine.compact(profile, now)
