@@ -129,7 +129,7 @@ def facet_keys(product_id: str, brand: str | None, category: str | None, attribu
         keys.append(("brand", f"brand:{brand.lower()}"))
     if category:
         keys.append(("category", f"category:{category.lower()}"))
-    keys.extend(("attribute", f"attribute:{a.lower()}") for a in attributes)
+    keys.extend(("attribute", f"attribute:{a}") for a in sorted({a.lower() for a in attributes}))
     return tuple(keys)
 
 

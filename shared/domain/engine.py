@@ -51,7 +51,7 @@ def facts_for(event: Interaction, catalog: Catalog) -> ProductFacts:
         ratio = catalog.price_ratio(pid) if event.price is None else catalog.price_ratio_of(product, event.price)
         return ProductFacts(pid, catalog.keys(pid), ratio)
     # Unknown to the catalog: trust the event's facts; without a size its price level is unknown.
-    keys = facet_keys(pid, event.product_brand, event.product_category, set(event.product_attributes or ()))
+    keys = facet_keys(pid, event.product_brand, event.product_category, event.product_attributes or ())
     return ProductFacts(pid, keys, None)
 
 
@@ -105,7 +105,7 @@ class ProfileEngine:
         if profile.seen(digest):
             return Applied(False)
         profile.remember(digest, self.dedup_window)
-        if event.product_id is None:  # a search: kept for the pipeline, no profile signal
+        if event.event_type is EventType.SEARCH:  # kept for the pipeline, no profile signal
             return Applied(True)
         fids, price_ratio = self._product_plan(event)
         product_fid = fids[0][1]
@@ -172,12 +172,12 @@ class ProfileEngine:
         seen: set[str] = set()
         bought: set[str] = set()
         for event in events:
-            if event.event_id in seen or event.product_id is None:
+            if event.event_id in seen or event.event_type is EventType.SEARCH:
                 seen.add(event.event_id)
                 continue
             seen.add(event.event_id)
             facts = facts_for(event, self.catalog)
-            name = signal_name(event, self.rules, facts.product_id in bought)
+            name = signal_name(event, self.rules, facts.product_id in bought) or ""
             if event.event_type is EventType.PURCHASE:
                 bought.add(facts.product_id)
             signal = self.rules.signals[name]

@@ -134,6 +134,12 @@ def test_unknown_products_use_the_facts_the_event_carries(engine):
     assert scores.keys() == {"product:new-kombucha", "brand:humm", "category:kombucha", "attribute:organic"}
 
 
+def test_attributes_differing_only_in_case_count_once(engine):
+    profile = Profile("u")
+    engine.apply(profile, ev("click_product", "new-tea", product_attributes=["Organic", "organic", "ORGANIC"]))
+    assert engine.read(profile, T0.timestamp()).of("attribute:organic") == pytest.approx(0.2)
+
+
 def test_price_preference_leans_to_what_the_shopper_buys(engine, small_catalog):
     profile = Profile("u")
     for i in range(6):
@@ -147,3 +153,6 @@ def test_search_events_are_accepted_without_touching_the_profile(engine):
     profile = Profile("u")
     outcome = engine.apply(profile, Interaction(event_type="search", user_id="u", context={"search_query": "milk"}))
     assert outcome.applied and outcome.signal is None and len(profile) == 0
+    with_product = Interaction(event_type="search", user_id="u", product_id="oat-milk", context={"search_query": "oat"})
+    assert engine.apply(profile, with_product).applied and len(profile) == 0
+    assert engine.reference([with_product], T0.timestamp()).empty

@@ -17,18 +17,20 @@ from tests.conftest import ROOT, SMALL_CATALOG
 
 RULES = load_rules(ROOT / "personalization_rules.yaml")
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-PRODUCT_TYPES = [t for t in EventType if t is not EventType.SEARCH]
+EVENT_TYPES = list(EventType)
 
 
 @st.composite
 def events(draw) -> Interaction:
-    event_type = draw(st.sampled_from(PRODUCT_TYPES))
+    event_type = draw(st.sampled_from(EVENT_TYPES))
     known = draw(st.booleans())
     product_id = draw(st.sampled_from([p.id for p in SMALL_CATALOG])) if known else "unknown-1"
     extra = {}
     if not known:
         extra = {"product_category": "milk", "product_brand": "Store", "product_attributes": ["local"], "price": 2.0}
     context = {}
+    if event_type is EventType.SEARCH:
+        context["search_query"] = "milk"
     if event_type is EventType.TIME_ON_PRODUCT:
         context["time_on_page"] = draw(st.floats(0, 120))
     return Interaction(
