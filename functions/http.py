@@ -6,15 +6,16 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import flask
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.bootstrap import container
 
 log = logging.getLogger(__name__)
 Handler = Callable[[flask.Request], tuple[int, Any]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class RequestError(Exception):
@@ -34,7 +35,7 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[dict]:
     return out
 
 
-def validate(model: type, data: object, prefix: str = ""):
+def validate(model: type[M], data: object, prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -152,7 +152,8 @@ def run_demo(base_url: str, say: Say = print) -> list[Outcome]:
     api = Api(base_url)
     outcomes = []
     for number, scenario in enumerate(SCENARIOS, start=1):
-        say(f"Scenario {number}: {scenario.__doc__.split(':', 1)[1].strip()}")
+        story = (scenario.__doc__ or "").partition(":")[2].strip()
+        say(f"Scenario {number}: {story}")
         outcome = scenario(api, say)
         say(f"  -> {'PASS' if outcome.passed else 'FAIL'}: {outcome.detail}\n")
         outcomes.append(outcome)

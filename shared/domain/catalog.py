@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.domain.events import Id, Label
+from shared.domain.rules import Facet
 
 
 class Product(BaseModel):
@@ -119,12 +120,12 @@ class Catalog:
         return math.log(unit_price(price, product.size) / median)
 
 
-FacetKeys = tuple[tuple[str, str], ...]
+FacetKeys = tuple[tuple[Facet, str], ...]
 
 
 def facet_keys(product_id: str, brand: str | None, category: str | None, attributes: Iterable[str]) -> FacetKeys:
     """(facet, profile key) pairs of a product, e.g. ("brand", "brand:oatly")."""
-    keys = [("product", f"product:{product_id}")]
+    keys: list[tuple[Facet, str]] = [("product", f"product:{product_id}")]
     if brand:
         keys.append(("brand", f"brand:{brand.lower()}"))
     if category:

@@ -61,6 +61,11 @@ def signal_name(event: Interaction, rules: Rules, bought_before: bool) -> str | 
         return None
     if event.event_type is not EventType.PURCHASE:
         return event.event_type.value
+    return purchase_kind(event, rules, bought_before)
+
+
+def purchase_kind(event: Interaction, rules: Rules, bought_before: bool) -> str:
+    """first_time, repeat, bulk_purchase or subscription: as given, else inferred."""
     if event.purchase_kind is not None:
         return event.purchase_kind.value
     if event.quantity >= rules.purchase.bulk_min_quantity:
@@ -110,7 +115,7 @@ class ProfileEngine:
         fids, price_ratio = self._product_plan(event)
         product_fid = fids[0][1]
         if event.event_type is EventType.PURCHASE:
-            name = signal_name(event, self.rules, profile.quantity(product_fid) is not None)
+            name = purchase_kind(event, self.rules, profile.quantity(product_fid) is not None)
             profile.set_quantity(product_fid, event.quantity)
         else:
             name = event.event_type.value

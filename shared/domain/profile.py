@@ -88,7 +88,7 @@ class Profile:
                 values[i] = values[i] * factor ** ((ceil_t - ref) / DAY) + fresh
                 refs[i] = ceil_t
 
-    def accumulators(self) -> Iterator[tuple[int, float, float]]:
+    def accumulators(self) -> Iterator[tuple[int, float, int]]:
         """(accumulator id, value at ref, ref) triples."""
         return zip(self._ids, self._values, self._refs, strict=True)
 

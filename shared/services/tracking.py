@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from shared.domain.engine import ProfileEngine
+from shared.domain.engine import Applied, ProfileEngine
 from shared.domain.events import Interaction
+from shared.domain.profile import Profile
 from shared.ports.profile_store import ProfileStore
 
 
@@ -30,7 +31,11 @@ class TrackingService:
             by_user[event.user_id].append(event)
         result = TrackResult()
         for user_id, batch in by_user.items():
-            outcomes = self.profiles.update(user_id, lambda p, b=batch: [self.engine.apply(p, e) for e in b])
+
+            def apply_all(profile: Profile, batch: list[Interaction] = batch) -> list[Applied]:
+                return [self.engine.apply(profile, event) for event in batch]
+
+            outcomes = self.profiles.update(user_id, apply_all)
             for event, outcome in zip(batch, outcomes, strict=True):
                 (result.accepted if outcome.applied else result.duplicates).append(event.event_id)
         return result
