@@ -20,7 +20,11 @@ from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 
 # Short adapter names to class paths, imported only when chosen (unused cloud clients never load).
-PROFILE_STORE_CLASS_FOR_TYPE = {"memory": "shared.adapters.profile_store.memory.MemoryProfileStore"}
+PROFILE_STORE_CLASS_FOR_TYPE = {
+    "memory": "shared.adapters.profile_store.memory.MemoryProfileStore",
+    "sqlite": "shared.adapters.profile_store.sqlite.SqliteProfileStore",
+    "firestore": "shared.adapters.profile_store.firestore.FirestoreProfileStore",
+}
 PRODUCT_SEARCH_CLASS_FOR_TYPE = {"bm25s": "shared.adapters.product_search.bm25s.Bm25sProductSearch"}
 
 
@@ -59,7 +63,7 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     rules = load_rules(settings.rules_path)
     catalog = catalog or load_catalog(settings)
     engine = ProfileEngine(rules, catalog, settings.dedup_window)
-    profiles = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE)()
+    profiles = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE).from_settings(settings, engine)
     products = import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE)(catalog)
     return Container(
         settings,

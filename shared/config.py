@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     demo_catalog_size: int = Field(default=5_000, ge=1)
     # Adapters by short name (or a full "module.Class" path); the embedded ones are the default.
     profile_store: str = "memory"
+    sqlite_path: Path = ROOT / "var" / "profiles.sqlite3"
+    # Firestore: project and database; FIRESTORE_EMULATOR_HOST (client library) points at an emulator.
+    firestore_project: str = "leafloaf-local"
+    firestore_database: str = "(default)"
+    firestore_collection: str = "profiles"
     product_search: str = "bm25s"
     # How many recent event ids each profile remembers to drop duplicates.
     dedup_window: int = Field(default=32, ge=1, le=1024)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -163,6 +164,33 @@ class ProfileEngine:
         # The prior pulls the preference toward neutral until there is enough evidence.
         price = num_sum / (den_sum + self.rules.price_prior_weight) if den_sum > 1e-9 else None
         return Affinities(scores, dominant, price)
+
+    # -- persistence -------------------------------------------------------------------------
+    def encode(self, profile: Profile) -> bytes:
+        """A portable document: facet keys and class names, not this instance's interned ids."""
+        names = [name for name, _ in self._classes]
+        doc = {
+            "v": 1,
+            "acc": [[self.facets.key_of(a // self._n), names[a % self._n], v, r] for a, v, r in profile.accumulators()],
+            "recent": profile.recent(),
+            "qty": [[self.facets.key_of(fid), q] for fid, q in profile.quantities()],
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def decode(self, user_id: str, data: bytes) -> Profile:
+        """The inverse of `encode`; accumulators of decay classes the rules no longer have are dropped."""
+        doc = json.loads(data)
+        profile = Profile(user_id)
+        profile.load(
+            (
+                (self.facets.id_of(key) * self._n + self._class_of[name], float(value), int(ref))
+                for key, name, value, ref in doc["acc"]
+                if name in self._class_of
+            ),
+            doc["recent"],
+            ((self.facets.id_of(key), int(q)) for key, q in doc["qty"]),
+        )
+        return profile
 
     def preferred_quantities(self, profile: Profile) -> dict[str, int]:
         return {self.facets.key_of(fid).split(":", 1)[1]: q for fid, q in profile.quantities()}

@@ -16,7 +16,7 @@ import bisect
 import math
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 DAY = 86_400.0
@@ -92,12 +92,27 @@ class Profile:
         """(accumulator id, value at ref, ref) triples."""
         return zip(self._ids, self._values, self._refs, strict=True)
 
-    def keep(self, predicate) -> None:
+    def keep(self, predicate: Callable[[int, int], bool]) -> None:
         """Drop every accumulator for which predicate(acc_id, ref) is false."""
-        kept = [(a, v, r) for a, v, r in self.accumulators() if predicate(a, r)]
-        self._ids = array("i", (a for a, _, _ in kept))
-        self._values = array("d", (v for _, v, _ in kept))
-        self._refs = array("I", (r for _, _, r in kept))
+        self.load([(a, v, r) for a, v, r in self.accumulators() if predicate(a, r)], self._recent, self.quantities())
+
+    def load(
+        self,
+        accumulators: Iterable[tuple[int, float, int]],
+        recent: Iterable[int],
+        quantities: Iterable[tuple[int, int]],
+    ) -> None:
+        """Replace the whole state (accumulators in any order)."""
+        ordered = sorted(accumulators)
+        self._ids = array("i", (a for a, _, _ in ordered))
+        self._values = array("d", (v for _, v, _ in ordered))
+        self._refs = array("I", (r for _, _, r in ordered))
+        self._recent = array("Q", recent)
+        self._quantities = array("i", (x for pair in quantities for x in pair))
+
+    def recent(self) -> list[int]:
+        """Hashes of the latest applied event ids, oldest first."""
+        return list(self._recent)
 
     def seen(self, digest: int) -> bool:
         return digest in self._recent

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from shared.config import Settings
 from shared.domain.profile import Profile
 
 T = TypeVar("T")
 
 
+class ProfileCodec(Protocol):
+    """Turns profiles into portable bytes and back (the engine is one)."""
+
+    def encode(self, profile: Profile) -> bytes: ...
+
+    def decode(self, user_id: str, data: bytes) -> Profile: ...
+
+
 class ProfileStore(ABC):
     """Keeps one Profile per user; every access is atomic per user."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, codec: ProfileCodec) -> ProfileStore:
+        """Build the store from configuration; durable stores keep profiles as `codec` bytes."""
+        return cls()
 
     @abstractmethod
     def update(self, user_id: str, change: Callable[[Profile], T]) -> T:

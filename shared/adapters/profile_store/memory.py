@@ -1,13 +1,12 @@
-"""In-process profile store: a dict guarded by striped locks (threads of one instance)."""
+"""In-process profile store: a dict guarded by per-user locks (threads of one instance)."""
 
 from __future__ import annotations
 
-import threading
-import zlib
 from collections.abc import Callable
 from typing import TypeVar
 
 from shared.domain.profile import Profile
+from shared.adapters.profile_store.locks import StripedLocks
 from shared.ports.profile_store import ProfileStore
 
 T = TypeVar("T")
@@ -16,12 +15,9 @@ T = TypeVar("T")
 class MemoryProfileStore(ProfileStore):
     """Profiles live in this process only; they are gone when it stops."""
 
-    def __init__(self, stripes: int = 64) -> None:
+    def __init__(self) -> None:
         self._profiles: dict[str, Profile] = {}
-        self._locks = [threading.Lock() for _ in range(stripes)]
-
-    def _lock(self, user_id: str) -> threading.Lock:
-        return self._locks[zlib.crc32(user_id.encode()) % len(self._locks)]
+        self._lock = StripedLocks()
 
     def update(self, user_id: str, change: Callable[[Profile], T]) -> T:
         with self._lock(user_id):

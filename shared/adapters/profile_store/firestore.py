@@ -1,0 +1,99 @@
+"""Profiles in Google Cloud Firestore, one document per shopper, updated in transactions."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from google.api_core import exceptions
+from google.cloud import firestore
+
+from shared.adapters.profile_store.locks import StripedLocks
+from shared.config import Settings
+from shared.domain.profile import Profile
+from shared.ports.profile_store import ProfileCodec, ProfileStore
+
+T = TypeVar("T")
+
+
+def document_id(user_id: str) -> str:
+    """The user id, unless Firestore reserves it ("." / ".." / "__x__"); those are hex-encoded
+    behind "~", which user ids cannot contain, so the mapping stays one-to-one."""
+    reserved = user_id in (".", "..") or (user_id.startswith("__") and user_id.endswith("__"))
+    return "~" + user_id.encode().hex() if reserved else user_id
+
+
+class FirestoreProfileStore(ProfileStore):
+    """Each update is a Firestore transaction (read, change, write; retried by the client on
+    contention), so instances updating one shopper at once never lose each other's events."""
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        codec: ProfileCodec,
+        collection: str = "profiles",
+        contention_timeout_s: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.contention_timeout_s = contention_timeout_s
+        self.codec = codec
+        self.collection = client.collection(collection)
+        # Threads of one instance queue for a shopper here instead of contending in Firestore,
+        # where each conflict costs a lock timeout (about 2 s on the emulator).
+        self._lock = StripedLocks()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, codec: ProfileCodec) -> FirestoreProfileStore:
+        client = firestore.Client(project=settings.firestore_project, database=settings.firestore_database)
+        return cls(client, codec, settings.firestore_collection)
+
+    def update(self, user_id: str, change: Callable[[Profile], T]) -> T:
+        ref = self.collection.document(document_id(user_id))
+
+        @firestore.transactional
+        def attempt(transaction: firestore.Transaction) -> T:
+            snapshot = ref.get(transaction=transaction)
+            data: dict[str, Any] = snapshot.to_dict() if snapshot.exists else {}
+            profile = self.codec.decode(user_id, data["doc"]) if data else Profile(user_id)
+            result = change(profile)
+            transaction.set(
+                ref,
+                {
+                    "user_id": user_id,
+                    "doc": self.codec.encode(profile),
+                    "version": data.get("version", 0) + 1,
+                    "updated_at": firestore.SERVER_TIMESTAMP,
+                },
+            )
+            return result
+
+        with self._lock(user_id):
+            return self._with_backoff(lambda: attempt(self.client.transaction(max_attempts=5)))
+
+    def _with_backoff(self, run: Callable[[], T]) -> T:
+        """Retry transactions aborted by contention, with jittered exponential backoff: the client
+        retries only aborted commits and without pause, which livelocks busy documents."""
+        delay, deadline = 0.005, time.monotonic() + self.contention_timeout_s
+        while True:
+            try:
+                return run()
+            except (exceptions.Aborted, ValueError) as exc:
+                aborted = isinstance(exc, exceptions.Aborted) or isinstance(exc.__cause__, exceptions.Aborted)
+                if not aborted or time.monotonic() > deadline:
+                    raise
+            time.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 0.5)
+
+    def read(self, user_id: str, view: Callable[[Profile], T]) -> T | None:
+        snapshot = self.collection.document(document_id(user_id)).get()
+        if not snapshot.exists:
+            return None
+        return view(self.codec.decode(user_id, snapshot.get("doc")))
+
+    def delete(self, user_id: str) -> bool:
+        ref = self.collection.document(document_id(user_id))
+        existed = ref.get().exists
+        ref.delete()
+        return existed
