@@ -63,7 +63,8 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     rules = load_rules(settings.rules_path)
     catalog = catalog or load_catalog(settings)
     engine = ProfileEngine(rules, catalog, settings.dedup_window)
-    profiles = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE).from_settings(settings, engine)
+    store_class: type[ProfileStore] = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE)
+    profiles = store_class.from_settings(settings, engine)
     products = import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE)(catalog)
     return Container(
         settings,

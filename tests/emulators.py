@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -65,10 +66,8 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-    try:  # the JVM may outlive its launcher
+    with contextlib.suppress(ProcessLookupError):  # the JVM may outlive its launcher
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class FirestoreEmulator:
@@ -82,14 +81,15 @@ class FirestoreEmulator:
             )
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile(prefix="firestore-emulator-", suffix=".log", delete=False)
+        self.log_path = Path(tempfile.gettempdir()) / f"firestore-emulator-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> FirestoreEmulator:
-        self.process = subprocess.Popen(
-            [str(self.executable), "start", "--host=127.0.0.1", f"--port={self.port}"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        with self.log_path.open("wb") as log:  # the child keeps its own handle
+            self.process = subprocess.Popen(
+                [str(self.executable), "start", "--host=127.0.0.1", f"--port={self.port}"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         wait_for_port(self.port, self.process)
         return self
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 
 from shared.adapters.profile_store.memory import MemoryProfileStore
-from shared.adapters.profile_store.sqlite import SqliteProfileStore
 from shared.domain.profile import Profile
 from shared.ports.profile_store import ProfileStore
 from tests.conftest import ROOT
@@ -141,7 +140,7 @@ def test_two_processes_by_1000_events_converge(kind, batch, target, codec):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        )  # fmt: skip
+        )
         for start in (0, 1000)
     ]
     outputs = [w.communicate(timeout=600)[0] for w in writers]

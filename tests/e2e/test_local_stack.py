@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,13 +15,13 @@ from shared.demo import SCENARIOS, Api
 from tests.conftest import ROOT
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory) -> Iterator[str]:
-    env = os.environ | {"LEAFLOAF_CATALOG_PATH": str(tmp_path_factory.mktemp("cat") / "absent.jsonl")}
+@contextmanager
+def serving(env: dict[str, str]) -> Iterator[str]:
+    """`python -m shared.cli serve --port 0` in its own process; yields its URL."""
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],
         cwd=ROOT,
-        env=env,
+        env=os.environ | env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -35,6 +36,25 @@ def server_url(tmp_path_factory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory) -> Iterator[str]:
+    with serving({"LEAFLOAF_CATALOG_PATH": str(tmp_path_factory.mktemp("cat") / "absent.jsonl")}) as url:
+        yield url
+
+
+def test_sqlite_profiles_survive_a_restart(tmp_path):
+    env = {
+        "LEAFLOAF_CATALOG_PATH": str(tmp_path / "absent.jsonl"),
+        "LEAFLOAF_PROFILE_STORE": "sqlite",
+        "LEAFLOAF_SQLITE_PATH": str(tmp_path / "profiles.sqlite3"),
+    }
+    with serving(env) as url:
+        Api(url).track({"event_type": "purchase", "user_id": "keeper", "product_id": "p00000", "quantity": 2})
+    with serving(env) as url:
+        prefs = Api(url).preferences("keeper")
+    assert prefs["known"] is True and prefs["preferred_quantities"] == {"p00000": 2}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)

@@ -55,7 +55,7 @@ class FirestoreProfileStore(ProfileStore):
         @firestore.transactional
         def attempt(transaction: firestore.Transaction) -> T:
             snapshot = ref.get(transaction=transaction)
-            data: dict[str, Any] = snapshot.to_dict() if snapshot.exists else {}
+            data: dict[str, Any] = (snapshot.to_dict() or {}) if snapshot.exists else {}
             profile = self.codec.decode(user_id, data["doc"]) if data else Profile(user_id)
             result = change(profile)
             transaction.set(

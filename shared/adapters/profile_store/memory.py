@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from shared.domain.profile import Profile
 from shared.adapters.profile_store.locks import StripedLocks
+from shared.domain.profile import Profile
 from shared.ports.profile_store import ProfileStore
 
 T = TypeVar("T")
