@@ -15,5 +15,4 @@ from shared.domain.search import SearchRequest
 def search_personalized(request: flask.Request) -> tuple[int, dict]:
     body = json_body(request)
     search = validate(SearchRequest, body)
-    personalize = search.context.get("personalization", True) is not False
-    return 200, container().search.search(search, personalize=personalize)
+    return 200, container().search.search(search)

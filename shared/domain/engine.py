@@ -139,10 +139,25 @@ class ProfileEngine:
         profile.keep(lambda acc_id, ref: now - ref <= memory[acc_id % self._n])
 
     # -- reading ---------------------------------------------------------------------------
-    def read(self, profile: Profile, now: float) -> Affinities:
-        """The profile's affinities at `now`: the reference formula, evaluated incrementally."""
+    def read(self, profile: Profile, now: float, session: Iterable[Interaction] = ()) -> Affinities:
+        """The profile's affinities at `now`: the reference formula, evaluated incrementally.
+
+        `session` events (sent along with a request) count as if applied, unless the profile has
+        already applied them (same event id); the profile itself is not changed.
+        """
         sums: dict[int, float] = defaultdict(float)
         best: dict[int, tuple[float, int]] = {}
+        self._sum(profile, now, sums, best)
+        unseen = [e for e in session if not profile.seen(event_hash(e.event_id))]
+        if unseen:
+            scratch = Profile(profile.user_id)
+            for event in unseen:
+                self.apply(scratch, event)
+            self._sum(scratch, now, sums, best)
+        return self._affinities(sums, best)
+
+    def _sum(self, profile: Profile, now: float, sums: dict[int, float], best: dict[int, tuple[float, int]]) -> None:
+        """Add the profile's decayed accumulators at `now` into `sums` (uncapped) and `best`."""
         for acc_id, value, ref in profile.accumulators():
             fid, cls = divmod(acc_id, self._n)
             decay = self._classes[cls][1]
@@ -152,7 +167,6 @@ class ProfileEngine:
             sums[fid] += part
             if abs(part) > best.get(fid, (0.0, 0))[0]:
                 best[fid] = (abs(part), cls)
-        return self._affinities(sums, best)
 
     def _affinities(self, sums: dict[int, float], best: dict[int, tuple[float, int]]) -> Affinities:
         num, den = self._price_ids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -50,12 +51,24 @@ class SearchFilters(BaseModel):
         )
 
 
-class RecentSignal(BaseModel):
-    """A signal the client saw in this session, sent with a search (`context.recent_views`)."""
+class RecentView(BaseModel):
+    """A signal of this session the client sends along, so the very next search reflects it even
+    before the profile store has it. With the tracked event's id it is never counted twice."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     product_id: Id
+    event_id: Id | None = None
+    event_type: Literal["view_details", "click_product", "add_to_cart"] = "view_details"
+
+
+class SearchContext(BaseModel):
+    """Known keys are typed; other keys are kept as given."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    personalization: bool = True  # false: this shopper opted out, serve plain results
+    recent_views: tuple[RecentView, ...] = Field(default=(), max_length=50)
 
 
 class SearchRequest(BaseModel):
@@ -66,7 +79,7 @@ class SearchRequest(BaseModel):
     session_id: Id | None = None
     filters: SearchFilters = Field(default_factory=SearchFilters)
     limit: int = Field(default=20, ge=1, le=100)
-    context: dict[str, object] = Field(default_factory=dict, max_length=50)
+    context: SearchContext = Field(default_factory=SearchContext)
 
     @field_validator("query", mode="after")
     @classmethod

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from shared.domain.engine import ProfileEngine
-from shared.domain.profile import Affinities
+from shared.domain.events import Interaction
+from shared.domain.profile import Affinities, Profile
 from shared.domain.ranking import FacetMatrix, Ranked, badges, confidence, explain, plain, rerank
-from shared.domain.search import SearchRequest
+from shared.domain.search import Hits, SearchRequest
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
 
@@ -34,13 +36,13 @@ class SearchService:
         self.timer = timer
         self.matrix = FacetMatrix(engine.catalog, engine.rules.ranking)
 
-    def search(self, request: SearchRequest, personalize: bool = True) -> dict:
+    def search(self, request: SearchRequest) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
         rules = self.engine.rules.ranking
         started = self.timer()
         hits = self.products.search(request.query, request.filters, max(rules.candidate_pool, request.limit))
         searched = self.timer()
-        ranked, affinities, skipped = self._personalize(request, hits, personalize)
+        ranked, affinities, skipped = self._personalize(request, hits)
         ranked_at = self.timer()
         if skipped:
             ranked, affinities = plain(hits, self.engine.catalog, request.limit), None
@@ -60,19 +62,23 @@ class SearchService:
             },
         }
 
-    def _personalize(
-        self, request: SearchRequest, hits, personalize: bool
-    ) -> tuple[list[Ranked], Affinities | None, str | None]:
+    def _personalize(self, request: SearchRequest, hits: Hits) -> tuple[list[Ranked], Affinities | None, str | None]:
         """(ranked, affinities, None) when personalization applied, else ([], None, why it was skipped)."""
-        if not personalize:
+        session = self._session_events(request)
+        if not request.context.personalization:
             return [], None, "opted_out"
-        if request.user_id is None:
+        if request.user_id is None and not session:
             return [], None, "anonymous"
         if not len(hits):
             return [], None, "no_results"
         started = self.timer()
         try:
-            affinities = self.profiles.read(request.user_id, lambda p: self.engine.read(p, self.clock()))
+            now = self.clock()
+            affinities = None
+            if request.user_id is not None:
+                affinities = self.profiles.read(request.user_id, lambda p: self.engine.read(p, now, session))
+            if affinities is None and session:  # no stored profile yet: this session's signals alone
+                affinities = self.engine.read(Profile(request.user_id or "anonymous"), now, session)
             if affinities is None or affinities.empty:
                 return [], None, "no_profile"
             ranked = rerank(hits, affinities, self.matrix, request.limit)
@@ -82,6 +88,20 @@ class SearchService:
         if (self.timer() - started) * 1000 > self.engine.rules.ranking.budget_ms:
             return [], None, "over_budget"
         return ranked, affinities, None
+
+    def _session_events(self, request: SearchRequest) -> list[Interaction]:
+        """The request's recent views as events at this instant."""
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        return [
+            Interaction(
+                event_id=view.event_id or f"session:{view.product_id}",
+                event_type=view.event_type,
+                user_id=request.user_id or "anonymous",
+                product_id=view.product_id,
+                timestamp=at,
+            )
+            for view in request.context.recent_views
+        ]
 
     def _compile(self, ranked: list[Ranked], affinities: Affinities | None, quantities: dict[str, int]) -> list[dict]:
         rules = self.engine.rules.ranking

@@ -148,6 +148,11 @@ def test_search_opt_out_through_context():
         ({"query": "milk", "filters": {"colour": "red"}}, ["filters.colour"]),
         ({"query": "milk", "filters": {"min_price": "cheap"}}, ["filters.min_price"]),
         ({"query": 42}, ["query"]),
+        (
+            {"query": "milk", "context": {"recent_views": [{"product_id": "bad id"}]}},
+            ["context.recent_views.0.product_id"],
+        ),
+        ({"query": "milk", "context": {"personalization": "maybe"}}, ["context.personalization"]),
     ],
 )
 def test_bad_search_requests(body, fields):

@@ -85,7 +85,7 @@ def test_anonymous_and_opted_out_get_plain_results(rules, small_catalog):
     search, tracking = make(rules, small_catalog)
     tracking.track([click("oat-milk")])
     assert search.search(SearchRequest(query="yogurt"))["personalization"]["reason"] == "anonymous"
-    opted = search.search(SearchRequest(query="yogurt", user_id="u"), personalize=False)
+    opted = search.search(SearchRequest(query="yogurt", user_id="u", context={"personalization": False}))
     assert opted["personalization"]["reason"] == "opted_out"
     assert all(not r["badges"] and r["moved"] == 0 for r in opted["results"])
 
@@ -150,3 +150,36 @@ def test_matrix_scores_equal_the_explained_contributions(rules, small_catalog):
         explained = sum(c.contribution for c in explain(product, affinities, rules.ranking, small_catalog))
         assert score == pytest.approx(explained, abs=1e-12), product.id
     assert any(scores > 0) and any(scores < 0)
+
+
+def test_recent_views_personalize_the_very_next_search(rules, small_catalog):
+    search, _ = make(rules, small_catalog)
+    request = {"query": "yogurt", "user_id": "u", "context": {"recent_views": [{"product_id": "oat-milk"}]}}
+    answer = search.search(SearchRequest.model_validate(request))
+    assert answer["personalization"]["applied"] is True  # nothing stored yet: the session alone
+    assert answer["results"][0]["product_id"] == "oat-yogurt"
+    anonymous = search.search(SearchRequest.model_validate({**request, "user_id": None}))
+    assert anonymous["results"][0]["product_id"] == "oat-yogurt"
+
+
+def test_recent_views_already_in_the_profile_count_once(rules, small_catalog):
+    search, tracking = make(rules, small_catalog)
+    tracking.track(
+        [Interaction(event_id="e1", event_type="view_details", user_id="u", product_id="oat-milk", timestamp=NOW)]
+    )
+    engine, now = search.engine, NOW.timestamp()
+    session = search._session_events(
+        SearchRequest.model_validate(
+            {"query": "x", "user_id": "u", "context": {"recent_views": [{"product_id": "oat-milk", "event_id": "e1"}]}}
+        )
+    )
+    stored = search.profiles.read("u", lambda p: engine.read(p, now))
+    with_session = search.profiles.read("u", lambda p: engine.read(p, now, session))
+    assert with_session.scores == stored.scores
+    fresh = search._session_events(
+        SearchRequest.model_validate(
+            {"query": "x", "user_id": "u", "context": {"recent_views": [{"product_id": "oat-milk"}]}}
+        )
+    )
+    doubled = search.profiles.read("u", lambda p: engine.read(p, now, fresh))
+    assert doubled.of("brand:oatly") == pytest.approx(2 * stored.of("brand:oatly"), rel=1e-6)
