@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import importlib
 import threading
@@ -16,6 +17,7 @@ from shared.observability import configure_logging
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
 from shared.services.preferences import PreferencesService
+from shared.services.profile_cache import CachedProfileStore
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 
@@ -65,6 +67,15 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     engine = ProfileEngine(rules, catalog, settings.dedup_window)
     store_class: type[ProfileStore] = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE)
     profiles = store_class.from_settings(settings, engine)
+    if settings.profile_store != "memory":
+        profiles = CachedProfileStore(
+            profiles,
+            engine,
+            flush_interval_s=settings.profile_flush_interval_s,
+            max_staleness_s=settings.profile_max_staleness_s,
+            max_entries=settings.profile_cache_entries,
+        )
+        atexit.register(profiles.close)  # write what is queued when the instance stops
     products = import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE)(catalog)
     return Container(
         settings,

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     # Adapters by short name (or a full "module.Class" path); the embedded ones are the default.
     profile_store: str = "memory"
     sqlite_path: Path = ROOT / "var" / "profiles.sqlite3"
+    # Durable stores sit behind an instance cache with write-behind (see shared/services/profile_cache.py).
+    profile_flush_interval_s: float = Field(default=0.25, gt=0)
+    profile_max_staleness_s: float = Field(default=0.5, ge=0)
+    profile_cache_entries: int = Field(default=100_000, ge=1)
     # Firestore: project and database; FIRESTORE_EMULATOR_HOST (client library) points at an emulator.
     firestore_project: str = "leafloaf-local"
     firestore_database: str = "(default)"

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from shared.config import Settings
+from shared.domain.events import Interaction
 from shared.domain.profile import Profile
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 class ProfileCodec(Protocol):
@@ -39,6 +41,10 @@ class ProfileStore(ABC):
         Returns:
             What `change` returned.
         """
+
+    def track(self, user_id: str, events: list[Interaction], apply: Callable[[Profile, Interaction], A]) -> list[A]:
+        """Apply events to the user's profile with `apply` (the engine's); one atomic update."""
+        return self.update(user_id, lambda profile: [apply(profile, event) for event in events])
 
     @abstractmethod
     def read(self, user_id: str, view: Callable[[Profile], T]) -> T | None:

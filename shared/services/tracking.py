@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from shared.domain.engine import Applied, ProfileEngine
+from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
-from shared.domain.profile import Profile
 from shared.ports.profile_store import ProfileStore
 
 
@@ -31,11 +30,7 @@ class TrackingService:
             by_user[event.user_id].append(event)
         result = TrackResult()
         for user_id, batch in by_user.items():
-
-            def apply_all(profile: Profile, batch: list[Interaction] = batch) -> list[Applied]:
-                return [self.engine.apply(profile, event) for event in batch]
-
-            outcomes = self.profiles.update(user_id, apply_all)
+            outcomes = self.profiles.track(user_id, batch, self.engine.apply)
             for event, outcome in zip(batch, outcomes, strict=True):
                 (result.accepted if outcome.applied else result.duplicates).append(event.event_id)
         return result

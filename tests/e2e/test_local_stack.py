@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,8 +18,9 @@ from tests.conftest import ROOT
 
 
 @contextmanager
-def serving(env: dict[str, str]) -> Iterator[str]:
-    """`python -m shared.cli serve --port 0` in its own process; yields its URL."""
+def serving(env: dict[str, str], crash: bool = False) -> Iterator[str]:
+    """`python -m shared.cli serve --port 0` in its own process group; yields its URL. It is
+    stopped with SIGTERM (graceful), or with `crash` killed outright (SIGKILL, every process)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],
         cwd=ROOT,
@@ -25,6 +28,7 @@ def serving(env: dict[str, str]) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     try:
         for line in process.stdout:
@@ -34,8 +38,8 @@ def serving(env: dict[str, str]) -> Iterator[str]:
         else:
             pytest.fail(f"server exited with {process.wait()} before listening")
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        os.killpg(process.pid, signal.SIGKILL if crash else signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +59,22 @@ def test_sqlite_profiles_survive_a_restart(tmp_path):
     with serving(env) as url:
         prefs = Api(url).preferences("keeper")
     assert prefs["known"] is True and prefs["preferred_quantities"] == {"p00000": 2}
+
+
+def test_a_crash_loses_at_most_the_last_flush_interval(tmp_path):
+    """Write-behind bound: events tracked more than one flush interval (0.25 s) before a SIGKILL
+    are in the store; only younger ones may be lost."""
+    env = {
+        "LEAFLOAF_CATALOG_PATH": str(tmp_path / "absent.jsonl"),
+        "LEAFLOAF_PROFILE_STORE": "sqlite",
+        "LEAFLOAF_SQLITE_PATH": str(tmp_path / "profiles.sqlite3"),
+    }
+    with serving(env, crash=True) as url:
+        Api(url).track({"event_type": "purchase", "user_id": "crash", "product_id": "p00000", "quantity": 3})
+        time.sleep(1.0)  # four flush intervals
+    with serving(env) as url:
+        prefs = Api(url).preferences("crash")
+    assert prefs["preferred_quantities"] == {"p00000": 3}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)

@@ -1,0 +1,222 @@
+"""The instance cache in front of a durable profile store, with write-behind.
+
+Tracked events change the cached profile at once (the next search on this instance sees them) and
+wait in a per-user queue; a flusher thread writes each user's queued events to the durable store
+in one transaction every `flush_interval_s`, coalescing many events into one write. Reads serve the
+cached profile while it is younger than `max_staleness_s`; an older one is reloaded from the store,
+with this instance's unflushed events re-applied, so other instances' writes show up within about
+flush interval + max staleness. When the store fails, reads keep the cached copy and queued events
+wait for the next round: nothing is dropped while the process lives. What a crash can lose is the
+queue: at most the events of the last flush interval (plus any backlog while the store was down).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from shared.domain.events import Interaction
+from shared.domain.profile import Profile
+from shared.ports.profile_store import ProfileCodec, ProfileStore
+
+T = TypeVar("T")
+A = TypeVar("A")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    profile: Profile
+    synced_at: float  # monotonic time of the last load from, or flush to, the durable store
+    pending: list[Interaction] = field(default_factory=list)
+    apply: Callable[[Profile, Interaction], object] | None = None
+    flushing: bool = False  # a write of this user's events is in flight
+
+
+class CachedProfileStore(ProfileStore):
+    """A bounded LRU of profiles over `durable`; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        durable: ProfileStore,
+        codec: ProfileCodec,
+        flush_interval_s: float = 0.25,
+        max_staleness_s: float = 0.5,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+        start_flusher: bool = True,
+    ) -> None:
+        self.durable = durable
+        self.codec = codec
+        self.flush_interval_s = flush_interval_s
+        self.max_staleness_s = max_staleness_s
+        self.max_entries = max_entries
+        self.clock = clock
+        self.healthy = True  # false while the durable store fails
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.RLock()  # guards the entries; store I/O happens outside it
+        self._flushing = threading.Lock()  # one flush round at a time
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._start_flusher = start_flusher
+
+    def _ensure_flusher(self) -> None:
+        # Started on first use, not at construction: a server that forks workers after building
+        # its services (gunicorn) would otherwise leave the thread behind in the parent.
+        if self._start_flusher and (self._flusher is None or not self._flusher.is_alive()):
+            with self._lock:
+                if self._flusher is None or not self._flusher.is_alive():
+                    self._flusher = threading.Thread(target=self._run, name="profile-flusher", daemon=True)
+                    self._flusher.start()
+
+    # -- the port ------------------------------------------------------------------------------
+    def track(self, user_id: str, events: list[Interaction], apply: Callable[[Profile, Interaction], A]) -> list[A]:
+        self._ensure_flusher()
+        entry = self._entry(user_id, create=True)
+        assert entry is not None
+        with self._lock:
+            outcomes = [apply(entry.profile, event) for event in events]
+            entry.pending.extend(events)  # duplicates too: the durable profile decides for itself
+            entry.apply = apply
+        return outcomes
+
+    def update(self, user_id: str, change: Callable[[Profile], T]) -> T:
+        """A change that is not a list of events goes straight through to the durable store."""
+        self.flush(user_id)
+        result = self.durable.update(user_id, change)
+        with self._lock:
+            self._entries.pop(user_id, None)  # reload on next use
+        return result
+
+    def read(self, user_id: str, view: Callable[[Profile], T]) -> T | None:
+        entry = self._entry(user_id, create=False)
+        if entry is None:
+            return None
+        with self._lock:
+            return view(entry.profile)
+
+    def delete(self, user_id: str) -> bool:
+        with self._lock:
+            cached = self._entries.pop(user_id, None)  # queued events of a deleted user go too
+        return self.durable.delete(user_id) or cached is not None
+
+    # -- cache ---------------------------------------------------------------------------------
+    def _clone(self, profile: Profile) -> Profile:
+        return self.codec.decode(profile.user_id, self.codec.encode(profile))
+
+    def _entry(self, user_id: str, create: bool) -> _Entry | None:
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is not None:
+                self._entries.move_to_end(user_id)
+                # While a flush is in flight the cached copy is the most complete one there is.
+                if now - entry.synced_at <= self.max_staleness_s or entry.flushing:
+                    return entry
+        stored = self._load(user_id)  # I/O outside the lock
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if stored is _FAILED:  # store down: keep serving what we have
+                if entry is None and create:
+                    entry = self._remember(user_id, _Entry(Profile(user_id), now))
+                return entry
+            if entry is None:
+                if stored is None and not create:
+                    return None
+                profile = stored if isinstance(stored, Profile) else Profile(user_id)
+                return self._remember(user_id, _Entry(profile, now))
+            # Refresh: the stored profile plus this instance's events not yet flushed.
+            if isinstance(stored, Profile):
+                for event in entry.pending:
+                    if entry.apply is not None:
+                        entry.apply(stored, event)
+                entry.profile = stored
+            entry.synced_at = now
+            return entry
+
+    def _load(self, user_id: str) -> Profile | object | None:
+        try:
+            loaded = self.durable.read(user_id, self._clone)
+        except Exception:
+            log.warning("profile store read failed; serving the cached profile", exc_info=True)
+            self.healthy = False
+            return _FAILED
+        return loaded
+
+    def _remember(self, user_id: str, entry: _Entry) -> _Entry:
+        self._entries[user_id] = entry
+        while len(self._entries) > self.max_entries:
+            oldest, candidate = next(iter(self._entries.items()))
+            if candidate.pending:  # never evict unflushed events; flush first
+                break
+            del self._entries[oldest]
+        return entry
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- write-behind --------------------------------------------------------------------------
+    def pending_events(self) -> int:
+        with self._lock:
+            return sum(len(e.pending) for e in self._entries.values())
+
+    def flush(self, user_id: str | None = None) -> int:
+        """Write queued events to the durable store now; returns how many were written."""
+        with self._flushing:
+            with self._lock:
+                users = [user_id] if user_id is not None else [u for u, e in self._entries.items() if e.pending]
+            return sum(self._flush_user(u) for u in users)
+
+    def _flush_user(self, user_id: str) -> int:
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is None or not entry.pending or entry.apply is None:
+                return 0
+            batch, entry.pending = entry.pending, []
+            apply = entry.apply
+            entry.flushing = True
+
+        def write(profile: Profile) -> Profile:
+            for event in batch:
+                apply(profile, event)
+            return self._clone(profile)
+
+        try:
+            stored = self.durable.update(user_id, write)
+        except Exception:
+            log.warning("profile store write failed; events stay queued", exc_info=True)
+            self.healthy = False
+            with self._lock:
+                entry.pending[:0] = batch  # back in front, order kept
+                entry.flushing = False
+            return 0
+        self.healthy = True
+        with self._lock:
+            for event in entry.pending:  # events that arrived during the write
+                apply(stored, event)
+            entry.profile = stored
+            entry.synced_at = self.clock()
+            entry.flushing = False
+        return len(batch)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            try:
+                self.flush()
+            except Exception:  # the flusher must survive anything
+                log.exception("profile flush round failed")
+
+    def close(self) -> None:
+        """Stop the flusher and write everything still queued (shutdown, SIGTERM)."""
+        self._stop.set()
+        if self._flusher is not None and self._flusher.is_alive():
+            self._flusher.join(timeout=5)
+        self.flush()
+
+
+_FAILED = object()
