@@ -2,7 +2,8 @@
 
     python -m tests.contract.workload <store> <target> <user> <start> <stop> <batch>
 
-applies events [start, stop) of `user`, `batch` events per store transaction, and prints "done N".
+applies events [start, stop) of `user`, `batch` events per store transaction, and prints "done N";
+with batch "cached", tracks them one by one through the instance cache (write-behind), as a server does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
 from shared.domain.rules import load_rules
 from shared.ports.profile_store import ProfileStore
+from shared.services.profile_cache import CachedProfileStore
 from tests.conftest import ROOT, SMALL_CATALOG
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -56,6 +58,13 @@ def main(kind: str, target: str, user: str, start: str, stop: str, batch: str) -
     codec = engine()
     store = open_store(kind, target, codec)
     applied = 0
+    if batch == "cached":
+        cached = CachedProfileStore(store, codec, flush_interval_s=0.25)
+        for i in range(int(start), int(stop)):
+            applied += sum(o.applied for o in cached.track(user, [event(user, i)], codec.apply))
+        cached.close()
+        print(f"done {applied}", flush=True)
+        return
     for first in range(int(start), int(stop), int(batch)):
         events = [event(user, i) for i in range(first, min(first + int(batch), int(stop)))]
         outcomes = store.update(user, lambda p, events=events: [codec.apply(p, e) for e in events])

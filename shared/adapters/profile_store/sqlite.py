@@ -36,8 +36,24 @@ class SqliteProfileStore(ProfileStore):
         self.busy_timeout_s = busy_timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._connect() as connection:
-            connection.execute(SCHEMA)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Switch the file to WAL (persistent, so once) and create the table. Switching takes an
+        exclusive lock without waiting on the busy handler, so racing processes retry here."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            connection = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            finally:
+                connection.close()
+            time.sleep(0.02)
 
     @classmethod
     def from_settings(cls, settings: Settings, codec: ProfileCodec) -> SqliteProfileStore:
@@ -45,8 +61,9 @@ class SqliteProfileStore(ProfileStore):
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; no torn writes
+        connection.execute(
+            "PRAGMA synchronous=NORMAL"
+        )  # WAL: survives a process crash; a power cut may undo the last commits
         return connection
 
     @property
