@@ -19,7 +19,7 @@ SDK_CANDIDATES = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/
 
 
 class EmulatorMissing(RuntimeError):
-    pass
+    """Google's emulator is not installed here; the message says how to install it."""
 
 
 def sdk_root() -> Path:
