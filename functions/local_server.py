@@ -11,6 +11,7 @@ import flask
 import gunicorn.app.base
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from functions.health import check_health
 from functions.preferences import get_live_preferences
 from functions.search import search_personalized
 from functions.tracking import track_interaction
@@ -19,6 +20,7 @@ ROUTES = {
     "/api/interactions/track": track_interaction,
     "/api/search/personalized": search_personalized,
     "/api/users/<user_id>/preferences/live": get_live_preferences,
+    "/health": check_health,
 }
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

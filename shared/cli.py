@@ -23,7 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"LeafLoaf Personalize on http://{args.host}:{port} "
             f"({len(services.catalog)} products, profile store '{services.settings.profile_store}')\n"
             "  POST /api/interactions/track\n  POST /api/search/personalized\n"
-            "  GET  /api/users/{user_id}/preferences/live\nCtrl+C stops it.",
+            "  GET  /api/users/{user_id}/preferences/live\n  GET  /health\nCtrl+C stops it.",
             flush=True,
         )
 

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     profile_flush_interval_s: float = Field(default=0.25, gt=0)
     profile_max_staleness_s: float = Field(default=0.5, ge=0)
     profile_cache_entries: int = Field(default=100_000, ge=1)
+    profile_read_timeout_s: float = Field(default=0.2, gt=0)  # Firestore reads on the request path
     # Firestore: project and database; FIRESTORE_EMULATOR_HOST (client library) points at an emulator.
     firestore_project: str = "leafloaf-local"
     firestore_database: str = "(default)"

@@ -95,7 +95,17 @@ class FirestoreEmulator:
 
     def stop(self) -> None:
         if self.process is not None:
+            self.resume()  # a frozen process group does not act on SIGTERM
             stop(self.process)
+
+    def pause(self) -> None:
+        """Freeze the emulator (SIGSTOP): connections stay open, nothing answers."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)
 
     def reset(self, project: str) -> None:
         self.reset_host(self.host, project)

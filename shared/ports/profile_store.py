@@ -54,6 +54,10 @@ class ProfileStore(ABC):
             What `view` returned, or None when the user has no profile.
         """
 
+    def health(self) -> dict:
+        """What the health endpoint reports about this store (cached: no I/O)."""
+        return {"status": "healthy", "kind": type(self).__name__}
+
     @abstractmethod
     def delete(self, user_id: str) -> bool:
         """Remove the user's profile. Returns whether there was one."""

@@ -61,6 +61,7 @@ class CachedProfileStore(ProfileStore):
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.RLock()  # guards the entries; store I/O happens outside it
         self._flushing = threading.Lock()  # one flush round at a time
+        self._flush_started: float | None = None  # monotonic start of the round in flight
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self._start_flusher = start_flusher
@@ -118,6 +119,10 @@ class CachedProfileStore(ProfileStore):
                 # While a flush is in flight the cached copy is the most complete one there is.
                 if now - entry.synced_at <= self.max_staleness_s or entry.flushing:
                     return entry
+            if not self.healthy:  # the store is failing: answer from memory now, retry in the flusher
+                if entry is None and create:
+                    entry = self._remember(user_id, _Entry(Profile(user_id), now))
+                return entry
         stored = self._load(user_id)  # I/O outside the lock
         with self._lock:
             entry = self._entries.get(user_id)
@@ -162,15 +167,18 @@ class CachedProfileStore(ProfileStore):
 
     # -- write-behind --------------------------------------------------------------------------
     def pending_events(self) -> int:
-        with self._lock:
-            return sum(len(e.pending) for e in self._entries.values())
+        return int(self.health()["pending_events"])
 
     def flush(self, user_id: str | None = None) -> int:
         """Write queued events to the durable store now; returns how many were written."""
         with self._flushing:
             with self._lock:
                 users = [user_id] if user_id is not None else [u for u, e in self._entries.items() if e.pending]
-            return sum(self._flush_user(u) for u in users)
+            self._flush_started = self.clock()
+            try:
+                return sum(self._flush_user(u) for u in users)
+            finally:
+                self._flush_started = None
 
     def _flush_user(self, user_id: str) -> int:
         with self._lock:
@@ -207,9 +215,32 @@ class CachedProfileStore(ProfileStore):
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
             try:
+                self.probe()
                 self.flush()
             except Exception:  # the flusher must survive anything
                 log.exception("profile flush round failed")
+
+    def probe(self) -> bool:
+        """While the store is failing, try one cheap read; success makes it healthy again."""
+        if not self.healthy:
+            try:
+                self.durable.read("~health-probe", len)
+            except Exception:
+                return False
+            log.info("profile store reachable again")
+            self.healthy = True
+        return self.healthy
+
+    def health(self) -> dict:
+        with self._lock:
+            pending = sum(len(e.pending) for e in self._entries.values())
+            cached = len(self._entries)
+        started = self._flush_started
+        stuck = started is not None and self.clock() - started > max(1.0, 4 * self.flush_interval_s)
+        status = "healthy" if self.healthy and not stuck else "degraded"
+        return {"status": status, "pending_events": pending, "cached_profiles": cached} | {
+            "store": self.durable.health()
+        }
 
     def close(self) -> None:
         """Stop the flusher and write everything still queued (shutdown, SIGTERM)."""

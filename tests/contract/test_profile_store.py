@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,26 +15,32 @@ import pytest
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.profile import Profile
 from shared.ports.profile_store import ProfileStore
+from shared.services.profile_cache import CachedProfileStore
 from tests.conftest import ROOT
 from tests.contract.workload import T0, engine, event, open_store
-from tests.emulators import firestore_emulator
+from tests.emulators import FirestoreEmulator, firestore_emulator
 
 NOW = (T0.timestamp()) + 21 * 86_400
 
 
 @pytest.fixture(scope="session")
-def firestore_host() -> Iterator[str]:
+def firestore() -> Iterator[FirestoreEmulator]:
     with firestore_emulator() as emulator:
         previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
         try:
-            yield emulator.host
+            yield emulator
         finally:
             if previous is None:
                 os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
             else:
                 os.environ["FIRESTORE_EMULATOR_HOST"] = previous
             emulator.reset("contract")
+
+
+@pytest.fixture()
+def firestore_host(firestore) -> str:
+    return firestore.host
 
 
 @pytest.fixture(params=["memory", "sqlite", "firestore"])
@@ -45,8 +52,6 @@ def kind(request) -> str:
 def target(kind, tmp_path, request) -> str:
     if kind == "firestore":
         host = request.getfixturevalue("firestore_host")
-        from tests.emulators import FirestoreEmulator
-
         FirestoreEmulator.reset_host(host, "contract")
         return host
     return str(tmp_path / "profiles.sqlite3")
@@ -150,3 +155,33 @@ def test_two_processes_by_1000_events_converge(kind, batch, target, codec):
     assert [o.strip().splitlines()[-1] for o in outputs] == ["done 1000", "done 1000"]
     store = open_store(kind, target, codec)
     assert_scores(scores(codec, store, "shared-user"), expected(codec, "shared-user", range(2000)))
+
+
+def test_cache_over_a_frozen_firestore_serves_and_loses_nothing(firestore, codec):
+    """Firestore stops answering (the emulator is frozen with SIGSTOP) while a shopper keeps
+    clicking: every request is answered from the instance cache, the store shows as degraded,
+    and once Firestore is back every event is stored exactly once."""
+    FirestoreEmulator.reset_host(firestore.host, "contract")
+    durable = open_store("firestore", firestore.host, codec)
+    cached = CachedProfileStore(durable, codec, flush_interval_s=0.1, max_staleness_s=0.05)
+    cached.track("frozen", [event("frozen", i) for i in range(5)], codec.apply)
+    cached.flush()
+    firestore.pause()
+    try:
+        for i in range(5, 10):
+            cached.track("frozen", [event("frozen", i)], codec.apply)
+            time.sleep(0.06)  # past max staleness: each read wants to reload
+            assert_scores(scores(codec, cached, "frozen"), expected(codec, "frozen", range(i + 1)))
+        deadline = time.monotonic() + 10
+        while cached.health()["status"] != "degraded" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cached.health()["status"] == "degraded"
+        assert_scores(scores(codec, cached, "frozen"), expected(codec, "frozen", range(10)))
+    finally:
+        firestore.resume()
+    deadline = time.monotonic() + 120
+    while (cached.pending_events() or not cached.healthy) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    cached.close()
+    assert cached.health()["status"] == "healthy"
+    assert_scores(scores(codec, durable, "frozen"), expected(codec, "frozen", range(10)))

@@ -208,3 +208,23 @@ def test_an_internal_error_is_a_json_500_and_logged(monkeypatch, caplog):
     )
     assert response.status_code == 500 and response.get_json()["error"]["code"] == "internal"
     assert "unhandled error" in caplog.text
+
+
+def test_health_reports_the_profile_store():
+    body = client("check_health").get("/health").get_json()
+    assert body["status"] == "healthy"
+    assert body["backends"]["profile_store"] == {"status": "healthy", "kind": "MemoryProfileStore"}
+
+
+def test_health_of_a_cached_durable_store(tmp_path):
+    settings = Settings(
+        catalog_path=tmp_path / "none.jsonl", profile_store="sqlite", sqlite_path=tmp_path / "p.sqlite3"
+    )
+    bootstrap.install(bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG)))
+    client("track_interaction").post(
+        "/", json={"event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"}
+    )
+    store = client("check_health").get("/health").get_json()["backends"]["profile_store"]
+    assert store["status"] == "healthy" and store["cached_profiles"] == 1
+    assert store["store"]["kind"] == "SqliteProfileStore"
+    bootstrap.container().profiles.close()

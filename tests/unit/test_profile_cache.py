@@ -161,3 +161,26 @@ def test_delete_drops_cache_queue_and_store(engine):
     assert store.delete("u") is True
     assert store.read("u", len) is None and durable.read("u", len) is None
     assert store.flush() == 0
+
+
+def test_a_failing_store_is_not_asked_again_until_a_probe_succeeds(engine):
+    durable, clock = CountingStore(), Clock()
+    reads = []
+    original = durable.read
+    durable.read = lambda user_id, view: reads.append(user_id) or original(user_id, view)
+    store = cache(durable, engine, clock, max_staleness_s=0.1)
+    store.track("u", [click(0)], engine.apply)
+    store.flush()
+    durable.down = True
+    clock.now += 1.0
+    assert brand(store, engine) == pytest.approx(expected(engine, [click(0)]))  # one failed read
+    assert store.health()["status"] == "degraded"
+    asked = len(reads)
+    for _ in range(5):
+        clock.now += 1.0
+        brand(store, engine)
+        assert store.read("stranger", len) is None  # unknown while down: plain results, no wait
+    assert len(reads) == asked  # no store I/O on the request path while it is failing
+    assert store.probe() is False
+    durable.down = False
+    assert store.probe() is True and store.health()["status"] == "healthy"

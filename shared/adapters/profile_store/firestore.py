@@ -35,8 +35,10 @@ class FirestoreProfileStore(ProfileStore):
         codec: ProfileCodec,
         collection: str = "profiles",
         contention_timeout_s: float = 30.0,
+        read_timeout_s: float = 0.2,
     ) -> None:
         self.client = client
+        self.read_timeout_s = read_timeout_s
         self.contention_timeout_s = contention_timeout_s
         self.codec = codec
         self.collection = client.collection(collection)
@@ -47,7 +49,7 @@ class FirestoreProfileStore(ProfileStore):
     @classmethod
     def from_settings(cls, settings: Settings, codec: ProfileCodec) -> FirestoreProfileStore:
         client = firestore.Client(project=settings.firestore_project, database=settings.firestore_database)
-        return cls(client, codec, settings.firestore_collection)
+        return cls(client, codec, settings.firestore_collection, read_timeout_s=settings.profile_read_timeout_s)
 
     def update(self, user_id: str, change: Callable[[Profile], T]) -> T:
         ref = self.collection.document(document_id(user_id))
@@ -87,7 +89,8 @@ class FirestoreProfileStore(ProfileStore):
             delay = min(delay * 2, 0.5)
 
     def read(self, user_id: str, view: Callable[[Profile], T]) -> T | None:
-        snapshot = self.collection.document(document_id(user_id)).get()
+        # Reads serve requests: one attempt, bounded, so a slow Firestore cannot hold a search.
+        snapshot = self.collection.document(document_id(user_id)).get(retry=None, timeout=self.read_timeout_s)
         if not snapshot.exists:
             return None
         return view(self.codec.decode(user_id, snapshot.get("doc")))
