@@ -74,6 +74,8 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
             flush_interval_s=settings.profile_flush_interval_s,
             max_staleness_s=settings.profile_max_staleness_s,
             max_entries=settings.profile_cache_entries,
+            max_bytes=settings.profile_cache_bytes,
+            ttl_s=settings.profile_cache_ttl_s,
         )
         atexit.register(profiles.close)  # write what is queued when the instance stops
     products = import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE)(catalog)

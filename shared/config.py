@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     profile_flush_interval_s: float = Field(default=0.25, gt=0)
     profile_max_staleness_s: float = Field(default=0.5, ge=0)
     profile_cache_entries: int = Field(default=100_000, ge=1)
+    profile_cache_bytes: int = Field(default=256 * 2**20, ge=1)
+    profile_cache_ttl_s: float = Field(default=3600.0, gt=0)
     profile_read_timeout_s: float = Field(default=0.2, gt=0)  # Firestore reads on the request path
     # Firestore: project and database; FIRESTORE_EMULATOR_HOST (client library) points at an emulator.
     firestore_project: str = "leafloaf-local"

@@ -36,6 +36,13 @@ class _Entry:
     pending: list[Interaction] = field(default_factory=list)
     apply: Callable[[Profile, Interaction], object] | None = None
     flushing: bool = False  # a write of this user's events is in flight
+    used_at: float = 0.0  # monotonic time of the last request for this profile
+    size: int = 0  # estimated bytes, refreshed when the profile is loaded or flushed
+
+
+def estimated_bytes(profile: Profile) -> int:
+    """About 16 bytes per accumulator plus the fixed part (measured by the benchmark)."""
+    return 16 * len(profile) + 700
 
 
 class CachedProfileStore(ProfileStore):
@@ -48,6 +55,8 @@ class CachedProfileStore(ProfileStore):
         flush_interval_s: float = 0.25,
         max_staleness_s: float = 0.5,
         max_entries: int = 100_000,
+        max_bytes: int = 256 * 2**20,
+        ttl_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
         start_flusher: bool = True,
     ) -> None:
@@ -56,6 +65,9 @@ class CachedProfileStore(ProfileStore):
         self.flush_interval_s = flush_interval_s
         self.max_staleness_s = max_staleness_s
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl_s = ttl_s
+        self._bytes = 0
         self.clock = clock
         self.healthy = True  # false while the durable store fails
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -91,7 +103,9 @@ class CachedProfileStore(ProfileStore):
         self.flush(user_id)
         result = self.durable.update(user_id, change)
         with self._lock:
-            self._entries.pop(user_id, None)  # reload on next use
+            dropped = self._entries.pop(user_id, None)  # reload on next use
+            if dropped is not None:
+                self._bytes -= dropped.size
         return result
 
     def read(self, user_id: str, view: Callable[[Profile], T]) -> T | None:
@@ -104,6 +118,8 @@ class CachedProfileStore(ProfileStore):
     def delete(self, user_id: str) -> bool:
         with self._lock:
             cached = self._entries.pop(user_id, None)  # queued events of a deleted user go too
+            if cached is not None:
+                self._bytes -= cached.size
         return self.durable.delete(user_id) or cached is not None
 
     # -- cache ---------------------------------------------------------------------------------
@@ -116,6 +132,7 @@ class CachedProfileStore(ProfileStore):
             entry = self._entries.get(user_id)
             if entry is not None:
                 self._entries.move_to_end(user_id)
+                entry.used_at = now
                 # While a flush is in flight the cached copy is the most complete one there is.
                 if now - entry.synced_at <= self.max_staleness_s or entry.flushing:
                     return entry
@@ -140,7 +157,7 @@ class CachedProfileStore(ProfileStore):
                 for event in entry.pending:
                     if entry.apply is not None:
                         entry.apply(stored, event)
-                entry.profile = stored
+                self._replace(entry, stored)
             entry.synced_at = now
             return entry
 
@@ -154,13 +171,31 @@ class CachedProfileStore(ProfileStore):
         return loaded
 
     def _remember(self, user_id: str, entry: _Entry) -> _Entry:
+        entry.used_at = entry.synced_at
+        entry.size = estimated_bytes(entry.profile)
+        self._bytes += entry.size
         self._entries[user_id] = entry
-        while len(self._entries) > self.max_entries:
-            oldest, candidate = next(iter(self._entries.items()))
-            if candidate.pending:  # never evict unflushed events; flush first
-                break
-            del self._entries[oldest]
+        self._trim(entry.synced_at)
         return entry
+
+    def _replace(self, entry: _Entry, profile: Profile) -> None:
+        entry.profile = profile
+        self._bytes += estimated_bytes(profile) - entry.size
+        entry.size = estimated_bytes(profile)
+
+    def _trim(self, now: float) -> None:
+        """Evict least recently used profiles past the entry, byte or idle-time bounds; never one
+        with unflushed events (those wait for their flush)."""
+        while self._entries:
+            oldest, candidate = next(iter(self._entries.items()))
+            over = len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+            if not (over or now - candidate.used_at > self.ttl_s) or candidate.pending or candidate.flushing:
+                return
+            del self._entries[oldest]
+            self._bytes -= candidate.size
+
+    def cached_bytes(self) -> int:
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -207,7 +242,10 @@ class CachedProfileStore(ProfileStore):
         with self._lock:
             for event in entry.pending:  # events that arrived during the write
                 apply(stored, event)
-            entry.profile = stored
+            if self._entries.get(user_id) is entry:
+                self._replace(entry, stored)
+            else:  # evicted or deleted meanwhile: keep the byte count honest
+                entry.profile = stored
             entry.synced_at = self.clock()
             entry.flushing = False
         return len(batch)
@@ -217,6 +255,8 @@ class CachedProfileStore(ProfileStore):
             try:
                 self.probe()
                 self.flush()
+                with self._lock:
+                    self._trim(self.clock())
             except Exception:  # the flusher must survive anything
                 log.exception("profile flush round failed")
 
@@ -238,7 +278,7 @@ class CachedProfileStore(ProfileStore):
         started = self._flush_started
         stuck = started is not None and self.clock() - started > max(1.0, 4 * self.flush_interval_s)
         status = "healthy" if self.healthy and not stuck else "degraded"
-        return {"status": status, "pending_events": pending, "cached_profiles": cached} | {
+        return {"status": status, "pending_events": pending, "cached_profiles": cached, "cached_bytes": self._bytes} | {
             "store": self.durable.health()
         }
 

@@ -184,3 +184,20 @@ def test_a_failing_store_is_not_asked_again_until_a_probe_succeeds(engine):
     assert store.probe() is False
     durable.down = False
     assert store.probe() is True and store.health()["status"] == "healthy"
+
+
+def test_idle_profiles_expire_and_bytes_are_bounded(engine):
+    durable, clock = CountingStore(), Clock()
+    store = cache(durable, engine, clock, ttl_s=60, max_bytes=10_000)
+    for i in range(20):
+        store.track(f"u{i}", [click(i, user=f"u{i}")], engine.apply)
+    assert len(store) == 20  # all unflushed: kept whatever the bounds
+    store.flush()
+    store.track("late", [click(99, user="late")], engine.apply)
+    assert store.cached_bytes() <= 10_000 + 2_000 and len(store) < 21
+    clock.now += 61
+    store.flush()
+    store.track("fresh", [click(100, user="fresh")], engine.apply)
+    store.flush()
+    assert set(store._entries) == {"fresh"}  # the idle ones expired
+    assert brand(store, engine, "u3") == pytest.approx(expected(engine, [click(3, user="u3")]))  # reloads
