@@ -29,12 +29,11 @@ A = TypeVar("A")
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     profile: Profile
     synced_at: float  # monotonic time of the last load from, or flush to, the durable store
     pending: list[Interaction] = field(default_factory=list)
-    apply: Callable[[Profile, Interaction], object] | None = None
     flushing: bool = False  # a write of this user's events is in flight
     used_at: float = 0.0  # monotonic time of the last request for this profile
     size: int = 0  # estimated bytes, refreshed when the profile is loaded or flushed
@@ -68,6 +67,7 @@ class CachedProfileStore(ProfileStore):
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
         self._bytes = 0
+        self._apply: Callable[[Profile, Interaction], object] | None = None
         self.clock = clock
         self.healthy = True  # false while the durable store fails
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -95,7 +95,7 @@ class CachedProfileStore(ProfileStore):
         with self._lock:
             outcomes = [apply(entry.profile, event) for event in events]
             entry.pending.extend(events)  # duplicates too: the durable profile decides for itself
-            entry.apply = apply
+            self._apply = apply  # the engine's; kept once to replay queued events
         return outcomes
 
     def update(self, user_id: str, change: Callable[[Profile], T]) -> T:
@@ -155,8 +155,8 @@ class CachedProfileStore(ProfileStore):
             # Refresh: the stored profile plus this instance's events not yet flushed.
             if isinstance(stored, Profile):
                 for event in entry.pending:
-                    if entry.apply is not None:
-                        entry.apply(stored, event)
+                    if self._apply is not None:
+                        self._apply(stored, event)
                 self._replace(entry, stored)
             entry.synced_at = now
             return entry
@@ -218,10 +218,10 @@ class CachedProfileStore(ProfileStore):
     def _flush_user(self, user_id: str) -> int:
         with self._lock:
             entry = self._entries.get(user_id)
-            if entry is None or not entry.pending or entry.apply is None:
+            apply = self._apply
+            if entry is None or not entry.pending or apply is None:
                 return 0
             batch, entry.pending = entry.pending, []
-            apply = entry.apply
             entry.flushing = True
 
         def write(profile: Profile) -> Profile:
