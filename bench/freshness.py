@@ -28,12 +28,14 @@ def run(trials: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LEAFLOAF_PROFILE_STORE"] = "sqlite"
         os.environ["LEAFLOAF_SQLITE_PATH"] = str(Path(tmp) / "profiles.sqlite3")
+        os.environ["LEAFLOAF_PROFILE_SPOOL_PATH"] = str(Path(tmp) / "spool.sqlite3")
         try:
             a, port_a = start_server(5_000)
             b, port_b = start_server(5_000)
         finally:
             os.environ.pop("LEAFLOAF_PROFILE_STORE")
             os.environ.pop("LEAFLOAF_SQLITE_PATH")
+            os.environ.pop("LEAFLOAF_PROFILE_SPOOL_PATH")
         try:
             import http.client
 

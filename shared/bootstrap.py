@@ -68,9 +68,13 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     store_class: type[ProfileStore] = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE)
     profiles = store_class.from_settings(settings, engine)
     if settings.profile_store != "memory":
+        from shared.adapters.event_spool.sqlite import SqliteEventSpool
+
         profiles = CachedProfileStore(
             profiles,
             engine,
+            spool=SqliteEventSpool(settings.profile_spool_path),
+            apply=engine.apply,
             flush_interval_s=settings.profile_flush_interval_s,
             max_staleness_s=settings.profile_max_staleness_s,
             max_entries=settings.profile_cache_entries,

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     profile_cache_entries: int = Field(default=100_000, ge=1)
     profile_cache_bytes: int = Field(default=256 * 2**20, ge=1)
     profile_cache_ttl_s: float = Field(default=3600.0, gt=0)
+    profile_spool_path: Path = ROOT / "var" / "profile-spool.sqlite3"  # events waiting through an outage
     profile_read_timeout_s: float = Field(default=0.2, gt=0)  # Firestore reads on the request path
     # Firestore: project and database; FIRESTORE_EMULATOR_HOST (client library) points at an emulator.
     firestore_project: str = "leafloaf-local"

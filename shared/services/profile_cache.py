@@ -6,8 +6,10 @@ in one transaction every `flush_interval_s`, coalescing many events into one wri
 cached profile while it is younger than `max_staleness_s`; an older one is reloaded from the store,
 with this instance's unflushed events re-applied, so other instances' writes show up within about
 flush interval + max staleness. When the store fails, reads keep the cached copy and queued events
-wait for the next round: nothing is dropped while the process lives. What a crash can lose is the
-queue: at most the events of the last flush interval (plus any backlog while the store was down).
+wait for the next round; a round that fails also puts them in the local `spool`, which the next
+instance on the host adopts and replays. What a crash can lose is the events of the last flush
+interval. Replay relies on each profile's idempotency window (32 event ids) when a crash falls
+between a write and the spool's clean-up.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TypeVar
 
 from shared.domain.events import Interaction
 from shared.domain.profile import Profile
+from shared.ports.event_spool import EventSpool
 from shared.ports.profile_store import ProfileCodec, ProfileStore
 
 T = TypeVar("T")
@@ -34,6 +37,7 @@ class _Entry:
     profile: Profile
     synced_at: float  # monotonic time of the last load from, or flush to, the durable store
     pending: list[Interaction] = field(default_factory=list)
+    spooled: list[int] = field(default_factory=list)  # spool ids of the first len(spooled) pending events
     flushing: bool = False  # a write of this user's events is in flight
     used_at: float = 0.0  # monotonic time of the last request for this profile
     size: int = 0  # estimated bytes, refreshed when the profile is loaded or flushed
@@ -58,6 +62,8 @@ class CachedProfileStore(ProfileStore):
         ttl_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
         start_flusher: bool = True,
+        spool: EventSpool | None = None,
+        apply: Callable[[Profile, Interaction], object] | None = None,
     ) -> None:
         self.durable = durable
         self.codec = codec
@@ -67,7 +73,8 @@ class CachedProfileStore(ProfileStore):
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
         self._bytes = 0
-        self._apply: Callable[[Profile, Interaction], object] | None = None
+        self._apply: Callable[[Profile, Interaction], object] | None = apply
+        self.spool = spool
         self.clock = clock
         self.healthy = True  # false while the durable store fails
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -77,6 +84,20 @@ class CachedProfileStore(ProfileStore):
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self._start_flusher = start_flusher
+        if spool is not None:
+            self._adopt(spool)
+
+    def _adopt(self, spool: EventSpool) -> None:
+        """Queue the spooled events of this host's stopped instances (and of a previous life)."""
+        adopted = spool.adopt()
+        for spool_id, user_id, event in adopted:
+            entry = self._entries.get(user_id)
+            if entry is None:  # an empty placeholder, reloaded from the store on first read
+                entry = self._remember(user_id, _Entry(Profile(user_id), float("-inf")))
+            entry.pending.append(event)
+            entry.spooled.append(spool_id)
+        if adopted:
+            log.info("replaying spooled events", extra={"events": len(adopted)})
 
     def _ensure_flusher(self) -> None:
         # Started on first use, not at construction: a server that forks workers after building
@@ -120,6 +141,8 @@ class CachedProfileStore(ProfileStore):
             cached = self._entries.pop(user_id, None)  # queued events of a deleted user go too
             if cached is not None:
                 self._bytes -= cached.size
+                if cached.spooled and self.spool is not None:
+                    self.spool.remove(cached.spooled)
         return self.durable.delete(user_id) or cached is not None
 
     # -- cache ---------------------------------------------------------------------------------
@@ -222,6 +245,7 @@ class CachedProfileStore(ProfileStore):
             if entry is None or not entry.pending or apply is None:
                 return 0
             batch, entry.pending = entry.pending, []
+            spooled, entry.spooled = entry.spooled, []
             entry.flushing = True
 
         def write(profile: Profile) -> Profile:
@@ -234,11 +258,15 @@ class CachedProfileStore(ProfileStore):
         except Exception:
             log.warning("profile store write failed; events stay queued", exc_info=True)
             self.healthy = False
+            spooled += self._spill(user_id, batch[len(spooled) :])
             with self._lock:
                 entry.pending[:0] = batch  # back in front, order kept
+                entry.spooled[:0] = spooled
                 entry.flushing = False
             return 0
         self.healthy = True
+        if spooled and self.spool is not None:
+            self.spool.remove(spooled)
         with self._lock:
             for event in entry.pending:  # events that arrived during the write
                 apply(stored, event)
@@ -249,6 +277,16 @@ class CachedProfileStore(ProfileStore):
             entry.synced_at = self.clock()
             entry.flushing = False
         return len(batch)
+
+    def _spill(self, user_id: str, events: list[Interaction]) -> list[int]:
+        """Put events that could not be written on local disk, so a crash during an outage keeps them."""
+        if self.spool is None or not events:
+            return []
+        try:
+            return self.spool.append(user_id, events)
+        except Exception:
+            log.exception("could not spool events; they stay in memory only")
+            return []
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval_s):

@@ -53,6 +53,7 @@ def test_sqlite_profiles_survive_a_restart(tmp_path):
         "LEAFLOAF_CATALOG_PATH": str(tmp_path / "absent.jsonl"),
         "LEAFLOAF_PROFILE_STORE": "sqlite",
         "LEAFLOAF_SQLITE_PATH": str(tmp_path / "profiles.sqlite3"),
+        "LEAFLOAF_PROFILE_SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
     }
     with serving(env) as url:
         Api(url).track({"event_type": "purchase", "user_id": "keeper", "product_id": "p00000", "quantity": 2})
@@ -68,6 +69,7 @@ def test_a_crash_loses_at_most_the_last_flush_interval(tmp_path):
         "LEAFLOAF_CATALOG_PATH": str(tmp_path / "absent.jsonl"),
         "LEAFLOAF_PROFILE_STORE": "sqlite",
         "LEAFLOAF_SQLITE_PATH": str(tmp_path / "profiles.sqlite3"),
+        "LEAFLOAF_PROFILE_SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
     }
     with serving(env, crash=True) as url:
         Api(url).track({"event_type": "purchase", "user_id": "crash", "product_id": "p00000", "quantity": 3})

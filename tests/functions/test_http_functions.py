@@ -218,7 +218,10 @@ def test_health_reports_the_profile_store():
 
 def test_health_of_a_cached_durable_store(tmp_path):
     settings = Settings(
-        catalog_path=tmp_path / "none.jsonl", profile_store="sqlite", sqlite_path=tmp_path / "p.sqlite3"
+        catalog_path=tmp_path / "none.jsonl",
+        profile_store="sqlite",
+        sqlite_path=tmp_path / "p.sqlite3",
+        profile_spool_path=tmp_path / "spool.sqlite3",
     )
     bootstrap.install(bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG)))
     client("track_interaction").post(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.adapters.event_spool.sqlite import SqliteEventSpool
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
@@ -201,3 +203,44 @@ def test_idle_profiles_expire_and_bytes_are_bounded(engine):
     store.flush()
     assert set(store._entries) == {"fresh"}  # the idle ones expired
     assert brand(store, engine, "u3") == pytest.approx(expected(engine, [click(3, user="u3")]))  # reloads
+
+
+def dead_pid() -> int:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    return finished.pid
+
+
+def test_events_of_a_failed_write_are_spooled_and_replayed_by_the_next_instance(engine, tmp_path):
+    durable, clock = CountingStore(), Clock()
+    spool_path = tmp_path / "spool.sqlite3"
+    first = cache(durable, engine, clock, spool=SqliteEventSpool(spool_path, owner=dead_pid()), apply=engine.apply)
+    first.track("u", [click(0)], engine.apply)
+    first.flush()
+    durable.down = True
+    first.track("u", [click(1), click(2)], engine.apply)
+    assert first.flush() == 0
+    first.track("u", [click(3)], engine.apply)
+    assert first.flush() == 0  # a second failure spools only what is new
+    assert len(SqliteEventSpool(spool_path)) == 3
+    # The instance dies; the store comes back; the next instance on the host replays the spool.
+    durable.down = False
+    second = cache(durable, engine, clock, spool=SqliteEventSpool(spool_path), apply=engine.apply)
+    assert second.pending_events() == 3
+    assert second.flush() == 3
+    assert len(SqliteEventSpool(spool_path)) == 0
+    assert brand(durable, engine) == pytest.approx(expected(engine, [click(i) for i in range(4)]))
+
+
+def test_a_successful_write_clears_its_spooled_events(engine, tmp_path):
+    durable, clock = CountingStore(), Clock()
+    spool = SqliteEventSpool(tmp_path / "spool.sqlite3")
+    store = cache(durable, engine, clock, spool=spool, apply=engine.apply)
+    durable.down = True
+    store.track("u", [click(0)], engine.apply)
+    store.flush()
+    assert len(spool) == 1
+    durable.down = False
+    store.track("u", [click(1)], engine.apply)
+    assert store.flush() == 2 and len(spool) == 0
+    assert brand(durable, engine) == pytest.approx(expected(engine, [click(0), click(1)]))

@@ -1,0 +1,23 @@
+"""Port: a local, durable queue of events waiting for the profile store."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from shared.domain.events import Interaction
+
+
+class EventSpool(ABC):
+    """Events the instance could not write yet, kept on local disk until they are written."""
+
+    @abstractmethod
+    def append(self, user_id: str, events: list[Interaction]) -> list[int]:
+        """Store events durably (committed before returning); returns one id per event, in order."""
+
+    @abstractmethod
+    def remove(self, ids: list[int]) -> None:
+        """Forget events that have reached the profile store."""
+
+    @abstractmethod
+    def adopt(self) -> list[tuple[int, str, Interaction]]:
+        """Take over the events of instances that are gone (and this one's): (id, user, event)."""
