@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -84,10 +85,14 @@ class FirestoreEmulator:
         self.log_path = Path(tempfile.gettempdir()) / f"firestore-emulator-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> FirestoreEmulator:
-        with self.log_path.open("wb") as log:  # the child keeps its own handle
+    def start(self, import_data: Path | None = None) -> FirestoreEmulator:
+        """Start (again, on the same port); `import_data` is an export's overall_export_metadata file."""
+        command = [str(self.executable), "start", "--host=127.0.0.1", f"--port={self.port}"]
+        if import_data is not None:
+            command.append(f"--import-data={import_data}")
+        with self.log_path.open("ab") as log:  # the child keeps its own handle
             self.process = subprocess.Popen(
-                [str(self.executable), "start", "--host=127.0.0.1", f"--port={self.port}"],
+                command,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         wait_for_port(self.port, self.process)
@@ -109,6 +114,18 @@ class FirestoreEmulator:
 
     def reset(self, project: str) -> None:
         self.reset_host(self.host, project)
+
+    def export(self, project: str, directory: Path) -> Path:
+        """Export the project's data (the emulator keeps data in memory only); returns the file
+        to pass to `start(import_data=...)`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"database": f"projects/{project}/databases/(default)", "export_directory": str(directory)})
+        url = f"http://{self.host}/emulator/v1/projects/{project}:export"
+        request = urllib.request.Request(
+            url, data=body.encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
+        urllib.request.urlopen(request, timeout=30).read()
+        return next(directory.glob("*/*.overall_export_metadata"))
 
     @staticmethod
     def reset_host(host: str, project: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from shared.adapters.event_spool.sqlite import SqliteEventSpool
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.profile import Profile
 from shared.ports.profile_store import ProfileStore
@@ -185,3 +186,41 @@ def test_cache_over_a_frozen_firestore_serves_and_loses_nothing(firestore, codec
     cached.close()
     assert cached.health()["status"] == "healthy"
     assert_scores(scores(codec, durable, "frozen"), expected(codec, "frozen", range(10)))
+
+
+def test_cache_rides_out_a_firestore_stop_and_restart(codec, tmp_path):
+    """Firestore goes away and comes back (the emulator is stopped, then restarted from an export
+    of its data): requests are served meanwhile, failed writes are spooled, and after the restart
+    every event is stored exactly once."""
+    emulator = FirestoreEmulator().start()
+    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
+    try:
+        durable = open_store("firestore", emulator.host, codec)
+        spool = SqliteEventSpool(tmp_path / "spool.sqlite3")
+        cached = CachedProfileStore(
+            durable, codec, flush_interval_s=0.1, max_staleness_s=0.05, spool=spool, apply=codec.apply
+        )
+        cached.track("restart", [event("restart", i) for i in range(5)], codec.apply)
+        cached.flush()
+        exported = emulator.export("contract", tmp_path / "export")
+        emulator.stop()
+        for i in range(5, 10):
+            cached.track("restart", [event("restart", i)], codec.apply)
+            time.sleep(0.06)
+            assert_scores(scores(codec, cached, "restart"), expected(codec, "restart", range(i + 1)))
+        deadline = time.monotonic() + 30
+        while len(spool) < 5 and time.monotonic() < deadline:  # the flusher's failed writes spool them
+            time.sleep(0.05)
+        assert len(spool) == 5 and cached.health()["status"] == "degraded"
+        emulator.start(import_data=exported)
+        deadline = time.monotonic() + 120
+        while (cached.pending_events() or not cached.healthy) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        cached.close()
+        assert len(spool) == 0 and cached.health()["status"] == "healthy"
+        assert_scores(scores(codec, durable, "restart"), expected(codec, "restart", range(10)))
+    finally:
+        emulator.stop()
+        if previous is not None:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = previous

@@ -36,8 +36,10 @@ class FirestoreProfileStore(ProfileStore):
         collection: str = "profiles",
         contention_timeout_s: float = 30.0,
         read_timeout_s: float = 0.2,
+        reachability_timeout_s: float = 2.0,
     ) -> None:
         self.client = client
+        self.reachability_timeout_s = reachability_timeout_s
         self.read_timeout_s = read_timeout_s
         self.contention_timeout_s = contention_timeout_s
         self.codec = codec
@@ -72,6 +74,10 @@ class FirestoreProfileStore(ProfileStore):
             return result
 
         with self._lock(user_id):
+            # The client gives transactions no timeout (begin/commit retry for about a minute when
+            # Firestore is unreachable); one bounded read first makes an outage fail fast, so the
+            # caller can spool the events instead of hanging.
+            ref.get(retry=None, timeout=self.reachability_timeout_s)
             return self._with_backoff(lambda: attempt(self.client.transaction(max_attempts=5)))
 
     def _with_backoff(self, run: Callable[[], T]) -> T:
