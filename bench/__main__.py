@@ -18,6 +18,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -173,11 +174,20 @@ def bench_search(engine: ProfileEngine, catalog: Catalog, queries: int, users: i
 
 # -- HTTP ----------------------------------------------------------------------------------------
 def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
-    env = os.environ | {
-        "LEAFLOAF_CATALOG_PATH": str(ROOT / "var" / "bench-no-catalog.jsonl"),
-        "LEAFLOAF_DEMO_CATALOG_SIZE": str(catalog_size),
-        "LEAFLOAF_LOG_LEVEL": "WARNING",
+    state = Path(tempfile.mkdtemp(prefix="leafloaf-bench-"))  # fresh stores, unless the caller set them
+    defaults = {
+        "LEAFLOAF_SQLITE_PATH": str(state / "profiles.sqlite3"),
+        "LEAFLOAF_PROFILE_SPOOL_PATH": str(state / "spool.sqlite3"),
     }
+    env = (
+        defaults
+        | os.environ
+        | {
+            "LEAFLOAF_CATALOG_PATH": str(ROOT / "var" / "bench-no-catalog.jsonl"),
+            "LEAFLOAF_DEMO_CATALOG_SIZE": str(catalog_size),
+            "LEAFLOAF_LOG_LEVEL": "WARNING",
+        }
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

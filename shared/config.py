@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     catalog_path: Path = ROOT / "var" / "catalog.jsonl"
     demo_catalog_size: int = Field(default=5_000, ge=1)
     # Adapters by short name (or a full "module.Class" path); the embedded ones are the default.
-    profile_store: str = "memory"
+    profile_store: str = "sqlite"
     sqlite_path: Path = ROOT / "var" / "profiles.sqlite3"
     # Durable stores sit behind an instance cache with write-behind (see shared/services/profile_cache.py).
     profile_flush_interval_s: float = Field(default=0.25, gt=0)

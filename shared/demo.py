@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -151,10 +152,11 @@ SCENARIOS = (new_shopper_gets_plant_based_yogurt, scrolled_past_spicy_chips, bul
 def run_demo(base_url: str, say: Say = print) -> list[Outcome]:
     api = Api(base_url)
     outcomes = []
+    run = uuid.uuid4().hex[:8]  # new shoppers every run: profiles are durable
     for number, scenario in enumerate(SCENARIOS, start=1):
         story = (scenario.__doc__ or "").partition(":")[2].strip()
         say(f"Scenario {number}: {story}")
-        outcome = scenario(api, say)
+        outcome = scenario(api, say, user=f"demo-{number}-{run}")
         say(f"  -> {'PASS' if outcome.passed else 'FAIL'}: {outcome.detail}\n")
         outcomes.append(outcome)
     return outcomes

@@ -44,7 +44,13 @@ def serving(env: dict[str, str], crash: bool = False) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory) -> Iterator[str]:
-    with serving({"LEAFLOAF_CATALOG_PATH": str(tmp_path_factory.mktemp("cat") / "absent.jsonl")}) as url:
+    state = tmp_path_factory.mktemp("state")
+    env = {
+        "LEAFLOAF_CATALOG_PATH": str(state / "absent.jsonl"),
+        "LEAFLOAF_SQLITE_PATH": str(state / "profiles.sqlite3"),
+        "LEAFLOAF_PROFILE_SPOOL_PATH": str(state / "spool.sqlite3"),
+    }
+    with serving(env) as url:  # the default stores: SQLite behind the instance cache
         yield url
 
 

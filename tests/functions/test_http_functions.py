@@ -20,6 +20,7 @@ CLICK = {"event_type": "click_product", "user_id": "u", "product_id": "p"}
 def services(tmp_path):
     settings = Settings(
         catalog_path=tmp_path / "none.jsonl",
+        profile_store="memory",
         max_body_bytes=4_000,
         max_batch_events=5,
         cors_origins="https://shop.example",
