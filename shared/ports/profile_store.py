@@ -25,6 +25,10 @@ class ProfileCodec(Protocol):
 class ProfileStore(ABC):
     """Keeps one Profile per user; every access is atomic per user."""
 
+    # True when `update`/`read` hand callbacks the stored object itself (so callers that keep a
+    # profile must copy it); durable stores hand out freshly decoded copies.
+    shares_profiles = False
+
     @classmethod
     def from_settings(cls, settings: Settings, codec: ProfileCodec) -> ProfileStore:
         """Build the store from configuration; durable stores keep profiles as `codec` bytes."""

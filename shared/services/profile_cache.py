@@ -146,7 +146,10 @@ class CachedProfileStore(ProfileStore):
         return self.durable.delete(user_id) or cached is not None
 
     # -- cache ---------------------------------------------------------------------------------
-    def _clone(self, profile: Profile) -> Profile:
+    def _own(self, profile: Profile) -> Profile:
+        """A profile the cache may keep and change: a copy only if the store shares its objects."""
+        if not self.durable.shares_profiles:
+            return profile
         return self.codec.decode(profile.user_id, self.codec.encode(profile))
 
     def _entry(self, user_id: str, create: bool) -> _Entry | None:
@@ -186,7 +189,7 @@ class CachedProfileStore(ProfileStore):
 
     def _load(self, user_id: str) -> Profile | object | None:
         try:
-            loaded = self.durable.read(user_id, self._clone)
+            loaded = self.durable.read(user_id, self._own)
         except Exception:
             log.warning("profile store read failed; serving the cached profile", exc_info=True)
             self.healthy = False
@@ -234,7 +237,11 @@ class CachedProfileStore(ProfileStore):
                 users = [user_id] if user_id is not None else [u for u, e in self._entries.items() if e.pending]
             self._flush_started = self.clock()
             try:
-                return sum(self._flush_user(u) for u in users)
+                written = 0
+                for user in users:
+                    written += self._flush_user(user)
+                    time.sleep(0)  # let request threads take the GIL between shoppers
+                return written
             finally:
                 self._flush_started = None
 
@@ -251,7 +258,7 @@ class CachedProfileStore(ProfileStore):
         def write(profile: Profile) -> Profile:
             for event in batch:
                 apply(profile, event)
-            return self._clone(profile)
+            return self._own(profile)
 
         try:
             stored = self.durable.update(user_id, write)

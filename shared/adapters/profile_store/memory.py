@@ -15,6 +15,8 @@ T = TypeVar("T")
 class MemoryProfileStore(ProfileStore):
     """Profiles live in this process only; they are gone when it stops."""
 
+    shares_profiles = True
+
     def __init__(self) -> None:
         self._profiles: dict[str, Profile] = {}
         self._lock = StripedLocks()
