@@ -35,7 +35,7 @@ class FirestoreProfileStore(ProfileStore):
         codec: ProfileCodec,
         collection: str = "profiles",
         contention_timeout_s: float = 30.0,
-        read_timeout_s: float = 0.04,
+        read_timeout_s: float = 0.2,
         reachability_timeout_s: float = 2.0,
     ) -> None:
         self.client = client
