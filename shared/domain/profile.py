@@ -46,9 +46,6 @@ class FacetIndex:
             self._keys.append(key)
         return fid
 
-    def find(self, key: str) -> int | None:
-        return self._ids.get(key)
-
     def key_of(self, fid: int) -> str:
         return self._keys[fid]
 

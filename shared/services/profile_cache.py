@@ -124,9 +124,7 @@ class CachedProfileStore(ProfileStore):
         self.flush(user_id)
         result = self.durable.update(user_id, change)
         with self._lock:
-            dropped = self._entries.pop(user_id, None)  # reload on next use
-            if dropped is not None:
-                self._bytes -= dropped.size
+            self._forget(user_id)  # reload on next use
         return result
 
     def read(self, user_id: str, view: Callable[[Profile], T]) -> T | None:
@@ -138,11 +136,9 @@ class CachedProfileStore(ProfileStore):
 
     def delete(self, user_id: str) -> bool:
         with self._lock:
-            cached = self._entries.pop(user_id, None)  # queued events of a deleted user go too
-            if cached is not None:
-                self._bytes -= cached.size
-                if cached.spooled and self.spool is not None:
-                    self.spool.remove(cached.spooled)
+            cached = self._forget(user_id)  # queued events of a deleted user go too
+            if cached is not None and cached.spooled and self.spool is not None:
+                self.spool.remove(cached.spooled)
         return self.durable.delete(user_id) or cached is not None
 
     # -- cache ---------------------------------------------------------------------------------
@@ -163,16 +159,12 @@ class CachedProfileStore(ProfileStore):
                 if now - entry.synced_at <= self.max_staleness_s or entry.flushing:
                     return entry
             if not self.healthy:  # the store is failing: answer from memory now, retry in the flusher
-                if entry is None and create:
-                    entry = self._remember(user_id, _Entry(Profile(user_id), now))
-                return entry
+                return self._from_memory(user_id, entry, create, now)
         stored = self._load(user_id)  # I/O outside the lock
         with self._lock:
             entry = self._entries.get(user_id)
             if stored is _FAILED:  # store down: keep serving what we have
-                if entry is None and create:
-                    entry = self._remember(user_id, _Entry(Profile(user_id), now))
-                return entry
+                return self._from_memory(user_id, entry, create, now)
             if entry is None:
                 if stored is None and not create:
                     return None
@@ -186,6 +178,12 @@ class CachedProfileStore(ProfileStore):
                 self._replace(entry, stored)
             entry.synced_at = now
             return entry
+
+    def _from_memory(self, user_id: str, entry: _Entry | None, create: bool, now: float) -> _Entry | None:
+        """Without the store: the cached entry, or for a write an empty one to queue events on."""
+        if entry is None and create:
+            entry = self._remember(user_id, _Entry(Profile(user_id), now))
+        return entry
 
     def _load(self, user_id: str) -> Profile | object | None:
         try:
@@ -217,8 +215,14 @@ class CachedProfileStore(ProfileStore):
             over = len(self._entries) > self.max_entries or self._bytes > self.max_bytes
             if not (over or now - candidate.used_at > self.ttl_s) or candidate.pending or candidate.flushing:
                 return
-            del self._entries[oldest]
-            self._bytes -= candidate.size
+            self._forget(oldest)
+
+    def _forget(self, user_id: str) -> _Entry | None:
+        """Drop a cached profile (lock held), keeping the byte count right."""
+        entry = self._entries.pop(user_id, None)
+        if entry is not None:
+            self._bytes -= entry.size
+        return entry
 
     def cached_bytes(self) -> int:
         return self._bytes
