@@ -1,8 +1,16 @@
 """Entry points of LeafLoaf Personalize: functions-framework's --target names one of these."""
 
 from functions.health import check_health
+from functions.pipeline import archive_events, load_events_bigquery
 from functions.preferences import get_live_preferences
 from functions.search import search_personalized
 from functions.tracking import track_interaction
 
-__all__ = ["check_health", "get_live_preferences", "search_personalized", "track_interaction"]
+__all__ = [
+    "archive_events",
+    "check_health",
+    "get_live_preferences",
+    "load_events_bigquery",
+    "search_personalized",
+    "track_interaction",
+]

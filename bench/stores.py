@@ -29,7 +29,7 @@ from shared.ports.profile_store import ProfileStore
 from shared.services.profile_cache import CachedProfileStore
 
 sys.path.insert(0, str(ROOT))
-from tests.emulators import firestore_emulator
+from shared.emulators import firestore_emulator
 
 
 def timed(calls, repeat: int = 1) -> dict:

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 
 import flask
+import functions_framework
 import gunicorn.app.base
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from functions.health import check_health
+from functions.pipeline import archive_events, load_events_bigquery
 from functions.preferences import get_live_preferences
 from functions.search import search_personalized
 from functions.tracking import track_interaction
+from shared.bootstrap import container
+from shared.ports.event_bus import EventHandler
 
 ROUTES = {
     "/api/interactions/track": track_interaction,
@@ -23,6 +30,13 @@ ROUTES = {
     "/health": check_health,
 }
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Event functions, by subscription name: the bus delivers the topic's messages to them.
+EVENT_HANDLERS: dict[str, EventHandler] = {f.__name__: f for f in (load_events_bigquery, archive_events)}
+ARCHIVE_FLUSH_CHECK_S = 5.0
+EVENTS_PATH = "/_events"  # push endpoints: /_events/<function>/projects/<p>/topics/<topic>
+MAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "main.py")
+
+log = logging.getLogger(__name__)
 
 
 def create_local_app() -> flask.Flask:
@@ -41,12 +55,39 @@ def create_local_app() -> flask.Flask:
     # cycles would pile up as garbage for the collector on every stray request.
     for path in ("/", "/<path:anything>"):
         app.add_url_rule(path, endpoint=f"not-found{path}", view_func=_not_found, methods=ALL_METHODS)
+    # Event functions behind functions-framework itself, which turns a Pub/Sub push into the
+    # CloudEvent Eventarc would deliver (the topic comes from the push URL's path).
+    event_apps = {
+        f"{EVENTS_PATH}/{name}": functions_framework.create_app(name, MAIN, "cloudevent") for name in EVENT_HANDLERS
+    }
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, event_apps)  # type: ignore[method-assign]
     return app
 
 
 def _not_found(**_: str) -> flask.Response:
     body = {"error": {"code": "not_found", "message": f"no endpoint at {flask.request.path}", "fields": []}}
     return flask.Response(json.dumps(body), status=404, mimetype="application/json")
+
+
+def start_pipeline(push_base_url: str | None = None) -> threading.Event:
+    """Deliver bus messages to the event functions, and flush the archive when due.
+
+    In the cloud an archive flush rides on the next invocation (no CPU in between); a local
+    instance has a CPU, so a timer also flushes. Returns an event that stops the timer.
+    """
+    services = container()
+    services.bus.connect(EVENT_HANDLERS, push_base_url)
+    stop = threading.Event()
+
+    def flush_when_due() -> None:
+        while not stop.wait(ARCHIVE_FLUSH_CHECK_S):
+            try:
+                services.archiver.flush()
+            except Exception:
+                log.exception("archive flush failed; will retry")
+
+    threading.Thread(target=flush_when_due, name="archive-flush", daemon=True).start()
+    return stop
 
 
 def local_server(host: str = "127.0.0.1", port: int = 8080) -> BaseWSGIServer:
@@ -85,5 +126,7 @@ def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | 
         "keepalive": 5,
         "loglevel": "warning",
         "timeout": 0,
+        # Threads do not survive the fork into the worker: start deliveries there.
+        "post_worker_init": lambda worker: start_pipeline(),
     }
     _Gunicorn(create_local_app(), options).run()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib
+import logging
 import sys
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 from shared.config import Settings
 from shared.domain.catalog import Catalog
@@ -15,10 +17,15 @@ from shared.domain.catalog_generator import generate_catalog
 from shared.domain.engine import ProfileEngine
 from shared.domain.rules import Rules, load_rules
 from shared.observability import configure_logging
+from shared.ports.archive import Archive
+from shared.ports.event_bus import EventBus
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
+from shared.ports.warehouse import Warehouse
+from shared.services.pipeline import Archiver, WarehouseLoader
 from shared.services.preferences import PreferencesService
 from shared.services.profile_cache import CachedProfileStore
+from shared.services.publisher import EventPublisher
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 
@@ -29,6 +36,18 @@ PROFILE_STORE_CLASS_FOR_TYPE = {
     "firestore": "shared.adapters.profile_store.firestore.FirestoreProfileStore",
 }
 PRODUCT_SEARCH_CLASS_FOR_TYPE = {"bm25s": "shared.adapters.product_search.bm25s.Bm25sProductSearch"}
+EVENT_BUS_CLASS_FOR_TYPE = {
+    "sqlite": "shared.adapters.event_bus.sqlite.SqliteEventBus",
+    "pubsub": "shared.adapters.event_bus.pubsub.PubSubEventBus",
+}
+WAREHOUSE_CLASS_FOR_TYPE = {
+    "duckdb": "shared.adapters.warehouse.duckdb.DuckDbWarehouse",
+    "bigquery": "shared.adapters.warehouse.bigquery.BigQueryWarehouse",
+}
+ARCHIVE_CLASS_FOR_TYPE = {
+    "local": "shared.adapters.archive.local.LocalFolderArchive",
+    "gcs": "shared.adapters.archive.gcs.GcsArchive",
+}
 
 
 def import_class(name: str, registry: dict[str, str]) -> type:
@@ -58,9 +77,44 @@ class Container:
     tracking: TrackingService
     search: SearchService
     preferences: PreferencesService
+    bus: EventBus
+    publisher: EventPublisher
+
+    # The event functions' backends, built on first use: an HTTP-only instance never opens them.
+    @cached_property
+    def warehouse(self) -> Warehouse:
+        warehouse_class: type[Warehouse] = import_class(self.settings.warehouse, WAREHOUSE_CLASS_FOR_TYPE)
+        warehouse = warehouse_class.from_settings(self.settings)
+        atexit.register(warehouse.close)
+        return warehouse
+
+    @cached_property
+    def archive(self) -> Archive:
+        archive_class: type[Archive] = import_class(self.settings.archive, ARCHIVE_CLASS_FOR_TYPE)
+        return archive_class.from_settings(self.settings)
+
+    @cached_property
+    def loader(self) -> WarehouseLoader:
+        return WarehouseLoader(self.warehouse, self.catalog, self.rules)
+
+    @cached_property
+    def archiver(self) -> Archiver:
+        archiver = Archiver(self.archive, self.settings.archive_flush_events, self.settings.archive_flush_interval_s)
+        atexit.register(_flush_at_exit, archiver)
+        return archiver
+
+
+def _flush_at_exit(archiver: Archiver) -> None:
+    """At shutdown, archive what is staged: the next instance may be long in coming."""
+    try:
+        archiver.flush(force=True)
+    except Exception:
+        logging.getLogger(__name__).exception("could not flush the archive at shutdown; events stay staged")
 
 
 def build(settings: Settings | None = None, catalog: Catalog | None = None) -> Container:
+    from shared.adapters.event_spool.sqlite import SqliteEventSpool  # the local spool of every instance
+
     settings = settings or Settings()
     configure_logging(settings.log_level)
     rules = load_rules(settings.rules_path)
@@ -69,8 +123,6 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     store_class: type[ProfileStore] = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE)
     profiles = store_class.from_settings(settings, engine)
     if settings.profile_store != "memory":
-        from shared.adapters.event_spool.sqlite import SqliteEventSpool
-
         profiles = CachedProfileStore(
             profiles,
             engine,
@@ -84,6 +136,17 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         )
         atexit.register(profiles.close)  # write what is queued when the instance stops
     products = import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE)(catalog)
+    bus_class: type[EventBus] = import_class(settings.event_bus, EVENT_BUS_CLASS_FOR_TYPE)
+    bus = bus_class.from_settings(settings)
+    publisher = EventPublisher(
+        bus,
+        SqliteEventSpool(settings.publish_spool_path),
+        batch_events=settings.publish_batch_events,
+        max_latency_s=settings.publish_max_latency_s,
+        retry_interval_s=settings.publish_retry_interval_s,
+    )
+    atexit.register(bus.close)
+    atexit.register(publisher.close)  # registered last, runs first: publish what is queued
     return Container(
         settings,
         rules,
@@ -91,9 +154,11 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         engine,
         profiles,
         products,
-        TrackingService(engine, profiles),
-        SearchService(engine, products, profiles),
+        TrackingService(engine, profiles, publisher.publish),
+        SearchService(engine, products, profiles, publish=publisher.publish),
         PreferencesService(engine, profiles),
+        bus,
+        publisher,
     )
 
 

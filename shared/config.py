@@ -42,3 +42,26 @@ class Settings(BaseSettings):
     # Comma-separated origins allowed to call the HTTP functions from a browser ("*" for any).
     cors_origins: str = "*"
     log_level: str = "INFO"
+
+    # Event pipeline (shared/services/publisher.py, shared/services/pipeline.py).
+    event_bus: str = "sqlite"  # or "pubsub" (PUBSUB_EMULATOR_HOST points the client at an emulator)
+    bus_path: Path = ROOT / "var" / "event-bus.sqlite3"
+    pubsub_project: str = "leafloaf-local"
+    publish_batch_events: int = Field(default=100, ge=1, le=1000)
+    publish_max_latency_s: float = Field(default=1.0, gt=0)
+    publish_retry_interval_s: float = Field(default=5.0, gt=0)
+    publish_spool_path: Path = ROOT / "var" / "publish-spool.sqlite3"  # batches waiting for the bus
+    # Embedded bus deliveries, as a Pub/Sub subscription's retry and dead-letter policy.
+    delivery_max_attempts: int = Field(default=5, ge=1)
+    delivery_min_backoff_s: float = Field(default=1.0, ge=0)
+    delivery_max_backoff_s: float = Field(default=60.0, ge=0)
+    warehouse: str = "duckdb"  # or "bigquery"
+    duckdb_path: Path = ROOT / "var" / "warehouse.duckdb"
+    warehouse_project: str = "leafloaf-local"
+    warehouse_dataset: str = "leafloaf"
+    bigquery_endpoint: str | None = None  # e.g. http://127.0.0.1:9050 for the BigQuery emulator
+    archive: str = "local"  # or "gcs" (STORAGE_EMULATOR_HOST points the client at an emulator)
+    archive_path: Path = ROOT / "var" / "archive"
+    archive_bucket: str = "leafloaf-local-archive"
+    archive_flush_events: int = Field(default=100, ge=1)
+    archive_flush_interval_s: float = Field(default=60.0, gt=0)

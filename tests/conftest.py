@@ -37,3 +37,24 @@ SMALL_CATALOG = [
 @pytest.fixture()
 def small_catalog() -> Catalog:
     return Catalog(SMALL_CATALOG)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_state(tmp_path_factory) -> Path:
+    """Every local file the services write goes to a temporary folder, never the repo's var/."""
+    state = tmp_path_factory.mktemp("var")
+    paths = {
+        "LEAFLOAF_SQLITE_PATH": "profiles.sqlite3",
+        "LEAFLOAF_PROFILE_SPOOL_PATH": "profile-spool.sqlite3",
+        "LEAFLOAF_BUS_PATH": "event-bus.sqlite3",
+        "LEAFLOAF_PUBLISH_SPOOL_PATH": "publish-spool.sqlite3",
+        "LEAFLOAF_DUCKDB_PATH": "warehouse.duckdb",
+        "LEAFLOAF_ARCHIVE_PATH": "archive",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, file in paths.items():
+            patch.setenv(name, str(state / file))
+        yield state
+
+
+pytest_plugins = ["tests.emulator_fixtures"]

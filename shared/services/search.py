@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from shared.domain.engine import ProfileEngine
-from shared.domain.events import Interaction
+from shared.domain.events import EventContext, EventType, Interaction
 from shared.domain.profile import Affinities, Profile
 from shared.domain.ranking import FacetMatrix, Ranked, badges, confidence, explain, plain, rerank
 from shared.domain.search import Hits, SearchRequest
@@ -28,7 +28,9 @@ class SearchService:
         profiles: ProfileStore,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
+        publish: Callable[[list[Interaction]], None] | None = None,
     ) -> None:
+        self.publish = publish
         self.engine = engine
         self.products = products
         self.profiles = profiles
@@ -49,6 +51,8 @@ class SearchService:
         # Suggested quantities come from the profile too, so only a personalized answer has them.
         quantities = self._quantities(request.user_id) if affinities is not None and request.user_id else {}
         results = self._compile(ranked, affinities, quantities)
+        if self.publish is not None and request.user_id:
+            self.publish([search_event(request, [r["product_id"] for r in results])])
         done = self.timer()
         return {
             "query": request.query,
@@ -143,6 +147,14 @@ class SearchService:
         except Exception:
             log.exception("could not read preferred quantities", extra={"user_id": user_id})
             return {}
+
+
+def search_event(request: SearchRequest, shown: list[str]) -> Interaction:
+    """The search as an event for the pipeline (searches carry no profile signal)."""
+    context = EventContext(search_query=request.query, results_shown=shown)
+    return Interaction(
+        event_type=EventType.SEARCH, user_id=request.user_id, session_id=request.session_id, context=context
+    )
 
 
 def _ms(seconds: float) -> float:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.domain.engine import ProfileEngine
-from shared.domain.events import Interaction
+from shared.domain.engine import Applied, ProfileEngine
+from shared.domain.events import EventType, Interaction, PurchaseKind
 from shared.ports.profile_store import ProfileStore
+
+Publish = Callable[[list[Interaction]], None]
 
 
 @dataclass
@@ -17,11 +20,12 @@ class TrackResult:
 
 
 class TrackingService:
-    """Applies a batch of events, one atomic profile update per user."""
+    """Applies a batch of events, one atomic profile update per user, and publishes the new ones."""
 
-    def __init__(self, engine: ProfileEngine, profiles: ProfileStore) -> None:
+    def __init__(self, engine: ProfileEngine, profiles: ProfileStore, publish: Publish | None = None) -> None:
         self.engine = engine
         self.profiles = profiles
+        self.publish = publish
 
     def track(self, events: list[Interaction]) -> TrackResult:
         """Apply events in the order given; an event id already applied is reported as a duplicate."""
@@ -29,8 +33,20 @@ class TrackingService:
         for event in events:
             by_user[event.user_id].append(event)
         result = TrackResult()
+        fresh: list[Interaction] = []
         for user_id, batch in by_user.items():
             outcomes = self.profiles.track(user_id, batch, self.engine.apply)
             for event, outcome in zip(batch, outcomes, strict=True):
                 (result.accepted if outcome.applied else result.duplicates).append(event.event_id)
+                if outcome.applied:
+                    fresh.append(with_purchase_kind(event, outcome))
+        if self.publish is not None and fresh:
+            self.publish(fresh)
         return result
+
+
+def with_purchase_kind(event: Interaction, outcome: Applied) -> Interaction:
+    """A purchase carries the kind the profile counted it as, so the warehouse weighs it the same."""
+    if event.event_type is EventType.PURCHASE and event.purchase_kind is None and outcome.signal:
+        return event.model_copy(update={"purchase_kind": PurchaseKind(outcome.signal)})
+    return event

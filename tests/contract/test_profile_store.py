@@ -15,11 +15,11 @@ import pytest
 from shared.adapters.event_spool.sqlite import SqliteEventSpool
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.profile import Profile
+from shared.emulators import FirestoreEmulator, firestore_emulator
 from shared.ports.profile_store import ProfileStore
 from shared.services.profile_cache import CachedProfileStore
 from tests.conftest import ROOT
 from tests.contract.workload import T0, engine, event, open_store
-from tests.emulators import FirestoreEmulator, firestore_emulator
 
 NOW = (T0.timestamp()) + 21 * 86_400
 

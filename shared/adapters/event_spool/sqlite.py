@@ -14,7 +14,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
     owner   INTEGER NOT NULL,  -- pid of the instance that queued the event
-    user_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,  -- the key events are grouped by: a user id, or a bus batch id
     event   TEXT NOT NULL
 )
 """
@@ -42,7 +42,7 @@ class SqliteEventSpool(EventSpool):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(SCHEMA)
 
-    def append(self, user_id: str, events: list[Interaction]) -> list[int]:
+    def append(self, key: str, events: list[Interaction]) -> list[int]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -50,7 +50,7 @@ class SqliteEventSpool(EventSpool):
                     int(
                         self._db.execute(
                             "INSERT INTO spool (owner, user_id, event) VALUES (?, ?, ?)",
-                            (self.owner, user_id, event.model_dump_json()),
+                            (self.owner, key, event.model_dump_json()),
                         ).lastrowid
                         or 0
                     )

@@ -1,0 +1,25 @@
+"""Pub/Sub-triggered: load event batches into the warehouse and archive them as JSONL.
+
+Eventarc delivers each message of the user-events topic as a CloudEvent. A raise means "retry"
+(only for transient trouble: a backend down); poison messages are dead-lettered and acknowledged.
+"""
+
+from __future__ import annotations
+
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from shared.bootstrap import container
+from shared.services.pipeline import receive
+
+
+@functions_framework.cloud_event
+def load_events_bigquery(cloud_event: CloudEvent) -> None:
+    services = container()
+    receive("load_events_bigquery", cloud_event.get_data(), services.bus, services.loader.load)
+
+
+@functions_framework.cloud_event
+def archive_events(cloud_event: CloudEvent) -> None:
+    services = container()
+    receive("archive_events", cloud_event.get_data(), services.bus, services.archiver.archive_batch)

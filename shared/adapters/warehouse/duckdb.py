@@ -1,0 +1,102 @@
+"""The warehouse in an embedded DuckDB file; queries are BigQuery SQL translated by sqlglot."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import sqlglot
+from sqlglot.errors import ErrorLevel
+
+from shared.config import Settings
+from shared.domain.pipeline import EVENT_TABLES, table_ddl
+from shared.ports.warehouse import Warehouse, WarehouseUnavailable
+
+
+def to_duckdb(sql: str) -> str:
+    """BigQuery SQL in DuckDB's dialect; BigQuery-only clauses (partitioning, clustering) are dropped."""
+    return ";\n".join(sqlglot.transpile(sql, read="bigquery", write="duckdb", unsupported_level=ErrorLevel.IGNORE))
+
+
+class DuckDbWarehouse(Warehouse):
+    """One connection per instance, opened on first use (a failed open is retried on the next call).
+
+    DuckDB lets one process write a file at a time: another process holding it makes this
+    warehouse unavailable until it lets go, which the event functions treat as transient.
+    """
+
+    def __init__(self, path: str | Path, dataset: str = "leafloaf") -> None:
+        self.path = str(path)
+        self.dataset = dataset
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DuckDbWarehouse:
+        Path(settings.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+        return cls(settings.duckdb_path, settings.warehouse_dataset)
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._db is None:
+            try:
+                db = duckdb.connect(self.path)
+            except duckdb.Error as exc:
+                raise WarehouseUnavailable(f"cannot open {self.path}: {exc}") from exc
+            db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.dataset}")
+            for table in EVENT_TABLES:
+                # BigQuery's PRIMARY KEY is informational; DuckDB enforces it, which makes inserts idempotent.
+                db.execute(to_duckdb(table_ddl(table, self.dataset)).replace(" NOT ENFORCED", ""))
+            db.execute(f"SET schema = '{self.dataset}'")
+            self._db = db
+        return self._db
+
+    def insert(self, rows: Mapping[str, list[dict[str, Any]]]) -> int:
+        with self._lock:
+            db = self._connection()
+            inserted = 0
+            try:
+                db.execute("BEGIN")
+                for table, table_rows in rows.items():
+                    if not table_rows:
+                        continue
+                    columns = list(table_rows[0])
+                    values = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * len(table_rows))
+                    before = db.execute(f"SELECT count(*) FROM {table}").fetchone()
+                    db.execute(
+                        f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES {values}",
+                        [row[c] for row in table_rows for c in columns],
+                    )
+                    after = db.execute(f"SELECT count(*) FROM {table}").fetchone()
+                    inserted += (after[0] if after else 0) - (before[0] if before else 0)
+                db.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._reset(db)
+                raise WarehouseUnavailable(f"insert failed: {exc}") from exc
+        return inserted
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            db = self._connection()
+            try:
+                cursor = db.execute(to_duckdb(sql), dict(params or {}))
+                names = [d[0] for d in cursor.description or ()]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            except duckdb.Error as exc:
+                if isinstance(exc, duckdb.IOException):
+                    self._reset(db)
+                    raise WarehouseUnavailable(str(exc)) from exc
+                raise
+
+    def _reset(self, db: duckdb.DuckDBPyConnection) -> None:
+        try:
+            db.close()
+        finally:
+            self._db = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._reset(self._db)

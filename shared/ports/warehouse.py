@@ -1,0 +1,44 @@
+"""Port: the analytics warehouse (BigQuery in production)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from shared.config import Settings
+
+
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse could not be reached or was busy; the write may be retried as is."""
+
+
+class Warehouse(ABC):
+    """Holds the event tables of shared.domain.pipeline; writes are idempotent on event_id."""
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> Warehouse:
+        """Build the warehouse from configuration (tables are created on first use)."""
+
+    @abstractmethod
+    def insert(self, rows: Mapping[str, list[dict[str, Any]]]) -> int:
+        """Insert rows per table, skipping event ids the table already has.
+
+        Returns:
+            How many rows were new, over all tables.
+
+        Raises:
+            WarehouseUnavailable: nothing or part was written; calling again with the same rows is safe.
+        """
+
+    @abstractmethod
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run one BigQuery-dialect statement with @named parameters; rows as dicts."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def health(self) -> dict:
+        return {"status": "healthy", "kind": type(self).__name__}

@@ -1,0 +1,174 @@
+"""Use cases of the event functions: load batches into the warehouse, archive them as JSONL.
+
+Both are idempotent: the warehouse skips event ids it has; the archiver stages each batch under
+its batch id once and remembers the batches it has flushed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.domain.catalog import Catalog
+from shared.domain.pipeline import (
+    ARCHIVE_PREFIX,
+    FLUSHED_PREFIX,
+    STAGING_PREFIX,
+    EventBatch,
+    PoisonMessage,
+    archive_lines,
+    archive_name,
+    decode_pubsub_envelope,
+    staged_batch_id,
+    staged_count,
+    staged_name,
+    warehouse_rows,
+)
+from shared.domain.rules import Rules
+from shared.ports.archive import Archive, StoredObject
+from shared.ports.event_bus import EventBus
+from shared.ports.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+def receive(subscription: str, envelope: Any, bus: EventBus, handle: Callable[[EventBatch], object]) -> object:
+    """Decode a delivered message and hand it to `handle`; poison goes to the dead letters.
+
+    Errors from `handle` propagate, so the delivery is retried (Pub/Sub redelivers on a raise).
+    """
+    try:
+        message_id, batch = decode_pubsub_envelope(envelope)
+    except PoisonMessage as exc:
+        message = envelope.get("message", {}) if isinstance(envelope, dict) else {}
+        attributes = message.get("attributes") if isinstance(message, dict) else None
+        log.error(
+            "poison message dead-lettered",
+            extra={"subscription": subscription, "reason": str(exc), "message_id": _get(message, "messageId")},
+        )
+        raw = json.dumps(envelope, default=str).encode()  # the whole delivery, for inspection and replay
+        bus.dead_letter(subscription, raw, attributes if isinstance(attributes, dict) else {}, str(exc))
+        return None
+    log.debug("delivered", extra={"subscription": subscription, "message_id": message_id})
+    return handle(batch)
+
+
+def _get(message: Any, key: str) -> Any:
+    return message.get(key) if isinstance(message, dict) else None
+
+
+class WarehouseLoader:
+    """Writes each event to raw_user_actions and to its kind's table."""
+
+    def __init__(self, warehouse: Warehouse, catalog: Catalog, rules: Rules) -> None:
+        self.warehouse = warehouse
+        self.catalog = catalog
+        self.rules = rules
+
+    def load(self, batch: EventBatch) -> int:
+        """Returns how many rows were new (0 for a redelivered batch)."""
+        return self.warehouse.insert(warehouse_rows(batch.events, self.catalog, self.rules, datetime.now(UTC)))
+
+
+class Archiver:
+    """Batches events into archive objects of `flush_events` events or `flush_interval_s` age.
+
+    A function instance gets no CPU between invocations, so no timer is trusted: each batch is
+    staged durably in the archive itself, and any invocation (or shutdown, or the local timer)
+    flushes what is due. A lock object (create-if-absent) keeps flushes from overlapping.
+    """
+
+    LOCK = f"{STAGING_PREFIX}.lock"
+
+    def __init__(
+        self, archive: Archive, flush_events: int = 100, flush_interval_s: float = 60.0, lock_expiry_s: float = 300.0
+    ) -> None:
+        self.archive = archive
+        self.flush_events = flush_events
+        self.flush_interval_s = flush_interval_s
+        self.lock_expiry_s = lock_expiry_s
+        self._local = threading.Lock()
+
+    def archive_batch(self, batch: EventBatch) -> int:
+        """Stage the batch (once) and flush if due; returns how many events were flushed."""
+        self.stage(batch)
+        return self.flush()
+
+    def stage(self, batch: EventBatch) -> bool:
+        """Keep the batch's lines until a flush; False when it was staged or archived before."""
+        if self.archive.get(FLUSHED_PREFIX + batch.batch_id) is not None:
+            return False
+        return self.archive.put(staged_name(batch), archive_lines(batch), if_absent=True)
+
+    def flush(self, force: bool = False, now: float | None = None) -> int:
+        """Write due staged batches into archive objects; `force` writes everything staged."""
+        now = time.time() if now is None else now
+        staged = self._staged()
+        if not staged or not (force or self._due(staged, now)):
+            return 0
+        with self._local:
+            if not self._acquire(now):
+                return 0
+            try:
+                return self._flush_locked(force, now)
+            finally:
+                self.archive.delete(self.LOCK)
+
+    def _staged(self) -> list[StoredObject]:
+        return [o for o in self.archive.list(STAGING_PREFIX) if o.name != self.LOCK]
+
+    def _due(self, staged: list[StoredObject], now: float) -> bool:
+        events = sum(staged_count(o.name) for o in staged)
+        return events >= self.flush_events or now - min(o.created for o in staged) >= self.flush_interval_s
+
+    def _acquire(self, now: float) -> bool:
+        if self.archive.put(self.LOCK, str(now).encode(), if_absent=True):
+            return True
+        held = self.archive.get(self.LOCK)
+        try:
+            stale = held is not None and now - float(held) > self.lock_expiry_s
+        except ValueError:
+            stale = True
+        if stale:  # its holder died mid-flush; the staged batches it had not cleared are still there
+            self.archive.delete(self.LOCK)
+            return self.archive.put(self.LOCK, str(now).encode(), if_absent=True)
+        return False
+
+    def _flush_locked(self, force: bool, now: float) -> int:
+        staged = sorted(self._staged(), key=lambda o: (o.created, o.name))
+        chunks: list[list[StoredObject]] = [[]]
+        for item in staged:
+            if sum(staged_count(o.name) for o in chunks[-1]) >= self.flush_events:
+                chunks.append([])
+            chunks[-1].append(item)
+        flushed = objects = 0
+        for chunk in chunks:
+            events = sum(staged_count(o.name) for o in chunk)
+            if not (force or events >= self.flush_events or now - chunk[0].created >= self.flush_interval_s):
+                continue
+            parts = [self.archive.get(o.name) for o in chunk]
+            self._write(b"".join(p for p in parts if p))
+            for item in chunk:  # remember the batch before forgetting its lines: a late copy stays out
+                self.archive.put(FLUSHED_PREFIX + staged_batch_id(item.name), b"", if_absent=True)
+                self.archive.delete(item.name)
+            flushed += events
+            objects += 1
+        if flushed:
+            log.info("archived events", extra={"events": flushed, "objects": objects})
+        return flushed
+
+    def _write(self, data: bytes) -> str:
+        at = datetime.now(UTC)
+        number = 0
+        while not self.archive.put(name := archive_name(at, number), data, if_absent=True):
+            number += 1
+        return name
+
+    def archived_lines(self) -> int:
+        """Lines in the archive objects (tests and benchmarks)."""
+        return sum((self.archive.get(o.name) or b"").count(b"\n") for o in self.archive.list(ARCHIVE_PREFIX))

@@ -1,0 +1,122 @@
+"""One suite for every Archive adapter and the archiver over it; Cloud Storage runs on fake-gcs-server."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from shared.adapters.archive.local import LocalFolderArchive
+from shared.config import Settings
+from shared.domain.events import Interaction
+from shared.domain.pipeline import EventBatch
+from shared.ports.archive import Archive
+from shared.services.pipeline import Archiver
+
+
+@pytest.fixture(params=["local", "gcs"])
+def archive(request, tmp_path) -> Archive:
+    if request.param == "local":
+        return LocalFolderArchive(tmp_path / "archive")
+    request.getfixturevalue("gcs_emulator")
+    from shared.adapters.archive.gcs import GcsArchive
+
+    store = GcsArchive.from_settings(Settings(archive_bucket=f"test-{uuid.uuid4().hex[:12]}"))
+    store.ensure_bucket()
+    return store
+
+
+def batch(n: int, start: int = 0) -> EventBatch:
+    return EventBatch(
+        tuple(
+            Interaction(event_id=f"e{i:05d}", event_type="view_details", user_id=f"u{i % 4}", product_id="p")
+            for i in range(start, start + n)
+        )
+    )
+
+
+def test_put_get_list_delete(archive):
+    assert archive.get("a/x.jsonl") is None
+    assert archive.put("a/x.jsonl", b"one\n") is True
+    assert archive.put("a/x.jsonl", b"two\n") is True  # plain put overwrites
+    assert archive.get("a/x.jsonl") == b"two\n"
+    assert archive.put("a/x.jsonl", b"three\n", if_absent=True) is False
+    assert archive.get("a/x.jsonl") == b"two\n"
+    archive.put("a/y.jsonl", b"")
+    archive.put("b/z.jsonl", b"z")
+    listed = archive.list("a/")
+    assert [o.name for o in listed] == ["a/x.jsonl", "a/y.jsonl"]
+    assert [o.size for o in listed] == [4, 0] and all(o.created > 0 for o in listed)
+    archive.delete("a/x.jsonl")
+    archive.delete("a/x.jsonl")  # missing: no error
+    assert [o.name for o in archive.list("a/")] == ["a/y.jsonl"]
+
+
+def test_create_if_absent_has_one_winner(archive):
+    wins = []
+
+    def race(i: int) -> None:
+        if archive.put("lock", str(i).encode(), if_absent=True):
+            wins.append(i)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(wins) == 1 and archive.get("lock") == str(wins[0]).encode()
+
+
+def lines(archiver: Archiver) -> list[str]:
+    found = []
+    for item in archiver.archive.list("events/"):
+        found += (archiver.archive.get(item.name) or b"").decode().splitlines()
+    return found
+
+
+def test_flush_by_count_by_age_and_by_force(archive):
+    archiver = Archiver(archive, flush_events=100, flush_interval_s=60)
+    assert archiver.archive_batch(batch(60)) == 0  # 60 < 100 and young: stays staged
+    assert archiver.archive_batch(batch(50, start=60)) == 110  # due by count
+    names = [o.name for o in archive.list("events/")]
+    assert len(names) == 1 and names[0].endswith("_0_events.jsonl")
+    assert len(lines(archiver)) == 110
+    archiver.stage(batch(5, start=200))
+    staged_at = archive.list("staging/")[0].created
+    assert archiver.flush(now=staged_at + 30) == 0
+    assert archiver.flush(now=staged_at + 61) == 5  # due by age
+    archiver.stage(batch(1, start=300))
+    assert archiver.flush(force=True) == 1
+    assert archive.list("staging/") == [] and archiver.archived_lines() == 116
+
+
+def test_a_redelivered_batch_is_archived_once(archive):
+    archiver = Archiver(archive, flush_events=10)
+    first = batch(10)
+    assert archiver.archive_batch(first) == 10
+    assert archiver.archive_batch(first) == 0  # after its flush
+    second = batch(3, start=10)
+    archiver.archive_batch(second)
+    archiver.archive_batch(second)  # before its flush
+    archiver.flush(force=True)
+    assert sorted(line for line in lines(archiver)) == sorted(e.model_dump_json() for e in first.events + second.events)
+
+
+def test_a_held_lock_defers_the_flush_and_a_stale_one_is_broken(archive):
+    archiver = Archiver(archive, flush_events=1, lock_expiry_s=300)
+    archive.put(Archiver.LOCK, b"1e12", if_absent=True)  # held, far from stale
+    assert archiver.archive_batch(batch(2)) == 0
+    archive.delete(Archiver.LOCK)
+    archive.put(Archiver.LOCK, b"0", if_absent=True)  # its holder died long ago
+    assert archiver.flush() == 2
+    assert archive.get(Archiver.LOCK) is None
+
+
+def test_chunks_hold_whole_batches_of_about_flush_events(archive):
+    archiver = Archiver(archive, flush_events=100)
+    for i in range(5):
+        archiver.stage(batch(40, start=i * 40))
+    assert archiver.flush(force=True) == 200
+    sizes = sorted(len((archive.get(o.name) or b"").splitlines()) for o in archive.list("events/"))
+    assert sizes == [80, 120]
