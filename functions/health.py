@@ -12,7 +12,11 @@ from shared.bootstrap import container
 @functions_framework.http
 @endpoint("GET")
 def check_health(request: flask.Request) -> tuple[int, dict]:
-    store = container().profiles.health()
+    services = container()
+    backends = {
+        "profile_store": services.profiles.health(),
+        "event_bus": services.bus.health() | {"publisher": services.publisher.health()},
+    }
     # Degraded still answers (from the cache, or plain results): 200 either way, the body says which.
-    status = "healthy" if store["status"] == "healthy" else "degraded"
-    return 200, {"status": status, "backends": {"profile_store": store}}
+    healthy = all(b["status"] == "healthy" and b.get("publisher", b)["status"] == "healthy" for b in backends.values())
+    return 200, {"status": "healthy" if healthy else "degraded", "backends": backends}

@@ -76,6 +76,7 @@ def start_pipeline(push_base_url: str | None = None) -> threading.Event:
     instance has a CPU, so a timer also flushes. Returns an event that stops the timer.
     """
     services = container()
+    services.archive.prepare()
     services.bus.connect(EVENT_HANDLERS, push_base_url)
     stop = threading.Event()
 
@@ -117,7 +118,9 @@ def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | 
     """
     listener = socket.create_server((host, port))
     listener.set_inheritable(True)
-    on_ready(listener.getsockname()[1])
+    bound = listener.getsockname()[1]
+    push_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    on_ready(bound)
     options = {
         "bind": f"fd://{listener.fileno()}",
         "workers": 1,
@@ -126,7 +129,8 @@ def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | 
         "keepalive": 5,
         "loglevel": "warning",
         "timeout": 0,
-        # Threads do not survive the fork into the worker: start deliveries there.
-        "post_worker_init": lambda worker: start_pipeline(),
+        # Threads do not survive the fork into the worker: start deliveries there. Pub/Sub
+        # (the emulator) pushes to this server's event paths, as Eventarc would.
+        "post_worker_init": lambda worker: start_pipeline(f"http://{push_host}:{bound}{EVENTS_PATH}"),
     }
     _Gunicorn(create_local_app(), options).run()

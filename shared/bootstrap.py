@@ -103,6 +103,13 @@ class Container:
         atexit.register(_flush_at_exit, archiver)
         return archiver
 
+    def close(self) -> None:
+        """Publish what is queued and release the backends (instance shutdown, tests)."""
+        self.publisher.close()
+        self.bus.close()
+        if "warehouse" in self.__dict__:
+            self.warehouse.close()
+
 
 def _flush_at_exit(archiver: Archiver) -> None:
     """At shutdown, archive what is staged: the next instance may be long in coming."""

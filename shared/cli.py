@@ -16,14 +16,23 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.catalog:
         os.environ["LEAFLOAF_CATALOG_PATH"] = str(args.catalog)
+    if args.emulators:
+        from shared.emulators import start_cloud_topology
+
+        print("Starting the Firestore, Pub/Sub, BigQuery and Cloud Storage emulators ...", flush=True)
+        os.environ.update(start_cloud_topology())
     services = bootstrap.container()  # build before listening: the first request is fast
+    settings = services.settings
 
     def ready(port: int) -> None:
         print(
             f"LeafLoaf Personalize on http://{args.host}:{port} "
-            f"({len(services.catalog)} products, profile store '{services.settings.profile_store}')\n"
+            f"({len(services.catalog)} products; profile store '{settings.profile_store}', "
+            f"event bus '{settings.event_bus}', warehouse '{settings.warehouse}', archive '{settings.archive}')\n"
             "  POST /api/interactions/track\n  POST /api/search/personalized\n"
-            "  GET  /api/users/{user_id}/preferences/live\n  GET  /health\nCtrl+C stops it.",
+            "  GET  /api/users/{user_id}/preferences/live\n  GET  /health\n"
+            "  event functions load_events_bigquery, archive_events (POST /_events/<name> for pushes)\n"
+            "Ctrl+C stops it.",
             flush=True,
         )
 
@@ -90,6 +99,12 @@ def parser() -> argparse.ArgumentParser:
         "--catalog",
         type=Path,
         help="catalog file (.jsonl/.csv); default: var/catalog.jsonl, else a generated demo catalog",
+    )
+    serve.add_argument(
+        "--emulators",
+        action="store_true",
+        help="the cloud topology on this machine: Firestore, Pub/Sub (pushing to the event functions), "
+        "BigQuery and Cloud Storage emulators instead of the embedded stores",
     )
     serve.set_defaults(run=_serve)
 

@@ -9,6 +9,7 @@ wheel of the dev requirements.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -290,3 +291,31 @@ def install_bigquery_emulator() -> None:
 
 def hash_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def start_cloud_topology() -> dict[str, str]:
+    """Start Firestore, Pub/Sub, BigQuery and Cloud Storage emulators; stop them when this process exits.
+
+    Returns the environment that points the services' cloud adapters at them.
+    """
+    install_bigquery_emulator()
+    emulators: list[Emulator] = []
+    owner = os.getpid()
+
+    def stop_all() -> None:
+        if os.getpid() == owner:  # not in forked children (the server's worker process)
+            for emulator in reversed(emulators):
+                emulator.stop()
+
+    atexit.register(stop_all)
+    env = {
+        "LEAFLOAF_PROFILE_STORE": "firestore",
+        "LEAFLOAF_EVENT_BUS": "pubsub",
+        "LEAFLOAF_WAREHOUSE": "bigquery",
+        "LEAFLOAF_ARCHIVE": "gcs",
+    }
+    for emulator in (FirestoreEmulator(), PubSubEmulator(), BigQueryEmulator(), GcsEmulator()):
+        emulator.start()
+        emulators.append(emulator)
+        env |= emulator.environment()
+    return env

@@ -28,6 +28,10 @@ class Archive(ABC):
         """Build the archive from configuration."""
 
     @abstractmethod
+    def prepare(self) -> None:
+        """Create the bucket or folder if missing (Terraform creates the bucket in production)."""
+
+    @abstractmethod
     def put(self, name: str, data: bytes, if_absent: bool = False) -> bool:
         """Write an object whole. With `if_absent`, only if no object has that name.
 

@@ -23,7 +23,7 @@ def archive(request, tmp_path) -> Archive:
     from shared.adapters.archive.gcs import GcsArchive
 
     store = GcsArchive.from_settings(Settings(archive_bucket=f"test-{uuid.uuid4().hex[:12]}"))
-    store.ensure_bucket()
+    store.prepare()
     return store
 
 

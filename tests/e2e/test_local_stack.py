@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from shared.demo import SCENARIOS, Api
 from tests.conftest import ROOT
-
-
-@contextmanager
-def serving(env: dict[str, str], crash: bool = False) -> Iterator[str]:
-    """`python -m shared.cli serve --port 0` in its own process group; yields its URL. It is
-    stopped with SIGTERM (graceful), or with `crash` killed outright (SIGKILL, every process)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],
-        cwd=ROOT,
-        env=os.environ | env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        for line in process.stdout:
-            if match := re.search(r"on (http://127\.0\.0\.1:\d+)", line):
-                yield match.group(1)
-                break
-        else:
-            pytest.fail(f"server exited with {process.wait()} before listening")
-    finally:
-        os.killpg(process.pid, signal.SIGKILL if crash else signal.SIGTERM)
-        process.wait(timeout=30)
+from tests.e2e.stack import serving
 
 
 @pytest.fixture(scope="module")

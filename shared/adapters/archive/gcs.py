@@ -31,8 +31,7 @@ class GcsArchive(Archive):
             client = storage.Client()
         return cls(client, settings.archive_bucket)
 
-    def ensure_bucket(self) -> None:
-        """Create the bucket if missing (Terraform creates it in production)."""
+    def prepare(self) -> None:
         with contextlib.suppress(google_exceptions.Conflict):
             self.client.create_bucket(self.bucket.name, timeout=self.timeout_s)
 

@@ -18,6 +18,9 @@ class LocalFolderArchive(Archive):
     def from_settings(cls, settings: Settings) -> LocalFolderArchive:
         return cls(settings.archive_path)
 
+    def prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
     def _path(self, name: str) -> Path:
         path = (self.root / name).resolve()
         if not path.is_relative_to(self.root.resolve()) or name.endswith("/"):

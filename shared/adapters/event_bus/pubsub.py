@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Mapping
 
 from google.api_core import exceptions as google_exceptions
+from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 
 from shared.config import Settings
@@ -51,8 +52,10 @@ class PubSubEventBus(EventBus):
 
     def _publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
         try:
-            future = self.publisher.publish(topic, data, **attributes)  # type: ignore[arg-type]  # attributes are str
-            return str(future.result(timeout=self.publish_timeout_s))
+            # Bounded retries: a future left retrying after we gave up would publish a second copy.
+            retry = Retry(deadline=self.publish_timeout_s)
+            future = self.publisher.publish(topic, data, retry=retry, **attributes)
+            return str(future.result(timeout=self.publish_timeout_s + 1))
         except Exception as exc:  # timeouts, unavailable, a closed channel: the caller spools and retries
             raise BusUnavailable(f"Pub/Sub publish to {topic} failed: {exc!r}") from exc
 

@@ -63,7 +63,7 @@ class BigQueryWarehouse(Warehouse):
             )
         else:
             client = bigquery.Client(project=settings.warehouse_project)
-        return cls(client, settings.warehouse_dataset)
+        return cls(client, settings.warehouse_dataset, settings.warehouse_timeout_s)
 
     def ensure_tables(self) -> None:
         """Create the dataset and tables if missing (Terraform creates them in production)."""
