@@ -178,6 +178,10 @@ def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
     defaults = {
         "LEAFLOAF_SQLITE_PATH": str(state / "profiles.sqlite3"),
         "LEAFLOAF_PROFILE_SPOOL_PATH": str(state / "spool.sqlite3"),
+        "LEAFLOAF_BUS_PATH": str(state / "bus.sqlite3"),
+        "LEAFLOAF_PUBLISH_SPOOL_PATH": str(state / "publish-spool.sqlite3"),
+        "LEAFLOAF_DUCKDB_PATH": str(state / "warehouse.duckdb"),
+        "LEAFLOAF_ARCHIVE_PATH": str(state / "archive"),
     }
     env = (
         defaults
