@@ -49,9 +49,7 @@ RULES = load_rules(ROOT / "personalization_rules.yaml")
 def events(n: int, run: str) -> list[Interaction]:
     kinds = ("click_product", "view_details", "add_to_cart", "purchase", "displayed_but_scrolled")
     return [
-        Interaction(
-            event_id=f"{run}-{i}", event_type=kinds[i % 5], user_id=f"u{i % 200}", product_id=f"p{i % 500:05d}"
-        )
+        Interaction(event_id=f"{run}-{i}", event_type=kinds[i % 5], user_id=f"u{i % 200}", product_id=f"p{i % 500:05d}")
         for i in range(n)
     ]
 
