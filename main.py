@@ -1,7 +1,8 @@
 """Entry points of LeafLoaf Personalize: functions-framework's --target names one of these."""
 
 from functions.health import check_health
-from functions.pipeline import archive_events, load_events_bigquery
+from functions.orders import confirm_order
+from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from functions.preferences import get_live_preferences
 from functions.search import search_personalized
 from functions.tracking import track_interaction
@@ -9,7 +10,9 @@ from functions.tracking import track_interaction
 __all__ = [
     "archive_events",
     "check_health",
+    "confirm_order",
     "get_live_preferences",
+    "ingest_graph_memory",
     "load_events_bigquery",
     "search_personalized",
     "track_interaction",

@@ -182,6 +182,7 @@ def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
         "LEAFLOAF_PUBLISH_SPOOL_PATH": str(state / "publish-spool.sqlite3"),
         "LEAFLOAF_DUCKDB_PATH": str(state / "warehouse.duckdb"),
         "LEAFLOAF_ARCHIVE_PATH": str(state / "archive"),
+        "LEAFLOAF_KUZU_PATH": str(state / "graph.kuzu"),
     }
     env = (
         defaults

@@ -16,7 +16,8 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from functions.health import check_health
-from functions.pipeline import archive_events, load_events_bigquery
+from functions.orders import confirm_order
+from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from functions.preferences import get_live_preferences
 from functions.search import search_personalized
 from functions.tracking import track_interaction
@@ -25,13 +26,16 @@ from shared.ports.event_bus import EventHandler
 
 ROUTES = {
     "/api/interactions/track": track_interaction,
+    "/api/orders/confirm": confirm_order,
     "/api/search/personalized": search_personalized,
     "/api/users/<user_id>/preferences/live": get_live_preferences,
     "/health": check_health,
 }
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Event functions, by subscription name: the bus delivers the topic's messages to them.
-EVENT_HANDLERS: dict[str, EventHandler] = {f.__name__: f for f in (load_events_bigquery, archive_events)}
+EVENT_HANDLERS: dict[str, EventHandler] = {
+    f.__name__: f for f in (load_events_bigquery, archive_events, ingest_graph_memory)
+}
 ARCHIVE_FLUSH_CHECK_S = 5.0
 EVENTS_PATH = "/_events"  # push endpoints: /_events/<function>/projects/<p>/topics/<topic>
 MAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "main.py")

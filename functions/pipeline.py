@@ -1,4 +1,4 @@
-"""Pub/Sub-triggered: load event batches into the warehouse and archive them as JSONL.
+"""Pub/Sub-triggered: load event batches into the warehouse, archive them, feed graph memory.
 
 Eventarc delivers each message of the user-events topic as a CloudEvent. A raise means "retry"
 (only for transient trouble: a backend down); poison messages are dead-lettered and acknowledged.
@@ -23,3 +23,9 @@ def load_events_bigquery(cloud_event: CloudEvent) -> None:
 def archive_events(cloud_event: CloudEvent) -> None:
     services = container()
     receive("archive_events", cloud_event.get_data(), services.bus, services.archiver.archive_batch)
+
+
+@functions_framework.cloud_event
+def ingest_graph_memory(cloud_event: CloudEvent) -> None:
+    services = container()
+    receive("ingest_graph_memory", cloud_event.get_data(), services.bus, services.memory.ingest)

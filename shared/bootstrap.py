@@ -19,9 +19,12 @@ from shared.domain.rules import Rules, load_rules
 from shared.observability import configure_logging
 from shared.ports.archive import Archive
 from shared.ports.event_bus import EventBus
+from shared.ports.graph_memory import GraphMemory
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
 from shared.ports.warehouse import Warehouse
+from shared.services.memory import GraphMemoryService
+from shared.services.orders import OrderService
 from shared.services.pipeline import Archiver, WarehouseLoader
 from shared.services.preferences import PreferencesService
 from shared.services.profile_cache import CachedProfileStore
@@ -43,6 +46,10 @@ EVENT_BUS_CLASS_FOR_TYPE = {
 WAREHOUSE_CLASS_FOR_TYPE = {
     "duckdb": "shared.adapters.warehouse.duckdb.DuckDbWarehouse",
     "bigquery": "shared.adapters.warehouse.bigquery.BigQueryWarehouse",
+}
+GRAPH_MEMORY_CLASS_FOR_TYPE = {
+    "kuzu": "shared.adapters.graph_memory.kuzu.KuzuGraphMemory",
+    "spanner": "shared.adapters.graph_memory.spanner.SpannerGraphMemory",
 }
 ARCHIVE_CLASS_FOR_TYPE = {
     "local": "shared.adapters.archive.local.LocalFolderArchive",
@@ -79,6 +86,7 @@ class Container:
     preferences: PreferencesService
     bus: EventBus
     publisher: EventPublisher
+    orders: OrderService
 
     # The event functions' backends, built on first use: an HTTP-only instance never opens them.
     @cached_property
@@ -94,6 +102,17 @@ class Container:
         return archive_class.from_settings(self.settings)
 
     @cached_property
+    def graph(self) -> GraphMemory:
+        graph_class: type[GraphMemory] = import_class(self.settings.graph_memory, GRAPH_MEMORY_CLASS_FOR_TYPE)
+        graph = graph_class.from_settings(self.settings)
+        atexit.register(graph.close)
+        return graph
+
+    @cached_property
+    def memory(self) -> GraphMemoryService:
+        return GraphMemoryService(self.graph, self.catalog, self.rules)
+
+    @cached_property
     def loader(self) -> WarehouseLoader:
         return WarehouseLoader(self.warehouse, self.catalog, self.rules)
 
@@ -107,8 +126,9 @@ class Container:
         """Publish what is queued and release the backends (instance shutdown, tests)."""
         self.publisher.close()
         self.bus.close()
-        if "warehouse" in self.__dict__:
-            self.warehouse.close()
+        for backend in ("warehouse", "graph"):
+            if backend in self.__dict__:
+                self.__dict__[backend].close()
 
 
 def _flush_at_exit(archiver: Archiver) -> None:
@@ -154,6 +174,7 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     )
     atexit.register(bus.close)
     atexit.register(publisher.close)  # registered last, runs first: publish what is queued
+    tracking = TrackingService(engine, profiles, publisher.publish)
     return Container(
         settings,
         rules,
@@ -161,11 +182,12 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         engine,
         profiles,
         products,
-        TrackingService(engine, profiles, publisher.publish),
+        tracking,
         SearchService(engine, products, profiles, publish=publisher.publish),
         PreferencesService(engine, profiles),
         bus,
         publisher,
+        OrderService(tracking),
     )
 
 

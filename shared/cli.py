@@ -19,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.emulators:
         from shared.emulators import start_cloud_topology
 
-        print("Starting the Firestore, Pub/Sub, BigQuery and Cloud Storage emulators ...", flush=True)
+        print("Starting the Firestore, Pub/Sub, BigQuery, Cloud Storage and Spanner emulators ...", flush=True)
         os.environ.update(start_cloud_topology())
     services = bootstrap.container()  # build before listening: the first request is fast
     settings = services.settings
@@ -28,10 +28,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"LeafLoaf Personalize on http://{args.host}:{port} "
             f"({len(services.catalog)} products; profile store '{settings.profile_store}', "
-            f"event bus '{settings.event_bus}', warehouse '{settings.warehouse}', archive '{settings.archive}')\n"
-            "  POST /api/interactions/track\n  POST /api/search/personalized\n"
+            f"event bus '{settings.event_bus}', warehouse '{settings.warehouse}', archive '{settings.archive}', "
+            f"graph memory '{settings.graph_memory}')\n"
+            "  POST /api/interactions/track\n  POST /api/orders/confirm\n  POST /api/search/personalized\n"
             "  GET  /api/users/{user_id}/preferences/live\n  GET  /health\n"
-            "  event functions load_events_bigquery, archive_events (POST /_events/<name> for pushes)\n"
+            "  event functions load_events_bigquery, archive_events, ingest_graph_memory (POST /_events/<name>)\n"
             "Ctrl+C stops it.",
             flush=True,
         )

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     warehouse_dataset: str = "leafloaf"
     bigquery_endpoint: str | None = None  # e.g. http://127.0.0.1:9050 for the BigQuery emulator
     warehouse_timeout_s: float = Field(default=30.0, gt=0)  # per load; a slower backend is retried later
+    # Graph memory: "kuzu" (graphiti-core on an embedded Kuzu database) or "spanner".
+    graph_memory: str = "kuzu"
+    kuzu_path: Path = ROOT / "var" / "graph.kuzu"
+    spanner_project: str = "leafloaf-local"
+    spanner_instance: str = "leafloaf"
+    spanner_database: str = "memory"
     archive: str = "local"  # or "gcs" (STORAGE_EMULATOR_HOST points the client at an emulator)
     archive_path: Path = ROOT / "var" / "archive"
     archive_bucket: str = "leafloaf-local-archive"

@@ -50,6 +50,7 @@ def local_state(tmp_path_factory) -> Path:
         "LEAFLOAF_PUBLISH_SPOOL_PATH": "publish-spool.sqlite3",
         "LEAFLOAF_DUCKDB_PATH": "warehouse.duckdb",
         "LEAFLOAF_ARCHIVE_PATH": "archive",
+        "LEAFLOAF_KUZU_PATH": "graph.kuzu",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, file in paths.items():

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.emulators import BigQueryEmulator, GcsEmulator, PubSubEmulator
+from shared.emulators import BigQueryEmulator, GcsEmulator, PubSubEmulator, SpannerEmulator
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,14 @@ def bigquery_emulator() -> Iterator[BigQueryEmulator]:
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[GcsEmulator]:
     with GcsEmulator() as emulator, pytest.MonkeyPatch.context() as patch:
+        for name, value in emulator.environment().items():
+            patch.setenv(name, value)
+        yield emulator  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def spanner_emulator() -> Iterator[SpannerEmulator]:
+    with SpannerEmulator() as emulator, pytest.MonkeyPatch.context() as patch:
         for name, value in emulator.environment().items():
             patch.setenv(name, value)
         yield emulator  # type: ignore[misc]

@@ -276,4 +276,4 @@ def table_ddl(table: Table, dataset: str) -> str:
 
 
 # The event functions subscribed to the topic; each one's subscription is named after it.
-EVENT_FUNCTIONS = ("load_events_bigquery", "archive_events")
+EVENT_FUNCTIONS = ("load_events_bigquery", "archive_events", "ingest_graph_memory")

@@ -211,6 +211,27 @@ class PubSubEmulator(Emulator):
         return {"PUBSUB_EMULATOR_HOST": self.host}
 
 
+class SpannerEmulator(Emulator):
+    """Google's Spanner emulator (gRPC only; one read-write transaction at a time per database)."""
+
+    name = "spanner"
+
+    def command(self) -> list[str]:
+        executable = sdk_root() / "bin" / "cloud_spanner_emulator" / "emulator_main"
+        if not executable.exists():
+            raise EmulatorMissing(f"{executable} is missing: run 'gcloud components install cloud-spanner-emulator'")
+        return [
+            str(executable),
+            "--host_port",
+            f"127.0.0.1:{self.port}",
+            "--override_max_databases_per_instance",
+            "1000",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return {"SPANNER_EMULATOR_HOST": self.host}
+
+
 class BigQueryEmulator(Emulator):
     """bqemulator (DuckDB + sqlglot) through a launcher that makes it work offline; in-memory data."""
 
@@ -313,9 +334,24 @@ def start_cloud_topology() -> dict[str, str]:
         "LEAFLOAF_EVENT_BUS": "pubsub",
         "LEAFLOAF_WAREHOUSE": "bigquery",
         "LEAFLOAF_ARCHIVE": "gcs",
+        "LEAFLOAF_GRAPH_MEMORY": "spanner",
     }
-    for emulator in (FirestoreEmulator(), PubSubEmulator(), BigQueryEmulator(), GcsEmulator()):
+    for emulator in (FirestoreEmulator(), PubSubEmulator(), BigQueryEmulator(), GcsEmulator(), SpannerEmulator()):
         emulator.start()
         emulators.append(emulator)
         env |= emulator.environment()
+    os.environ.update(env)
+    create_spanner_database()
     return env
+
+
+def create_spanner_database() -> None:
+    """The graph memory database on the Spanner emulator (Terraform creates it in production)."""
+    from google.cloud import spanner
+
+    from shared.adapters.graph_memory.spanner import SpannerGraphMemory
+    from shared.config import Settings
+
+    settings = Settings()
+    client = spanner.Client(project=settings.spanner_project, disable_builtin_metrics=True)
+    SpannerGraphMemory.create_database(client, settings.spanner_instance, settings.spanner_database)

@@ -17,6 +17,7 @@ Publish = Callable[[list[Interaction]], None]
 class TrackResult:
     accepted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    signals: dict[str, str | None] = field(default_factory=dict)  # event id -> the signal it counted as
 
 
 class TrackingService:
@@ -38,6 +39,7 @@ class TrackingService:
             outcomes = self.profiles.track(user_id, batch, self.engine.apply)
             for event, outcome in zip(batch, outcomes, strict=True):
                 (result.accepted if outcome.applied else result.duplicates).append(event.event_id)
+                result.signals[event.event_id] = outcome.signal
                 if outcome.applied:
                     fresh.append(with_purchase_kind(event, outcome))
         if self.publish is not None and fresh:

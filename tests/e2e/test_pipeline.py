@@ -37,6 +37,7 @@ def stack_env(state: Path) -> dict[str, str]:
         "LEAFLOAF_PUBLISH_SPOOL_PATH": str(state / "publish-spool.sqlite3"),
         "LEAFLOAF_DUCKDB_PATH": str(state / "warehouse.duckdb"),
         "LEAFLOAF_ARCHIVE_PATH": str(state / "archive"),
+        "LEAFLOAF_KUZU_PATH": str(state / "graph.kuzu"),
         "LEAFLOAF_PUBLISH_MAX_LATENCY_S": "0.2",
         "LEAFLOAF_PUBLISH_RETRY_INTERVAL_S": "0.5",
         "LEAFLOAF_DELIVERY_MIN_BACKOFF_S": "0.2",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cloudevents.conversion import to_binary
@@ -30,6 +30,7 @@ def services(tmp_path):
         publish_spool_path=tmp_path / "publish-spool.sqlite3",
         duckdb_path=tmp_path / "warehouse.duckdb",
         archive_path=tmp_path / "archive",
+        kuzu_path=tmp_path / "graph.kuzu",
         archive_flush_events=3,
     )
     container = bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG))
@@ -110,3 +111,67 @@ def test_tracking_and_search_publish_to_the_bus(services):
     assert [(e.event_type, e.user_id) for e in events] == [("purchase", "u9"), ("search", "u9")]
     assert events[0].purchase_kind == "first_time"  # the kind the profile counted
     assert events[1].context.search_query == "milk" and events[1].context.results_shown[0].endswith("milk")
+
+
+def test_ingest_graph_memory_builds_the_shoppers_memory_once(services):
+    at = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    events = [
+        Interaction(
+            event_id=f"o{k}:oat-milk", event_type="purchase", user_id="u7", product_id="oat-milk",
+            timestamp=at + timedelta(days=7 * k), context={"order_id": f"o{k}"},
+        )
+        for k in range(3)
+    ]  # fmt: skip
+    data, attributes = EventBatch(tuple(events)).encode()
+    for message_id in ("1", "2"):  # delivered twice
+        assert deliver("ingest_graph_memory", data, attributes, message_id).status_code == 200
+    [usual] = services.memory.usual("u7", at + timedelta(days=15))
+    assert (usual.product_id, usual.frequency, usual.cycle_days) == ("oat-milk", 3, 7.0)
+
+
+def test_confirm_order_applies_purchases_at_once_and_publishes_them(services):
+    confirm = create_app("confirm_order", MAIN).test_client()
+    body = {
+        "order_id": "A-1",
+        "user_id": "u8",
+        "items": [{"product_id": "whole-milk", "quantity": 2, "price": 5.0}, {"product_id": "oat-yogurt"}],
+        "totals": {"total": 12.0},
+    }
+    first = confirm.post("/", json=body)
+    assert first.status_code == 200
+    assert first.get_json() == {
+        "order_id": "A-1",
+        "status": "confirmed",
+        "items": [
+            {"product_id": "whole-milk", "quantity": 2, "purchase_kind": "first_time"},
+            {"product_id": "oat-yogurt", "quantity": 1, "purchase_kind": "first_time"},
+        ],
+    }
+    assert confirm.post("/", json=body).get_json()["status"] == "already_confirmed"
+    live = create_app("get_live_preferences", MAIN).test_client().get("/users/u8/preferences/live").get_json()
+    assert live["preferred_quantities"] == {"whole-milk": 2, "oat-yogurt": 1}
+    services.publisher.flush()
+    published = []
+    services.bus.deliver("ingest_graph_memory", lambda event: published.append(event))
+    lines = [
+        Interaction.model_validate_json(line)
+        for event in published
+        for line in base64.b64decode(event.get_data()["message"]["data"]).splitlines()
+    ]
+    assert [(e.event_id, e.context.order_id) for e in lines] == [("A-1:whole-milk", "A-1"), ("A-1:oat-yogurt", "A-1")]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user_id": "u", "items": []}, "items"),
+        ({"user_id": "u", "items": [{"product_id": "p", "quantity": 0}]}, "items.0.quantity"),
+        ({"user_id": "u", "items": [{"product_id": "p"}, {"product_id": "p"}]}, "<body>"),
+        ({"items": [{"product_id": "p"}]}, "user_id"),
+        ({"user_id": "u", "items": [{"product_id": "p"}], "totals": {"total": -1}}, "totals.total"),
+    ],
+)
+def test_confirm_order_rejects_bad_orders_with_the_field(services, body, field):
+    response = create_app("confirm_order", MAIN).test_client().post("/", json=body)
+    assert response.status_code == 400
+    assert field in [f["field"] for f in response.get_json()["error"]["fields"]]

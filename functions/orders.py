@@ -1,0 +1,17 @@
+"""HTTP: POST /api/orders/confirm: a confirmed order updates the shopper's profile at once."""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from functions.http import endpoint, json_body, validate
+from shared.bootstrap import container
+from shared.domain.orders import Order
+
+
+@functions_framework.http
+@endpoint("POST")
+def confirm_order(request: flask.Request) -> tuple[int, dict]:
+    order = validate(Order, json_body(request))
+    return 200, container().orders.confirm(order)

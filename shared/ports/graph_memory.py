@@ -1,0 +1,97 @@
+"""Port: graph memory (Graphiti's model): entities, temporal relationships, episodes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.config import Settings
+from shared.domain.memory import Fact, OrderRecord, SignalRecord
+
+
+class GraphUnavailable(RuntimeError):
+    """The graph backend failed; the write may be retried as is."""
+
+
+class TextMemoryUnavailable(RuntimeError):
+    """Free-text memory needs a configured LLM; none is."""
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    """What the graph records about a product entity (from the catalog, else from the order line)."""
+
+    product_id: str
+    name: str
+    brand: str | None = None
+    category: str | None = None
+    attributes: tuple[str, ...] = ()
+
+
+class GraphMemory(ABC):
+    """Stores orders and strong signals as episodes and the facts derived from them.
+
+    Every write is idempotent: ids are uuid5 of what they describe.
+    """
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> GraphMemory:
+        """Build the adapter from configuration (schema created on first use)."""
+
+    @abstractmethod
+    def record_order(self, order: OrderRecord, products: Iterable[ProductInfo]) -> list[str]:
+        """Upsert the order episode, its user/product/brand/category/attribute entities and its
+        mentions; count each newly recorded line once in `bought_with` with the order's other lines.
+
+        Returns:
+            The product ids of lines that were new (empty for a redelivered order).
+        """
+
+    @abstractmethod
+    def record_signal(self, signal: SignalRecord, product: ProductInfo) -> bool:
+        """Upsert a strong-signal episode; False when it was recorded before."""
+
+    @abstractmethod
+    def history(self, user_id: str) -> tuple[list[OrderRecord], list[SignalRecord]]:
+        """The user's recorded orders and strong signals."""
+
+    @abstractmethod
+    def facts(self, user_id: str) -> list[Fact]:
+        """Every stored fact about the user (current, invalidated and retracted)."""
+
+    @abstractmethod
+    def write_facts(self, insert: list[Fact], update: list[Fact]) -> None:
+        """Insert new facts and overwrite changed ones (same uuid), in one transaction."""
+
+    @abstractmethod
+    def bought_with(self, product_id: str, limit: int = 10) -> list[tuple[str, int]]:
+        """(product id, orders containing both) most frequent first."""
+
+    @abstractmethod
+    def delete_user(self, user_id: str) -> int:
+        """Erase the user: entity, facts, episodes, orders (and their bought_with counts).
+
+        Returns:
+            How many records were removed (0 when nothing was left).
+        """
+
+    def add_text(self, user_id: str, text: str, source: str, at: datetime) -> None:
+        """Free text (a review, a chat note) into memory through an LLM's extraction.
+
+        Raises:
+            TextMemoryUnavailable: no LLM is configured (never a faked extraction).
+        """
+        raise TextMemoryUnavailable(
+            "free-text memory needs an LLM: set LEAFLOAF_GRAPH_LLM=gemini and GOOGLE_API_KEY "
+            "(graphiti-core's google-genai extra) and use the graphiti adapter"
+        )
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the backend."""
+
+    def health(self) -> dict:
+        return {"status": "healthy", "kind": type(self).__name__}

@@ -1,0 +1,131 @@
+"""Use case: turn order and interaction events into graph memory, and answer from it."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from shared.domain.catalog import Catalog
+from shared.domain.events import EventType, Interaction
+from shared.domain.memory import (
+    STRONG_SIGNAL,
+    Fact,
+    OrderLine,
+    OrderRecord,
+    SignalRecord,
+    UsualItem,
+    due_items,
+    reconcile,
+    user_facts,
+    usual_items,
+)
+from shared.domain.pipeline import EventBatch, interaction_strength
+from shared.domain.rules import Rules
+from shared.ports.graph_memory import GraphMemory, ProductInfo
+
+log = logging.getLogger(__name__)
+
+
+def orders_in(events: list[Interaction]) -> list[OrderRecord]:
+    """Purchase events grouped into orders by context.order_id (a purchase without one is its own order)."""
+    grouped: dict[tuple[str, str], list[Interaction]] = defaultdict(list)
+    for event in events:
+        if event.event_type is EventType.PURCHASE:
+            order_id = str(getattr(event.context, "order_id", None) or event.event_id)
+            grouped[(event.user_id, order_id)].append(event)
+    orders = []
+    for (user_id, order_id), lines in grouped.items():
+        total = getattr(lines[0].context, "order_total", None)
+        orders.append(
+            OrderRecord(
+                order_id=order_id,
+                user_id=user_id,
+                placed_at=min(e.timestamp for e in lines),
+                lines=tuple(OrderLine(e.product_id or "", e.quantity, e.price) for e in lines),
+                total=float(total) if isinstance(total, int | float) else None,
+            )
+        )
+    return orders
+
+
+def strong_signals(events: list[Interaction], rules: Rules) -> list[SignalRecord]:
+    """Non-purchase product signals strong enough to state a preference (cart adds, returns)."""
+    signals = []
+    for event in events:
+        if event.event_type in (EventType.PURCHASE, EventType.SEARCH) or event.product_id is None:
+            continue
+        weight = interaction_strength(event, rules)
+        if weight is not None and abs(weight) >= STRONG_SIGNAL:
+            signals.append(
+                SignalRecord(
+                    event.event_id, event.user_id, event.product_id, event.event_type.value, weight, event.timestamp
+                )
+            )
+    return signals
+
+
+class GraphMemoryService:
+    def __init__(
+        self,
+        graph: GraphMemory,
+        catalog: Catalog,
+        rules: Rules,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.graph = graph
+        self.catalog = catalog
+        self.rules = rules
+        self.clock = clock
+
+    def product_info(self, product_id: str, event: Interaction | None = None) -> ProductInfo:
+        product = self.catalog.get(product_id)
+        if product is not None:
+            return ProductInfo(product_id, product.name, product.brand, product.category, tuple(product.attributes))
+        if event is None:
+            return ProductInfo(product_id, product_id)
+        attributes = tuple(event.product_attributes or ())
+        return ProductInfo(product_id, product_id, event.product_brand, event.product_category, attributes)
+
+    def ingest(self, batch: EventBatch) -> dict[str, int]:
+        """Record the batch's orders and strong signals, then re-derive the facts of their shoppers."""
+        events = list(batch.events)
+        by_product = {e.product_id: e for e in events if e.product_id}
+        touched: set[str] = set()
+        new_lines = 0
+        for order in orders_in(events):
+            products = [self.product_info(line.product_id, by_product.get(line.product_id)) for line in order.lines]
+            new_lines += len(self.graph.record_order(order, products))
+            touched.add(order.user_id)
+        for signal in strong_signals(events, self.rules):
+            self.graph.record_signal(signal, self.product_info(signal.product_id, by_product.get(signal.product_id)))
+            touched.add(signal.user_id)
+        changed = sum(self.refresh(user_id) for user_id in sorted(touched))
+        return {"users": len(touched), "new_order_lines": new_lines, "facts_written": changed}
+
+    def refresh(self, user_id: str) -> int:
+        """Re-derive the user's facts from the stored history and write the difference."""
+        orders, signals = self.graph.history(user_id)
+        changes = reconcile(self.graph.facts(user_id), user_facts(user_id, orders, signals), self.clock())
+        if changes.insert or changes.update:
+            self.graph.write_facts(changes.insert, changes.update)
+        return len(changes.insert) + len(changes.update)
+
+    # -- answers ---------------------------------------------------------------------------------
+    def usual(self, user_id: str, at: datetime | None = None, limit: int = 20) -> list[UsualItem]:
+        return usual_items(self.graph.facts(user_id), at or self.clock(), limit)
+
+    def due_for_reorder(self, user_id: str, at: datetime | None = None, min_confidence: float = 0.0) -> list[UsualItem]:
+        return due_items(self.graph.facts(user_id), at or self.clock(), min_confidence)
+
+    def facts_as_of(self, user_id: str, at: datetime) -> list[Fact]:
+        return sorted(
+            (f for f in self.graph.facts(user_id) if f.holds_at(at)), key=lambda f: (f.name, f.target, f.valid_at)
+        )
+
+    def bought_with(self, product_id: str, limit: int = 10) -> list[tuple[str, int]]:
+        return self.graph.bought_with(product_id, limit)
+
+    def forget(self, user_id: str) -> int:
+        return self.graph.delete_user(user_id)
