@@ -1,6 +1,7 @@
 """Entry points of LeafLoaf Personalize: functions-framework's --target names one of these."""
 
 from functions.health import check_health
+from functions.memory import add_memory_note, get_shopper_memory
 from functions.orders import confirm_order
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from functions.preferences import get_live_preferences
@@ -8,10 +9,12 @@ from functions.search import search_personalized
 from functions.tracking import track_interaction
 
 __all__ = [
+    "add_memory_note",
     "archive_events",
     "check_health",
     "confirm_order",
     "get_live_preferences",
+    "get_shopper_memory",
     "ingest_graph_memory",
     "load_events_bigquery",
     "search_personalized",

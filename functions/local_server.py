@@ -16,6 +16,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from functions.health import check_health
+from functions.memory import add_memory_note, get_shopper_memory
 from functions.orders import confirm_order
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from functions.preferences import get_live_preferences
@@ -29,6 +30,8 @@ ROUTES = {
     "/api/orders/confirm": confirm_order,
     "/api/search/personalized": search_personalized,
     "/api/users/<user_id>/preferences/live": get_live_preferences,
+    "/api/users/<user_id>/memory": get_shopper_memory,
+    "/api/users/<user_id>/memory/notes": add_memory_note,
     "/health": check_health,
 }
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Graph memory: "kuzu" (graphiti-core on an embedded Kuzu database) or "spanner".
     graph_memory: str = "kuzu"
     kuzu_path: Path = ROOT / "var" / "graph.kuzu"
+    # Free-text memory (reviews, chat notes) needs an LLM: "" (none: refused) or "gemini"
+    # (graphiti-core[google-genai], key in GOOGLE_API_KEY, e.g. from Secret Manager).
+    graph_llm: str = ""
+    graph_llm_model: str | None = None
     spanner_project: str = "leafloaf-local"
     spanner_instance: str = "leafloaf"
     spanner_database: str = "memory"

@@ -121,6 +121,42 @@ class Fact:
         return f"{self.name} {product} after {self.attributes.get('signal', 'a signal')}"
 
 
+# -- recording -------------------------------------------------------------------------------------
+
+
+def pair(a: str, b: str) -> tuple[str, str]:
+    """A product pair in a fixed order: bought_with is undirected."""
+    return (a, b) if a < b else (b, a)
+
+
+def basket_pairs(products: Iterable[str], weight: int = 1) -> dict[tuple[str, str], int]:
+    ordered = sorted(set(products))
+    return {(a, b): weight for i, a in enumerate(ordered) for b in ordered[i + 1 :]}
+
+
+def new_lines(
+    orders: Iterable[OrderRecord], recorded: dict[str, set[str]]
+) -> tuple[dict[str, list[OrderLine]], dict[tuple[str, str], int]]:
+    """Lines not recorded yet, per order episode, and how many baskets each product pair gains.
+
+    `recorded` holds the products already stored per order episode. An order delivered again adds
+    nothing; one delivered in parts counts each pair once, when its second product arrives.
+    """
+    added: dict[str, list[OrderLine]] = defaultdict(list)
+    pairs: dict[tuple[str, str], int] = defaultdict(int)
+    known = {episode: set(products) for episode, products in recorded.items()}
+    for order in orders:
+        basket = known.setdefault(order.episode_id, set())
+        for line in order.lines:
+            if line.product_id in basket:
+                continue
+            for other in basket:
+                pairs[pair(line.product_id, other)] += 1
+            basket.add(line.product_id)
+            added[order.episode_id].append(line)
+    return dict(added), dict(pairs)
+
+
 # -- derivation ----------------------------------------------------------------------------------
 
 

@@ -42,12 +42,13 @@ class GraphMemory(ABC):
         """Build the adapter from configuration (schema created on first use)."""
 
     @abstractmethod
-    def record_order(self, order: OrderRecord, products: Iterable[ProductInfo]) -> list[str]:
-        """Upsert the order episode, its user/product/brand/category/attribute entities and its
-        mentions; count each newly recorded line once in `bought_with` with the order's other lines.
+    def record_orders(self, orders: list[OrderRecord], products: Iterable[ProductInfo]) -> int:
+        """Upsert the orders' episodes, their user/product/brand/category/attribute entities and
+        mentions, in one transaction; count each newly recorded line once in `bought_with` with
+        its order's other lines (shared.domain.memory.new_lines).
 
         Returns:
-            The product ids of lines that were new (empty for a redelivered order).
+            How many order lines were new (0 for a redelivered batch).
         """
 
     @abstractmethod

@@ -92,12 +92,11 @@ class GraphMemoryService:
         """Record the batch's orders and strong signals, then re-derive the facts of their shoppers."""
         events = list(batch.events)
         by_product = {e.product_id: e for e in events if e.product_id}
-        touched: set[str] = set()
-        new_lines = 0
-        for order in orders_in(events):
-            products = [self.product_info(line.product_id, by_product.get(line.product_id)) for line in order.lines]
-            new_lines += len(self.graph.record_order(order, products))
-            touched.add(order.user_id)
+        orders = orders_in(events)
+        touched = {order.user_id for order in orders}
+        bought = sorted({line.product_id for order in orders for line in order.lines})
+        products = [self.product_info(pid, by_product.get(pid)) for pid in bought]
+        new_lines = self.graph.record_orders(orders, products) if orders else 0
         for signal in strong_signals(events, self.rules):
             self.graph.record_signal(signal, self.product_info(signal.product_id, by_product.get(signal.product_id)))
             touched.add(signal.user_id)

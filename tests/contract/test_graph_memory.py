@@ -182,3 +182,17 @@ def test_free_text_needs_a_configured_llm(graph):
 def test_bought_with_is_stored_as_relationships(memory, graph):
     memory.ingest(EventBatch(tuple(orders())))
     assert BOUGHT_WITH not in {f.name for f in graph.facts("ann")}  # a store fact, not the shopper's
+
+
+def test_a_configured_llm_must_be_usable_or_the_adapter_refuses_to_start(monkeypatch):
+    from shared.adapters.graph_memory.kuzu import configured_llm
+
+    assert configured_llm(Settings()) is None
+    with pytest.raises(ValueError, match="only 'gemini'"):
+        configured_llm(Settings(graph_llm="gpt"))
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="GOOGLE_API_KEY"):
+        configured_llm(Settings(graph_llm="gemini"))
+    monkeypatch.setenv("GOOGLE_API_KEY", "test-key")
+    with pytest.raises(ValueError, match="google-genai"):  # the extra is not installed here
+        configured_llm(Settings(graph_llm="gemini"))

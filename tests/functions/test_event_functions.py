@@ -175,3 +175,25 @@ def test_confirm_order_rejects_bad_orders_with_the_field(services, body, field):
     response = create_app("confirm_order", MAIN).test_client().post("/", json=body)
     assert response.status_code == 400
     assert field in [f["field"] for f in response.get_json()["error"]["fields"]]
+
+
+def test_shopper_memory_over_http_and_notes_need_an_llm(services):
+    at = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    events = [
+        Interaction(
+            event_id=f"m{k}:oat-milk", event_type="purchase", user_id="u9", product_id="oat-milk", quantity=2,
+            timestamp=at + timedelta(days=7 * k), context={"order_id": f"m{k}"},
+        )
+        for k in range(3)
+    ]  # fmt: skip
+    services.memory.ingest(EventBatch(tuple(events)))
+    memory = create_app("get_shopper_memory", MAIN).test_client()
+    body = memory.get("/users/u9/memory", query_string={"at": (at + timedelta(days=30)).isoformat()}).get_json()
+    assert [(i["product_id"], i["quantity"], i["cycle_days"]) for i in body["usual"]] == [("oat-milk", 2, 7.0)]
+    assert [i["product_id"] for i in body["due_for_reorder"]] == ["oat-milk"]
+    assert {f["name"] for f in body["facts"]} == {"frequently_buys", "reorder_cycle"}
+    assert memory.get("/users/u9/memory", query_string={"at": "yesterday"}).status_code == 400
+    notes = create_app("add_memory_note", MAIN).test_client()
+    refused = notes.post("/users/u9/memory/notes", json={"text": "Loves the oat milk", "source": "review"})
+    assert refused.status_code == 501 and refused.get_json()["error"]["code"] == "llm_not_configured"
+    assert notes.post("/users/u9/memory/notes", json={"text": ""}).status_code == 400

@@ -19,6 +19,7 @@ import os
 import re
 import threading
 import warnings
+from collections import defaultdict
 from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,8 @@ from shared.domain.memory import (
     OrderLine,
     OrderRecord,
     SignalRecord,
+    basket_pairs,
+    new_lines,
     product_node,
     stable_id,
     user_group,
@@ -87,10 +90,6 @@ class KeepOrderReranker(CrossEncoderClient):
         return [(p, 1.0 - i / max(len(passages), 1)) for i, p in enumerate(passages)]
 
 
-def pair(a: str, b: str) -> tuple[str, str]:
-    return (a, b) if a < b else (b, a)
-
-
 class NoLLMClient(LLMClient):
     """Stands where graphiti wants an LLM client; refuses every call (no LLM on this path)."""
 
@@ -99,6 +98,44 @@ class NoLLMClient(LLMClient):
 
     async def _generate_response(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         raise TextMemoryUnavailable("no LLM is configured for graph memory")
+
+
+def configured_llm(settings: Settings) -> LLMClient | None:
+    """The LLM for free-text memory, or None. A configuration that cannot work fails at start."""
+    if not settings.graph_llm:
+        return None
+    if settings.graph_llm != "gemini":
+        raise ValueError(f"LEAFLOAF_GRAPH_LLM={settings.graph_llm!r}: only 'gemini' is supported")
+    key = os.environ.get("GOOGLE_API_KEY")
+    if not key:
+        raise ValueError("LEAFLOAF_GRAPH_LLM=gemini needs GOOGLE_API_KEY (Secret Manager in production)")
+    try:
+        from graphiti_core.llm_client.gemini_client import GeminiClient
+    except ImportError as exc:
+        raise ValueError("LEAFLOAF_GRAPH_LLM=gemini needs 'pip install graphiti-core[google-genai]==0.31.1'") from exc
+    config = (
+        LLMConfig(api_key=key, model=settings.graph_llm_model) if settings.graph_llm_model else LLMConfig(api_key=key)
+    )
+    return GeminiClient(config=config)
+
+
+def episode_row(episode: EpisodicNode) -> dict[str, Any]:
+    row = episode.model_dump(include={"uuid", "name", "group_id", "source_description", "content"})
+    row |= {"source": episode.source.value, "created_at": naive(episode.created_at)}
+    return row | {"valid_at": naive(episode.valid_at), "entity_edges": episode.entity_edges}
+
+
+def mention_row(episode: EpisodicNode, target: str) -> dict[str, Any]:
+    """An EpisodicEdge (MENTIONS): the episode's provenance link to an entity."""
+    edge = EpisodicEdge(
+        uuid=stable_id("mentions", episode.uuid, target),
+        group_id=episode.group_id,
+        source_node_uuid=episode.uuid,
+        target_node_uuid=target,
+        created_at=episode.created_at,
+    )
+    row = edge.model_dump(include={"uuid", "group_id", "source_node_uuid", "target_node_uuid"})
+    return row | {"created_at": naive(edge.created_at)}
 
 
 def naive(value: datetime | None) -> datetime | None:
@@ -146,6 +183,12 @@ MERGE (n:Episodic {uuid: $uuid})
 SET n.name = $name, n.group_id = $group_id, n.created_at = $created_at, n.source = $source,
     n.source_description = $source_description, n.content = $content, n.valid_at = $valid_at,
     n.entity_edges = $entity_edges
+"""
+CREATE_EPISODES = """
+UNWIND $rows AS r
+CREATE (n:Episodic {uuid: r.uuid, name: r.name, group_id: r.group_id,
+    created_at: CAST(r.created_at AS TIMESTAMP), source: r.source, source_description: r.source_description,
+    content: r.content, valid_at: CAST(r.valid_at AS TIMESTAMP), entity_edges: CAST(r.entity_edges AS STRING[])})
 """
 SAVE_MENTIONS = """
 UNWIND $rows AS m
@@ -216,8 +259,9 @@ def fact_edge(fact: Fact) -> EntityEdge:
 class KuzuGraphMemory(GraphMemory):
     """One Kuzu database file per instance (Kuzu lets one process open it at a time)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, llm: LLMClient | None = None) -> None:
         self.path = str(path)
+        self.llm = llm
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # graphiti's API is async; one private loop thread runs it for this synchronous port.
@@ -237,7 +281,7 @@ class KuzuGraphMemory(GraphMemory):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KuzuGraphMemory:
-        return cls(settings.kuzu_path)
+        return cls(settings.kuzu_path, llm=configured_llm(settings))
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -349,76 +393,72 @@ class KuzuGraphMemory(GraphMemory):
                 )
         return self._entity_statements(nodes.values()) + self._edge_statements(edges, update=False)
 
-    def _user_statements(self, user_id: str) -> list[tuple[str, dict[str, Any]]]:
-        node = EntityNode(
-            uuid=user_node(user_id),
-            name=f"shopper {user_id}",
-            group_id=user_group(user_id),
-            labels=["User"],
-            attributes={"user_id": user_id},
-            name_embedding=hash_embedding(f"shopper {user_id}"),
-            created_at=datetime.now(UTC),
-        )
-        return self._entity_statements([node])
-
-    def _episode_statements(self, episode: EpisodicNode, mentioned: list[str]) -> list[tuple[str, dict[str, Any]]]:
-        params = episode.model_dump(include={"uuid", "name", "group_id", "source_description", "content"})
-        params |= {
-            "source": episode.source.value,
-            "created_at": naive(episode.created_at),
-            "valid_at": naive(episode.valid_at),
-            "entity_edges": episode.entity_edges,
-        }
-        mentions = [
-            EpisodicEdge(
-                uuid=stable_id("mentions", episode.uuid, node),
-                group_id=episode.group_id,
-                source_node_uuid=episode.uuid,
-                target_node_uuid=node,
-                created_at=episode.created_at,
+    def _users_statements(self, user_ids: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
+        nodes = [
+            EntityNode(
+                uuid=user_node(user_id),
+                name=f"shopper {user_id}",
+                group_id=user_group(user_id),
+                labels=["User"],
+                attributes={"user_id": user_id},
+                name_embedding=hash_embedding(f"shopper {user_id}"),
+                created_at=datetime.now(UTC),
             )
-            for node in mentioned
+            for user_id in sorted(user_ids)
         ]
-        rows = [m.model_dump(include={"uuid", "group_id", "source_node_uuid", "target_node_uuid"}) for m in mentions]
-        for row in rows:
-            row["created_at"] = naive(episode.created_at)
-        return [(SAVE_EPISODE, params), (SAVE_MENTIONS, {"rows": rows})]
+        return self._entity_statements(nodes)
 
     # -- writes ----------------------------------------------------------------------------------
-    def record_order(self, order: OrderRecord, products: Iterable[ProductInfo]) -> list[str]:
+    def record_orders(self, orders: list[OrderRecord], products: Iterable[ProductInfo]) -> int:
         products = list(products)
         with self._lock:
             try:
-                stored = self._query("MATCH (e:Episodic {uuid: $u}) RETURN e.content AS content", u=order.episode_id)
-                before = json.loads(stored[0]["content"])["lines"] if stored else []
-                known = {line["product_id"] for line in before}
-                new = [line for line in order.lines if line.product_id not in known]
-                if not new:
-                    return []
-                lines = before + [vars(line) for line in new]
-                content = {"order_id": order.order_id, "user_id": order.user_id, "total": order.total, "lines": lines}
-                episode = EpisodicNode(
-                    uuid=order.episode_id,
-                    name=f"order {order.order_id}",
-                    group_id=user_group(order.user_id),
-                    source=EpisodeType.json,
-                    source_description="order",
-                    content=json.dumps(content),
-                    valid_at=order.placed_at,
-                    created_at=datetime.now(UTC),
-                    entity_edges=[],
-                )
-                mentioned = [user_node(order.user_id)] + [product_node(line["product_id"]) for line in lines]
-                statements = self._catalog_statements(products) + self._user_statements(order.user_id)
-                statements += self._episode_statements(episode, mentioned)
-                added = [ln.product_id for ln in new]
-                pairs = {pair(a, b): 1 for a in added for b in sorted(known) + added if a != b}
+                stored = {
+                    row["uuid"]: json.loads(row["content"])
+                    for row in self._query(
+                        "MATCH (e:Episodic) WHERE e.uuid IN $ids RETURN e.uuid AS uuid, e.content AS content",
+                        ids=sorted({o.episode_id for o in orders}),
+                    )
+                }
+                recorded = {uid: {line["product_id"] for line in c["lines"]} for uid, c in stored.items()}
+                added, pairs = new_lines(orders, recorded)
+                if not added:
+                    return 0
+                now = datetime.now(UTC)
+                episodes: dict[str, EpisodicNode] = {}
+                mentions: list[dict[str, Any]] = []
+                for order in orders:
+                    if order.episode_id not in added or order.episode_id in episodes:
+                        continue
+                    before = stored.get(order.episode_id, {}).get("lines", [])
+                    lines = before + [vars(line) for line in added[order.episode_id]]
+                    content = {"order_id": order.order_id, "user_id": order.user_id, "total": order.total}
+                    episodes[order.episode_id] = EpisodicNode(
+                        uuid=order.episode_id,
+                        name=f"order {order.order_id}",
+                        group_id=user_group(order.user_id),
+                        source=EpisodeType.json,
+                        source_description="order",
+                        content=json.dumps(content | {"lines": lines}),
+                        valid_at=order.placed_at,
+                        created_at=now,
+                        entity_edges=[],
+                    )
+                    targets = [user_node(order.user_id)] + [product_node(line["product_id"]) for line in lines]
+                    mentions += [mention_row(episodes[order.episode_id], target) for target in targets]
+                statements = self._catalog_statements(products)
+                statements += self._users_statements({o.user_id for o in orders})
+                fresh = [episode_row(e) for uid, e in episodes.items() if uid not in stored]
+                statements.append((CREATE_EPISODES, {"rows": fresh}))
+                # An order completed by a later message: its text grows, one row per statement.
+                statements += [(SAVE_EPISODE, episode_row(e)) for uid, e in episodes.items() if uid in stored]
+                statements.append((SAVE_MENTIONS, {"rows": mentions}))
                 statements += self._bought_with_statements(pairs)
                 self._transaction(statements)
                 self._known_products.update(p.product_id for p in products)
             except RuntimeError as exc:
                 raise GraphUnavailable(str(exc)) from exc
-        return [line.product_id for line in new]
+        return sum(len(lines) for lines in added.values())
 
     def _bought_with_statements(self, deltas: dict[tuple[str, str], int]) -> list[tuple[str, dict[str, Any]]]:
         """Change the basket counts of product pairs; a pair counted in no order any more is removed."""
@@ -478,10 +518,10 @@ class KuzuGraphMemory(GraphMemory):
                     created_at=datetime.now(UTC),
                     entity_edges=[],
                 )
-                statements = self._catalog_statements([product]) + self._user_statements(signal.user_id)
-                statements += self._episode_statements(
-                    episode, [user_node(signal.user_id), product_node(signal.product_id)]
-                )
+                statements = self._catalog_statements([product]) + self._users_statements([signal.user_id])
+                statements.append((CREATE_EPISODES, {"rows": [episode_row(episode)]}))
+                targets = [user_node(signal.user_id), product_node(signal.product_id)]
+                statements.append((SAVE_MENTIONS, {"rows": [mention_row(episode, t) for t in targets]}))
                 self._transaction(statements)
                 self._known_products.add(product.product_id)
             except RuntimeError as exc:
@@ -583,18 +623,40 @@ class KuzuGraphMemory(GraphMemory):
         by_id = {f.uuid: f for f in self.facts(user_id)}
         return [by_id[u] for u in uuids if u in by_id]
 
+    def add_text(self, user_id: str, text: str, source: str, at: datetime) -> None:
+        """graphiti's add_episode: the configured LLM extracts entities and facts from the text.
+        Embeddings stay the hashing ones, so the vectors of the whole graph keep one size."""
+        if self.llm is None:
+            super().add_text(user_id, text, source, at)  # refuses: no LLM, no faked extraction
+            return
+        from graphiti_core import Graphiti
+
+        graphiti = Graphiti(
+            graph_driver=self.driver, llm_client=self.llm, embedder=HashEmbedder(), cross_encoder=KeepOrderReranker()
+        )
+        self.driver._database = "kuzu"  # read by add_episode; missing on Kuzu (graphiti-core 0.31.1)
+        with self._lock:
+            self._run(
+                graphiti.add_episode(
+                    name=f"{source} by {user_id}",
+                    episode_body=text,
+                    source=EpisodeType.text,
+                    source_description=source,
+                    reference_time=at,
+                    group_id=user_group(user_id),
+                )
+            )
+
     # -- deletion ------------------------------------------------------------------------------------
     def delete_user(self, user_id: str) -> int:
         group = user_group(user_id)
         with self._lock:
             try:
                 orders, _ = self.history(user_id)
-                deltas: dict[tuple[str, str], int] = {}
+                deltas: dict[tuple[str, str], int] = defaultdict(int)
                 for order in orders:  # this shopper's baskets no longer count together
-                    products = sorted({line.product_id for line in order.lines})
-                    for i, a in enumerate(products):
-                        for b in products[i + 1 :]:
-                            deltas[(a, b)] = deltas.get((a, b), 0) - 1
+                    for key, weight in basket_pairs((line.product_id for line in order.lines), -1).items():
+                        deltas[key] += weight
                 statements = self._bought_with_statements(deltas)
                 doomed = {
                     table: [

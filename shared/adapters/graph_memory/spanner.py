@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import threading
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,8 @@ from shared.domain.memory import (
     OrderLine,
     OrderRecord,
     SignalRecord,
+    basket_pairs,
+    new_lines,
     product_node,
     stable_id,
     user_group,
@@ -181,54 +184,67 @@ class SpannerGraphMemory(GraphMemory):
             raise GraphUnavailable(f"Spanner: {exc}") from exc
 
     # -- writes ----------------------------------------------------------------------------------
-    def record_order(self, order: OrderRecord, products: Iterable[ProductInfo]) -> list[str]:
+    def record_orders(self, orders: list[OrderRecord], products: Iterable[ProductInfo]) -> int:
         products = list(products)
+        episode_of = {(o.user_id, o.order_id): o.episode_id for o in orders}
 
-        def work(tx: Transaction) -> list[str]:
-            known = {
-                row["product_id"]
-                for row in rows_of(
-                    tx.execute_sql(
-                        "SELECT product_id FROM OrderItems WHERE user_id = @u AND order_id = @o",
-                        params={"u": order.user_id, "o": order.order_id},
-                        param_types={"u": STRING, "o": STRING},
-                    )
+        def work(tx: Transaction) -> int:
+            recorded: dict[str, set[str]] = {}
+            for row in rows_of(
+                tx.execute_sql(
+                    "SELECT user_id, order_id, product_id FROM OrderItems "
+                    "WHERE user_id IN UNNEST(@users) AND order_id IN UNNEST(@orders)",
+                    params={
+                        "users": sorted({o.user_id for o in orders}),
+                        "orders": sorted({o.order_id for o in orders}),
+                    },
+                    param_types={
+                        "users": spanner.param_types.Array(STRING),
+                        "orders": spanner.param_types.Array(STRING),
+                    },
                 )
-            }
-            new = [line for line in order.lines if line.product_id not in known]
-            if not new:
-                return []
+            ):
+                episode = episode_of.get((row["user_id"], row["order_id"]))
+                if episode is not None:
+                    recorded.setdefault(episode, set()).add(row["product_id"])
+            added, pairs = new_lines(orders, recorded)
+            if not added:
+                return 0
             now = datetime.now(UTC)
             self._write_catalog(tx, products, now)
-            self._write_user(tx, order.user_id, now)
-            tx.insert_or_update(
-                "Orders",
-                ("user_id", "order_id", "episode_uuid", "placed_at", "total"),
-                [(order.user_id, order.order_id, order.episode_id, order.placed_at, order.total)],
-            )
-            tx.insert(
-                "OrderItems",
-                ("user_id", "order_id", "product_id", "quantity", "price"),
-                [(order.user_id, order.order_id, ln.product_id, ln.quantity, ln.price) for ln in new],
-            )
-            everything = sorted(known) + [ln.product_id for ln in new]
-            lines = [{"product_id": p} for p in everything]
-            content = {"order_id": order.order_id, "user_id": order.user_id, "total": order.total, "lines": lines}
-            mentions = [user_node(order.user_id)] + [product_node(p) for p in everything]
-            tx.insert_or_update(
-                "Episodes",
-                EPISODE_COLUMNS,
-                [(order.episode_id, user_group(order.user_id), "order", f"order {order.order_id}",
-                  JsonObject(content), mentions, order.placed_at, now)],
-            )  # fmt: skip
-            added = [ln.product_id for ln in new]
-            pairs = {_pair(a, b): 1 for a in added for b in sorted(known) + added if a != b}
+            self._write_users(tx, {o.user_id for o in orders}, now)
+            done: set[str] = set()
+            for order in orders:
+                if order.episode_id not in added or order.episode_id in done:
+                    continue
+                done.add(order.episode_id)
+                new = added[order.episode_id]
+                tx.insert_or_update(
+                    "Orders",
+                    ("user_id", "order_id", "episode_uuid", "placed_at", "total"),
+                    [(order.user_id, order.order_id, order.episode_id, order.placed_at, order.total)],
+                )
+                tx.insert(
+                    "OrderItems",
+                    ("user_id", "order_id", "product_id", "quantity", "price"),
+                    [(order.user_id, order.order_id, ln.product_id, ln.quantity, ln.price) for ln in new],
+                )
+                everything = sorted(recorded.get(order.episode_id, set()) | {ln.product_id for ln in new})
+                content: dict[str, Any] = {"order_id": order.order_id, "user_id": order.user_id}
+                content |= {"total": order.total, "lines": [{"product_id": p} for p in everything]}
+                mentions = [user_node(order.user_id)] + [product_node(p) for p in everything]
+                tx.insert_or_update(
+                    "Episodes",
+                    EPISODE_COLUMNS,
+                    [(order.episode_id, user_group(order.user_id), "order", f"order {order.order_id}",
+                      JsonObject(content), mentions, order.placed_at, now)],
+                )  # fmt: skip
             self._count_pairs(tx, pairs, now)
-            return added
+            return sum(len(lines) for lines in added.values())
 
-        added: list[str] = self._write(work)
+        count: int = self._write(work)
         self._known_products.update(p.product_id for p in products)
-        return added
+        return count
 
     def _write_catalog(self, tx: Transaction, products: list[ProductInfo], now: datetime) -> None:
         entities: list[tuple] = []
@@ -255,10 +271,10 @@ class SpannerGraphMemory(GraphMemory):
         if relationships:
             tx.insert_or_update("Relationships", RELATIONSHIP_COLUMNS, relationships)
 
-    def _write_user(self, tx: Transaction, user_id: str, now: datetime) -> None:
-        row = (user_node(user_id), user_group(user_id), "User", f"shopper {user_id}", None,
-               JsonObject({"user_id": user_id}), now)  # fmt: skip
-        tx.insert_or_update("Entities", ENTITY_COLUMNS, [row])
+    def _write_users(self, tx: Transaction, user_ids: Iterable[str], now: datetime) -> None:
+        rows = [(user_node(u), user_group(u), "User", f"shopper {u}", None, JsonObject({"user_id": u}), now)
+                for u in sorted(user_ids)]  # fmt: skip
+        tx.insert_or_update("Entities", ENTITY_COLUMNS, rows)
 
     def _count_pairs(self, tx: Transaction, deltas: dict[tuple[str, str], int], now: datetime) -> None:
         """Change the basket counts of product pairs; a pair in no order any more is removed."""
@@ -298,7 +314,7 @@ class SpannerGraphMemory(GraphMemory):
                 return False
             now = datetime.now(UTC)
             self._write_catalog(tx, [product], now)
-            self._write_user(tx, signal.user_id, now)
+            self._write_users(tx, [signal.user_id], now)
             content: dict[str, Any] = {"event_id": signal.event_id, "user_id": signal.user_id}
             content["product_id"] = signal.product_id
             content |= {"event_type": signal.event_type, "weight": signal.weight}
@@ -419,12 +435,10 @@ class SpannerGraphMemory(GraphMemory):
                 )
             ):
                 baskets.setdefault(row["order_id"], []).append(row["product_id"])
-            deltas: dict[tuple[str, str], int] = {}
+            deltas: dict[tuple[str, str], int] = defaultdict(int)
             for products in baskets.values():  # this shopper's baskets no longer count together
-                ordered = sorted(products)
-                for i, a in enumerate(ordered):
-                    for b in ordered[i + 1 :]:
-                        deltas[(a, b)] = deltas.get((a, b), 0) - 1
+                for key, weight in basket_pairs(products, -1).items():
+                    deltas[key] += weight
             self._count_pairs(tx, deltas, datetime.now(UTC))
             removed = run("DELETE FROM OrderItems WHERE user_id = @u")
             removed += run("DELETE FROM Orders WHERE user_id = @u")
@@ -439,10 +453,6 @@ class SpannerGraphMemory(GraphMemory):
 
     def close(self) -> None:
         self.database.close() if hasattr(self.database, "close") else None
-
-
-def _pair(a: str, b: str) -> tuple[str, str]:
-    return (a, b) if a < b else (b, a)
 
 
 def _fact(row: dict[str, Any]) -> Fact:

@@ -1,0 +1,77 @@
+"""HTTP: a shopper's graph memory: what they usually buy, what is due, the facts as of a date;
+and free-text notes, which need a configured LLM."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+import flask
+import functions_framework
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from functions.http import RequestError, endpoint, json_body, validate
+from shared.bootstrap import container
+from shared.domain.events import Id, Timestamp
+from shared.ports.graph_memory import TextMemoryUnavailable
+
+_PATH = re.compile(r"/users/(?P<user_id>[^/]*)/memory(?P<notes>/notes)?/?$")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class MemoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    # Any date, future ones included ("what will be due on Friday"); naive means UTC.
+    at: Annotated[datetime, AfterValidator(_utc)] = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=10_000)
+    source: str = Field(default="note", pattern=r"^(review|chat|note)$")
+    timestamp: Timestamp = Field(default_factory=lambda: datetime.now(UTC))
+
+
+def _user_id(request: flask.Request) -> str:
+    match = _PATH.search(request.path)
+    if not match:
+        raise RequestError("invalid_request", "give the user as /api/users/{user_id}/memory")
+    return match.group("user_id")
+
+
+@functions_framework.http
+@endpoint("GET")
+def get_shopper_memory(request: flask.Request) -> tuple[int, dict]:
+    query = validate(MemoryQuery, {"user_id": _user_id(request), **request.args.to_dict()})
+    memory = container().memory
+    return 200, {
+        "user_id": query.user_id,
+        "at": query.at.isoformat(),
+        "usual": [dataclasses.asdict(i) for i in memory.usual(query.user_id, query.at)],
+        "due_for_reorder": [dataclasses.asdict(i) for i in memory.due_for_reorder(query.user_id, query.at)],
+        "facts": [
+            {"fact": f.describe(), "name": f.name, "attributes": f.attributes, "valid_at": f.valid_at.isoformat(),
+             "invalid_at": f.invalid_at and f.invalid_at.isoformat()}
+            for f in memory.facts_as_of(query.user_id, query.at)
+        ],
+    }  # fmt: skip
+
+
+@functions_framework.http
+@endpoint("POST")
+def add_memory_note(request: flask.Request) -> tuple[int, dict]:
+    user_id = validate(MemoryQuery, {"user_id": _user_id(request)}).user_id
+    note = validate(Note, json_body(request))
+    try:
+        container().graph.add_text(user_id, note.text, note.source, note.timestamp)
+    except TextMemoryUnavailable as exc:
+        raise RequestError("llm_not_configured", str(exc), status=501) from None
+    return 202, {"user_id": user_id, "status": "remembered"}
