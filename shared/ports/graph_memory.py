@@ -60,8 +60,9 @@ class GraphMemory(ABC):
         """The user's recorded orders and strong signals."""
 
     @abstractmethod
-    def facts(self, user_id: str) -> list[Fact]:
-        """Every stored fact about the user (current, invalidated and retracted)."""
+    def facts(self, user_id: str, at: datetime | None = None) -> list[Fact]:
+        """Every stored fact about the user (current, invalidated and retracted), or with `at`
+        only those that hold at that time (filtered in the backend: histories grow long)."""
 
     @abstractmethod
     def write_facts(self, insert: list[Fact], update: list[Fact]) -> None:

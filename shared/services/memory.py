@@ -113,14 +113,16 @@ class GraphMemoryService:
 
     # -- answers ---------------------------------------------------------------------------------
     def usual(self, user_id: str, at: datetime | None = None, limit: int = 20) -> list[UsualItem]:
-        return usual_items(self.graph.facts(user_id), at or self.clock(), limit)
+        at = at or self.clock()
+        return usual_items(self.graph.facts(user_id, at), at, limit)
 
     def due_for_reorder(self, user_id: str, at: datetime | None = None, min_confidence: float = 0.0) -> list[UsualItem]:
-        return due_items(self.graph.facts(user_id), at or self.clock(), min_confidence)
+        at = at or self.clock()
+        return due_items(self.graph.facts(user_id, at), at, min_confidence)
 
     def facts_as_of(self, user_id: str, at: datetime) -> list[Fact]:
         return sorted(
-            (f for f in self.graph.facts(user_id) if f.holds_at(at)), key=lambda f: (f.name, f.target, f.valid_at)
+            (f for f in self.graph.facts(user_id, at) if f.holds_at(at)), key=lambda f: (f.name, f.target, f.valid_at)
         )
 
     def bought_with(self, product_id: str, limit: int = 10) -> list[tuple[str, int]]:

@@ -562,12 +562,16 @@ class KuzuGraphMemory(GraphMemory):
                 )
         return orders, signals
 
-    def facts(self, user_id: str) -> list[Fact]:
-        rows = self._query(
-            "MATCH (s:Entity)-[:RELATES_TO]->(r:RelatesToNode_)-[:RELATES_TO]->(t:Entity) "
-            f"WHERE r.group_id = $g RETURN {EDGE_FIELDS}",
-            g=user_group(user_id),
-        )
+    def facts(self, user_id: str, at: datetime | None = None) -> list[Fact]:
+        match = "MATCH (s:Entity)-[:RELATES_TO]->(r:RelatesToNode_)-[:RELATES_TO]->(t:Entity) WHERE r.group_id = $g"
+        if at is None:
+            rows = self._query(f"{match} RETURN {EDGE_FIELDS}", g=user_group(user_id))
+        else:
+            rows = self._query(
+                f"{match} AND r.valid_at <= $at AND (r.invalid_at IS NULL OR r.invalid_at > $at) RETURN {EDGE_FIELDS}",
+                g=user_group(user_id),
+                at=naive(at),
+            )
         return [
             Fact(
                 uuid=row["uuid"],

@@ -382,11 +382,12 @@ class SpannerGraphMemory(GraphMemory):
             )
         return list(orders.values()), signals
 
-    def facts(self, user_id: str) -> list[Fact]:
-        rows = self._read(
-            f"SELECT {', '.join(RELATIONSHIP_COLUMNS)} FROM Relationships WHERE group_id = @g", g=user_group(user_id)
-        )
-        return [_fact(row) for row in rows]
+    def facts(self, user_id: str, at: datetime | None = None) -> list[Fact]:
+        select = f"SELECT {', '.join(RELATIONSHIP_COLUMNS)} FROM Relationships WHERE group_id = @g"
+        if at is None:
+            return [_fact(row) for row in self._read(select, g=user_group(user_id))]
+        holding = " AND valid_at <= @at AND (invalid_at IS NULL OR invalid_at > @at)"
+        return [_fact(row) for row in self._read(select + holding, g=user_group(user_id), at=at)]
 
     def bought_with(self, product_id: str, limit: int = 10) -> list[tuple[str, int]]:
         rows = self._read(
