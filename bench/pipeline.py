@@ -35,7 +35,7 @@ from shared.domain.catalog_generator import generate_catalog
 from shared.domain.events import Interaction
 from shared.domain.pipeline import EventBatch
 from shared.domain.rules import load_rules
-from shared.emulators import BigQueryEmulator, GcsEmulator, PubSubEmulator, install_bigquery_emulator, running
+from shared.emulators import BigQueryEmulator, GcsEmulator, PubSubEmulator, install_bigquery_emulator
 from shared.ports.archive import Archive
 from shared.ports.event_bus import EventBus
 from shared.ports.warehouse import Warehouse
@@ -290,9 +290,9 @@ def main() -> int:
         if not args.no_emulators:
             install_bigquery_emulator()
             emulators = {
-                "pubsub": stack.enter_context(running(PubSubEmulator())),
-                "bigquery": stack.enter_context(running(BigQueryEmulator())),
-                "gcs": stack.enter_context(running(GcsEmulator())),
+                "pubsub": stack.enter_context(PubSubEmulator()),
+                "bigquery": stack.enter_context(BigQueryEmulator()),
+                "gcs": stack.enter_context(GcsEmulator()),
             }
             stack.enter_context(environment(emulators["pubsub"].environment() | emulators["gcs"].environment()))
         rates = throughput(args.quick, emulators)

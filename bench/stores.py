@@ -29,7 +29,7 @@ from shared.ports.profile_store import ProfileStore
 from shared.services.profile_cache import CachedProfileStore
 
 sys.path.insert(0, str(ROOT))
-from shared.emulators import firestore_emulator
+from shared.emulators import FirestoreEmulator
 
 
 def timed(calls, repeat: int = 1) -> dict:
@@ -92,7 +92,7 @@ def main() -> int:
     ids = [s[0].user_id for s in streams]
     now = streams[0][0].timestamp.timestamp() + 86_400
     rows: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp, firestore_emulator() as emulator:
+    with tempfile.TemporaryDirectory() as tmp, FirestoreEmulator() as emulator:
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
         from google.cloud import firestore
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.domain.events import EventContext, EventType, Interaction
+from shared.domain.events import Interaction
 from shared.domain.memory import OrderLine, OrderRecord
+from shared.domain.orders import Order, OrderItem
 
 EPOCH = datetime(2015, 1, 5, tzinfo=UTC)  # day 0 of histories given as days between orders (up to ~8 years)
 REQUIRED = ("user_id", "order_id", "order_number", "product_id")
@@ -122,16 +123,7 @@ def order_records(rows: Iterable[OrderRow]) -> list[OrderRecord]:
 
 
 def purchase_events(order: OrderRecord) -> list[Interaction]:
-    """The purchase events a confirmed order publishes (as POST /api/orders/confirm does)."""
-    return [
-        Interaction(
-            event_id=f"{order.order_id}:{line.product_id}"[:128],
-            event_type=EventType.PURCHASE,
-            user_id=order.user_id,
-            timestamp=order.placed_at,
-            product_id=line.product_id,
-            quantity=line.quantity,
-            context=EventContext.model_validate({"order_id": order.order_id}),
-        )
-        for line in order.lines
-    ]
+    """The purchase events the order publishes: the same ones POST /api/orders/confirm does."""
+    items = [OrderItem(product_id=line.product_id, quantity=line.quantity, price=line.price) for line in order.lines]
+    confirmed = Order(order_id=order.order_id, user_id=order.user_id, items=items, timestamp=order.placed_at)
+    return confirmed.purchase_events()

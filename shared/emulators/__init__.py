@@ -23,9 +23,8 @@ import tempfile
 import time
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK_CANDIDATES = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/opt/google-cloud-sdk")
@@ -138,8 +137,9 @@ class Emulator(ABC):
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGCONT)
 
-    def __enter__(self) -> Emulator:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -276,24 +276,6 @@ class GcsEmulator(Emulator):
 
     def environment(self) -> dict[str, str]:
         return {"STORAGE_EMULATOR_HOST": f"http://{self.host}"}
-
-
-@contextmanager
-def running(emulator: Emulator) -> Iterator[Emulator]:
-    emulator.start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-@contextmanager
-def firestore_emulator() -> Iterator[FirestoreEmulator]:
-    emulator = FirestoreEmulator().start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
 
 
 def install_bigquery_emulator() -> None:

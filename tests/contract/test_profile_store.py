@@ -15,7 +15,7 @@ import pytest
 from shared.adapters.event_spool.sqlite import SqliteEventSpool
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.profile import Profile
-from shared.emulators import FirestoreEmulator, firestore_emulator
+from shared.emulators import FirestoreEmulator
 from shared.ports.profile_store import ProfileStore
 from shared.services.profile_cache import CachedProfileStore
 from tests.conftest import ROOT
@@ -26,7 +26,7 @@ NOW = (T0.timestamp()) + 21 * 86_400
 
 @pytest.fixture(scope="session")
 def firestore() -> Iterator[FirestoreEmulator]:
-    with firestore_emulator() as emulator:
+    with FirestoreEmulator() as emulator:
         previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
         try:
