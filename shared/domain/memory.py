@@ -13,7 +13,7 @@ import itertools
 import statistics
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -252,14 +252,26 @@ def preference_timeline(user_id: str, product_id: str, signals: list[SignalRecor
     return facts
 
 
-def user_facts(user_id: str, history: Iterable[OrderRecord], signals: Iterable[SignalRecord] = ()) -> list[Fact]:
-    """Every fact derived about the user: frequently_buys, reorder_cycle and prefers/avoids timelines."""
+def user_facts(
+    user_id: str,
+    history: Iterable[OrderRecord],
+    signals: Iterable[SignalRecord] = (),
+    products: Collection[str] | None = None,
+) -> list[Fact]:
+    """Every fact derived about the user: frequently_buys, reorder_cycle and prefers/avoids timelines.
+
+    A product's facts depend only on that product's purchases and signals, so with `products`
+    only those products' facts are derived (what a batch touched), from the same history.
+    """
     facts: list[Fact] = []
     by_product: dict[str, list[SignalRecord]] = defaultdict(list)
     for signal in signals:
-        by_product[signal.product_id].append(signal)
+        if products is None or signal.product_id in products:
+            by_product[signal.product_id].append(signal)
     for product_id, product_signals in sorted(by_product.items()):
         facts += preference_timeline(user_id, product_id, product_signals)
+    if products is not None:
+        history = (replace(o, lines=tuple(ln for ln in o.lines if ln.product_id in products)) for o in history)
     for product_id, purchases in sorted(purchases_by_product(history).items()):
         orders = {ep for _, _, ep in purchases}
         if len(orders) >= MIN_ORDERS_FOR_FREQUENT:
@@ -286,6 +298,11 @@ def user_facts(user_id: str, history: Iterable[OrderRecord], signals: Iterable[S
             )
         facts += cycle_timeline(user_id, product_id, purchases)
     return facts
+
+
+def about(facts: Iterable[Fact], products: Collection[str]) -> list[Fact]:
+    """The derived kinds of fact (not free-text ones) about these products."""
+    return [f for f in facts if f.name in USER_FACTS and f.attributes.get("product_id") in products]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -60,9 +60,10 @@ class GraphMemory(ABC):
         """The user's recorded orders and strong signals."""
 
     @abstractmethod
-    def facts(self, user_id: str, at: datetime | None = None) -> list[Fact]:
-        """Every stored fact about the user (current, invalidated and retracted), or with `at`
-        only those that hold at that time (filtered in the backend: histories grow long)."""
+    def facts(self, user_id: str, at: datetime | None = None, products: Collection[str] | None = None) -> list[Fact]:
+        """Every stored fact about the user (current, invalidated and retracted); with `at` only
+        those that hold at that time, with `products` only those about these product ids
+        (both filtered in the backend: histories grow long)."""
 
     @abstractmethod
     def write_facts(self, insert: list[Fact], update: list[Fact]) -> None:

@@ -16,6 +16,7 @@ from shared.domain.memory import (
     OrderRecord,
     SignalRecord,
     UsualItem,
+    about,
     due_items,
     reconcile,
     user_facts,
@@ -89,27 +90,36 @@ class GraphMemoryService:
         return ProductInfo(product_id, product_id, event.product_brand, event.product_category, attributes)
 
     def ingest(self, batch: EventBatch) -> dict[str, int]:
-        """Record the batch's orders and strong signals, then re-derive the facts of their shoppers."""
+        """Record the batch's orders and strong signals, then re-derive the facts they touch."""
         events = list(batch.events)
         by_product = {e.product_id: e for e in events if e.product_id}
         orders = orders_in(events)
-        touched = {order.user_id for order in orders}
+        touched: dict[str, set[str]] = defaultdict(set)  # user -> products whose facts may change
+        for order in orders:
+            touched[order.user_id].update(line.product_id for line in order.lines)
         bought = sorted({line.product_id for order in orders for line in order.lines})
         products = [self.product_info(pid, by_product.get(pid)) for pid in bought]
         new_lines = self.graph.record_orders(orders, products) if orders else 0
         for signal in strong_signals(events, self.rules):
             self.graph.record_signal(signal, self.product_info(signal.product_id, by_product.get(signal.product_id)))
-            touched.add(signal.user_id)
-        changed = sum(self.refresh(user_id) for user_id in sorted(touched))
+            touched[signal.user_id].add(signal.product_id)
+        changed = self.refresh(touched)
         return {"users": len(touched), "new_order_lines": new_lines, "facts_written": changed}
 
-    def refresh(self, user_id: str) -> int:
-        """Re-derive the user's facts from the stored history and write the difference."""
-        orders, signals = self.graph.history(user_id)
-        changes = reconcile(self.graph.facts(user_id), user_facts(user_id, orders, signals), self.clock())
-        if changes.insert or changes.update:
-            self.graph.write_facts(changes.insert, changes.update)
-        return len(changes.insert) + len(changes.update)
+    def refresh(self, touched: dict[str, set[str]]) -> int:
+        """Re-derive the facts of these users' products from the stored history; write the
+        difference in one transaction (a product's facts depend only on its own purchases)."""
+        insert: list[Fact] = []
+        update: list[Fact] = []
+        for user_id, products in sorted(touched.items()):
+            orders, signals = self.graph.history(user_id)
+            stored = about(self.graph.facts(user_id, products=products), products)
+            changes = reconcile(stored, user_facts(user_id, orders, signals, products), self.clock())
+            insert += changes.insert
+            update += changes.update
+        if insert or update:
+            self.graph.write_facts(insert, update)
+        return len(insert) + len(update)
 
     # -- answers ---------------------------------------------------------------------------------
     def usual(self, user_id: str, at: datetime | None = None, limit: int = 20) -> list[UsualItem]:

@@ -126,3 +126,12 @@ def test_the_derived_facts_do_not_depend_on_delivery_order(purchases, rnd: rando
     final = user_facts("u1", history)
     live = {uid: f for uid, f in stored.items() if not f.retracted}  # type: ignore[attr-defined]
     assert sorted(live) == sorted(f.uuid for f in final)
+
+
+def test_facts_of_some_products_are_those_of_the_full_derivation():
+    history = [order(1, 0, "milk", "eggs"), order(2, 7, "milk", "bread"), order(3, 15, "milk", "eggs", "bread")]
+    signals = [SignalRecord("e1", "u1", "eggs", "returned", -0.8, T0 + timedelta(days=16))]
+    everything = user_facts("u1", history, signals)
+    only_eggs = user_facts("u1", history, signals, products={"eggs"})
+    assert only_eggs == [f for f in everything if f.attributes["product_id"] == "eggs"]
+    assert {f.name for f in only_eggs} == {FREQUENTLY_BUYS, REORDER_CYCLE, AVOIDS}

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -382,12 +382,16 @@ class SpannerGraphMemory(GraphMemory):
             )
         return list(orders.values()), signals
 
-    def facts(self, user_id: str, at: datetime | None = None) -> list[Fact]:
-        select = f"SELECT {', '.join(RELATIONSHIP_COLUMNS)} FROM Relationships WHERE group_id = @g"
-        if at is None:
-            return [_fact(row) for row in self._read(select, g=user_group(user_id))]
-        holding = " AND valid_at <= @at AND (invalid_at IS NULL OR invalid_at > @at)"
-        return [_fact(row) for row in self._read(select + holding, g=user_group(user_id), at=at)]
+    def facts(self, user_id: str, at: datetime | None = None, products: Collection[str] | None = None) -> list[Fact]:
+        sql = f"SELECT {', '.join(RELATIONSHIP_COLUMNS)} FROM Relationships WHERE group_id = @g"
+        params: dict[str, Any] = {"g": user_group(user_id)}
+        if at is not None:
+            sql += " AND valid_at <= @at AND (invalid_at IS NULL OR invalid_at > @at)"
+            params["at"] = at
+        if products is not None:
+            sql += " AND target_uuid IN UNNEST(@targets)"
+            params["targets"] = sorted(product_node(p) for p in products)
+        return [_fact(row) for row in self._read(sql, **params)]
 
     def bought_with(self, product_id: str, limit: int = 10) -> list[tuple[str, int]]:
         rows = self._read(
@@ -476,6 +480,8 @@ def _type_of(value: Any) -> Any:
     kinds = {bool: spanner.param_types.BOOL, int: spanner.param_types.INT64, float: spanner.param_types.FLOAT64}
     if isinstance(value, datetime):
         return spanner.param_types.TIMESTAMP
+    if isinstance(value, list):
+        return spanner.param_types.Array(STRING)
     return kinds.get(type(value), STRING)
 
 
