@@ -51,10 +51,8 @@ def ingest(service: GraphMemoryService, work: list[EventBatch], label: str) -> d
 
 def count_edges(graph: KuzuGraphMemory) -> dict[str, int]:
     rows = graph._query("MATCH (r:RelatesToNode_) RETURN r.name AS name, count(*) AS n")
-    pairs = graph._query("MATCH ()-[w:BoughtWith]->() RETURN count(w) AS n")
     mentions = graph._query("MATCH ()-[m:MENTIONS]->() RETURN count(m) AS n")
-    counts = {row["name"]: int(row["n"]) for row in rows} | {"bought_with": int(pairs[0]["n"])}
-    return counts | {"MENTIONS": int(mentions[0]["n"])}
+    return {row["name"]: int(row["n"]) for row in rows} | {"MENTIONS": int(mentions[0]["n"])}
 
 
 def timed_ms(call) -> float:  # type: ignore[no-untyped-def]

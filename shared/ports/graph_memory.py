@@ -44,8 +44,8 @@ class GraphMemory(ABC):
     @abstractmethod
     def record_orders(self, orders: list[OrderRecord], products: Iterable[ProductInfo]) -> int:
         """Upsert the orders' episodes, their user/product/brand/category/attribute entities and
-        mentions, in one transaction; count each newly recorded line once in `bought_with` with
-        its order's other lines (shared.domain.memory.new_lines).
+        mentions, in one transaction. Each basket counts once in `bought_with` however its lines
+        arrive (stored counts add only newly recorded lines: shared.domain.memory.new_lines).
 
         Returns:
             How many order lines were new (0 for a redelivered batch).

@@ -19,7 +19,6 @@ import os
 import re
 import threading
 import warnings
-from collections import defaultdict
 from collections.abc import Collection, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +47,6 @@ from shared.domain.memory import (
     OrderLine,
     OrderRecord,
     SignalRecord,
-    basket_pairs,
     new_lines,
     product_node,
     stable_id,
@@ -196,19 +194,16 @@ MATCH (node:Entity {uuid: m.target_node_uuid})
 MERGE (episode)-[e:MENTIONS {uuid: m.uuid}]->(node)
 SET e.group_id = m.group_id, e.created_at = CAST(m.created_at AS TIMESTAMP)
 """
-# bought_with is a store-wide counter per product pair (hundreds of thousands of pairs), not a
-# fact learnt from one episode: a plain relationship with a count, off graphiti's full-text-indexed
-# fact table (each fact row costs ~0.65 ms to index there, a counter ~0.17 ms here). Stored once
-# per pair, from the smaller product id to the larger (it is undirected).
-BOUGHT_WITH_TABLE = "CREATE REL TABLE IF NOT EXISTS BoughtWith(FROM Entity TO Entity, orders INT64)"
-COUNT_PAIRS = """
-UNWIND $rows AS r
-MATCH (a:Entity {uuid: r.a}), (b:Entity {uuid: r.b})
-MERGE (a)-[w:BoughtWith]->(b) ON CREATE SET w.orders = r.delta ON MATCH SET w.orders = w.orders + r.delta
-"""
-DROP_EMPTY_PAIRS = """
-UNWIND $rows AS r
-MATCH (:Entity {uuid: r.a})-[w:BoughtWith]->(:Entity {uuid: r.b}) WHERE w.orders <= 0 DELETE w
+# bought_with on Kuzu is read off the graph, not written: two products of one basket are joined by
+# the order episode that mentions both (product <-MENTIONS- order -MENTIONS-> product), and counting
+# those episodes gives the pair's basket count. Writing a counter per pair (hundreds of thousands
+# on the Instacart sample) made ingest slow down as it went: each new relationship of a popular
+# product costs more in Kuzu's adjacency storage (0.15 ms a pair at first, 1.2 ms after 60,000
+# orders lines). Read-time counts are idempotent and forget a deleted shopper's baskets by themselves.
+BOUGHT_WITH_COUNTS = """
+MATCH (p:Entity {uuid: $p})<-[:MENTIONS]-(e:Episodic)-[:MENTIONS]->(q:Entity)
+WHERE e.source_description = 'order' AND q.uuid <> $p AND list_contains(q.labels, 'Product')
+RETURN q.attributes AS attributes, count(*) AS orders
 """
 EDGE_FIELDS = """
 r.uuid AS uuid, s.uuid AS source, t.uuid AS target, r.group_id AS group_id, r.name AS name,
@@ -307,13 +302,11 @@ class KuzuGraphMemory(GraphMemory):
         return cast(list[dict[str, Any]], records or [])
 
     async def _ensure_schema(self) -> None:
-        """graphiti's BM25 indexes (creating them twice is an error on Kuzu, so look first) and
-        the basket-pair counts."""
+        """graphiti's BM25 indexes; creating them twice is an error on Kuzu, so look first."""
         rows, _, _ = await self.driver.execute_query("CALL SHOW_INDEXES() RETURN *")
         names = {r["index_name"] for r in cast(list[dict[str, Any]], rows or [])}
         if not names >= {"edge_name_and_fact", "node_name_and_summary"}:
             await self.driver.graph_ops.build_indices_and_constraints(self.driver)
-        await self.driver.execute_query(BOUGHT_WITH_TABLE)
 
     def _transaction(self, statements: list[tuple[str, dict[str, Any]]]) -> None:
         self._query("BEGIN TRANSACTION")
@@ -437,7 +430,7 @@ class KuzuGraphMemory(GraphMemory):
                     )
                 }
                 recorded = {uid: {line["product_id"] for line in c["lines"]} for uid, c in stored.items()}
-                added, pairs = new_lines(orders, recorded)
+                added, _ = new_lines(orders, recorded)
                 if not added:
                     return 0
                 now = datetime.now(UTC)
@@ -469,20 +462,11 @@ class KuzuGraphMemory(GraphMemory):
                 # An order completed by a later message: its text grows, one row per statement.
                 statements += [(SAVE_EPISODE, episode_row(e)) for uid, e in episodes.items() if uid in stored]
                 statements.append((SAVE_MENTIONS, {"rows": mentions}))
-                statements += self._bought_with_statements(pairs)
                 self._transaction(statements)
                 self._known_products.update(p.product_id for p in products)
             except RuntimeError as exc:
                 raise GraphUnavailable(str(exc)) from exc
         return sum(len(lines) for lines in added.values())
-
-    @staticmethod
-    def _bought_with_statements(deltas: dict[tuple[str, str], int]) -> list[tuple[str, dict[str, Any]]]:
-        """Change the basket counts of product pairs; a pair counted in no order any more is removed."""
-        ordered = sorted(deltas.items())
-        rows = [{"a": product_node(a), "b": product_node(b), "delta": d} for (a, b), d in ordered]
-        fewer = [row for row, (_, d) in zip(rows, ordered, strict=True) if d < 0]
-        return [(COUNT_PAIRS, {"rows": rows}), (DROP_EMPTY_PAIRS, {"rows": fewer})]
 
     def record_signal(self, signal: SignalRecord, product: ProductInfo) -> bool:
         with self._lock:
@@ -580,11 +564,7 @@ class KuzuGraphMemory(GraphMemory):
         ]
 
     def bought_with(self, product_id: str, limit: int = 10) -> list[tuple[str, int]]:
-        rows = self._query(
-            "MATCH (:Entity {uuid: $p})-[w:BoughtWith]-(b:Entity) WHERE w.orders > 0 "
-            "RETURN b.attributes AS attributes, w.orders AS orders",
-            p=product_node(product_id),
-        )
+        rows = self._query(BOUGHT_WITH_COUNTS, p=product_node(product_id))
         counts = [(str(json.loads(row["attributes"])["product_id"]), int(row["orders"])) for row in rows]
         return sorted(counts, key=lambda c: (-c[1], c[0]))[:limit]
 
@@ -640,12 +620,7 @@ class KuzuGraphMemory(GraphMemory):
         group = user_group(user_id)
         with self._lock:
             try:
-                orders, _ = self.history(user_id)
-                deltas: dict[tuple[str, str], int] = defaultdict(int)
-                for order in orders:  # this shopper's baskets no longer count together
-                    for key, weight in basket_pairs((line.product_id for line in order.lines), -1).items():
-                        deltas[key] += weight
-                statements = self._bought_with_statements(deltas)
+                statements: list[tuple[str, dict[str, Any]]] = []  # bought_with goes with the episodes
                 doomed = {
                     table: [
                         row["uuid"]
