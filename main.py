@@ -1,6 +1,7 @@
 """Entry points of LeafLoaf Personalize: functions-framework's --target names one of these."""
 
 from functions.health import check_health
+from functions.jobs import run_daily_jobs, run_hourly_jobs
 from functions.memory import add_memory_note, get_shopper_memory
 from functions.orders import confirm_order
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
@@ -17,6 +18,8 @@ __all__ = [
     "get_shopper_memory",
     "ingest_graph_memory",
     "load_events_bigquery",
+    "run_daily_jobs",
+    "run_hourly_jobs",
     "search_personalized",
     "track_interaction",
 ]

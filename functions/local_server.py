@@ -16,6 +16,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from functions.health import check_health
+from functions.jobs import run_daily_jobs, run_hourly_jobs
 from functions.memory import add_memory_note, get_shopper_memory
 from functions.orders import confirm_order
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
@@ -33,6 +34,8 @@ ROUTES = {
     "/api/users/<user_id>/memory": get_shopper_memory,
     "/api/users/<user_id>/memory/notes": add_memory_note,
     "/health": check_health,
+    "/jobs/hourly": run_hourly_jobs,  # what Cloud Scheduler calls
+    "/jobs/daily": run_daily_jobs,
 }
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Event functions, by subscription name: the bus delivers the topic's messages to them.
@@ -40,6 +43,7 @@ EVENT_HANDLERS: dict[str, EventHandler] = {
     f.__name__: f for f in (load_events_bigquery, archive_events, ingest_graph_memory)
 }
 ARCHIVE_FLUSH_CHECK_S = 5.0
+SCHEDULE_CHECK_S = 60.0
 EVENTS_PATH = "/_events"  # push endpoints: /_events/<function>/projects/<p>/topics/<topic>
 MAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "main.py")
 
@@ -77,10 +81,11 @@ def _not_found(**_: str) -> flask.Response:
 
 
 def start_pipeline(push_base_url: str | None = None) -> threading.Event:
-    """Deliver bus messages to the event functions, and flush the archive when due.
+    """Deliver bus messages to the event functions, flush the archive when due, and run the
+    scheduled jobs when their window has passed (what Cloud Scheduler does in the cloud).
 
     In the cloud an archive flush rides on the next invocation (no CPU in between); a local
-    instance has a CPU, so a timer also flushes. Returns an event that stops the timer.
+    instance has a CPU, so a timer also flushes. Returns an event that stops the timers.
     """
     services = container()
     services.archive.prepare()
@@ -94,7 +99,17 @@ def start_pipeline(push_base_url: str | None = None) -> threading.Event:
             except Exception:
                 log.exception("archive flush failed; will retry")
 
+    def run_schedules() -> None:  # Cloud Scheduler's part: each schedule once per window
+        while not stop.wait(SCHEDULE_CHECK_S):
+            for schedule in ("hourly", "daily"):
+                try:
+                    services.jobs.run(schedule)
+                except Exception:
+                    log.exception("scheduled %s jobs failed; the next check resumes them", schedule)
+
     threading.Thread(target=flush_when_due, name="archive-flush", daemon=True).start()
+    if services.settings.local_schedule:
+        threading.Thread(target=run_schedules, name="local-scheduler", daemon=True).start()
     return stop
 
 

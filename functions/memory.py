@@ -6,22 +6,17 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import UTC, datetime
-from typing import Annotated
 
 import flask
 import functions_framework
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from functions.http import RequestError, endpoint, json_body, validate
 from shared.bootstrap import container
-from shared.domain.events import Id, Timestamp
+from shared.domain.events import Id, Timestamp, UtcTime
 from shared.ports.graph_memory import TextMemoryUnavailable
 
 _PATH = re.compile(r"/users/(?P<user_id>[^/]*)/memory(?P<notes>/notes)?/?$")
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class MemoryQuery(BaseModel):
@@ -29,7 +24,7 @@ class MemoryQuery(BaseModel):
 
     user_id: Id
     # Any date, future ones included ("what will be due on Friday"); naive means UTC.
-    at: Annotated[datetime, AfterValidator(_utc)] = Field(default_factory=lambda: datetime.now(UTC))
+    at: UtcTime = Field(default_factory=lambda: datetime.now(UTC))
 
 
 class Note(BaseModel):

@@ -19,10 +19,13 @@ from shared.domain.rules import Rules, load_rules
 from shared.observability import configure_logging
 from shared.ports.archive import Archive
 from shared.ports.event_bus import EventBus
+from shared.ports.feature_store import FeatureStore
 from shared.ports.graph_memory import GraphMemory
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
 from shared.ports.warehouse import Warehouse
+from shared.services.features import FeaturePublisher
+from shared.services.jobs import JobRunner
 from shared.services.memory import GraphMemoryService
 from shared.services.orders import OrderService
 from shared.services.pipeline import Archiver, WarehouseLoader
@@ -111,6 +114,20 @@ class Container:
     @cached_property
     def memory(self) -> GraphMemoryService:
         return GraphMemoryService(self.graph, self.catalog, self.rules)
+
+    @cached_property
+    def features(self) -> FeatureStore:
+        from shared.adapters.feature_store.snapshot import SnapshotFeatureStore
+
+        return SnapshotFeatureStore(self.archive, self.settings.features_cache_path, self.settings.features_refresh_s)
+
+    @cached_property
+    def jobs(self) -> JobRunner:
+        publish = FeaturePublisher(self.warehouse, self.features)
+        return JobRunner(self.warehouse, after_run=publish, chunk_users=self.settings.jobs_chunk_users)
+
+    def __post_init__(self) -> None:
+        self.search.features = lambda: self.features  # opened on the first search that needs it
 
     @cached_property
     def loader(self) -> WarehouseLoader:

@@ -89,6 +89,34 @@ def _import_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import csv
+
+    from shared.datasets import OrderFileError
+    from shared.evaluation import evaluate_orders
+
+    try:
+        evaluate_orders(args.orders, args.json, args.seed, args.seeds, args.test_fraction)
+    except (OrderFileError, OSError, UnicodeDecodeError, csv.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m shared.cli", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -128,6 +156,21 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--seed", type=int, default=7, help="seed for --generate")
     imp.add_argument("--out", type=Path, help="where to write (default: LEAFLOAF_CATALOG_PATH or var/catalog.jsonl)")
     imp.set_defaults(run=_import_catalog)
+
+    ev = commands.add_parser(
+        "evaluate",
+        help="next-basket evaluation: LeafLoaf vs G-, P- and GP-TopFreq on an order history (Recall/NDCG/PHR)",
+    )
+    ev.add_argument(
+        "--orders",
+        help="order CSV (user_id,order_id,order_number,product_id[,days_since_prior_order|timestamp]); "
+        "'instacart' or omitted: the installed Instacart sample",
+    )
+    ev.add_argument("--json", type=Path, help="also write the report to this JSON file")
+    ev.add_argument("--seed", type=int, default=0, help="first seed of the test-user split")
+    ev.add_argument("--seeds", type=_positive, default=1, help="how many seeds (seed, seed+1, ...) to average")
+    ev.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of users with 2+ orders held out")
+    ev.set_defaults(run=_evaluate)
     return root
 
 

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     delivery_max_backoff_s: float = Field(default=60.0, ge=0)
     warehouse: str = "duckdb"  # or "bigquery"
     duckdb_path: Path = ROOT / "var" / "warehouse.duckdb"
+    duckdb_memory_limit: str = "2GB"  # DuckDB's own memory; it spills to disk beyond it
     warehouse_project: str = "leafloaf-local"
     warehouse_dataset: str = "leafloaf"
     bigquery_endpoint: str | None = None  # e.g. http://127.0.0.1:9050 for the BigQuery emulator
@@ -76,3 +77,9 @@ class Settings(BaseSettings):
     archive_bucket: str = "leafloaf-local-archive"
     archive_flush_events: int = Field(default=100, ge=1)
     archive_flush_interval_s: float = Field(default=60.0, gt=0)
+    # Learnt features: snapshots published by the scheduled jobs into the archive's object store,
+    # cached locally by each serving instance, which checks for a new version every refresh_s.
+    features_cache_path: Path = ROOT / "var" / "features"
+    features_refresh_s: float = Field(default=60.0, gt=0)
+    jobs_chunk_users: int = Field(default=2_000, ge=1)  # shoppers per chunk in the next-basket job
+    local_schedule: bool = True  # the local server runs the hourly and daily jobs itself (no Cloud Scheduler)

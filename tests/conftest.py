@@ -51,6 +51,7 @@ def local_state(tmp_path_factory) -> Path:
         "LEAFLOAF_DUCKDB_PATH": "warehouse.duckdb",
         "LEAFLOAF_ARCHIVE_PATH": "archive",
         "LEAFLOAF_KUZU_PATH": "graph.kuzu",
+        "LEAFLOAF_FEATURES_CACHE_PATH": "features",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, file in paths.items():

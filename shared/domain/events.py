@@ -37,15 +37,21 @@ class PurchaseKind(StrEnum):
     SUBSCRIPTION = "subscription"
 
 
+def as_utc(value: datetime) -> datetime:
+    """Naive times are taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _aware_utc(value: datetime) -> datetime:
-    # Naive timestamps are taken as UTC; the future beyond clock skew is a client bug.
-    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    # The future beyond clock skew is a client bug.
+    value = as_utc(value)
     if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
         raise ValueError("timestamp is in the future")
-    return value.astimezone(UTC)
+    return value
 
 
-Timestamp = Annotated[datetime, AfterValidator(_aware_utc)]
+Timestamp = Annotated[datetime, AfterValidator(_aware_utc)]  # when something happened
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]  # any time, future ones included
 
 
 class EventContext(BaseModel):

@@ -67,6 +67,10 @@ class RankingRules(_Strict):
     min_reason: float = Field(ge=0)
     confidence_scale: float = Field(gt=0)
     budget_ms: float = Field(gt=0)
+    # What the scheduled jobs learnt: the lift of a usual or due product, and the reorder confidence
+    # from which "time to reorder" is shown.
+    learned_boost: float = Field(default=0.1, ge=0, le=1)
+    reorder_min_confidence: float = Field(default=0.3, ge=0, le=1)
 
 
 class Rules(_Strict):

@@ -69,6 +69,7 @@ class SearchContext(BaseModel):
 
     personalization: bool = True  # false: this shopper opted out, serve plain results
     recent_views: tuple[RecentView, ...] = Field(default=(), max_length=50)
+    cart: tuple[Id, ...] = Field(default=(), max_length=100)  # product ids in the cart: "goes well with" them
 
 
 class SearchRequest(BaseModel):

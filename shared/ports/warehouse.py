@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from shared.config import Settings
@@ -30,6 +30,17 @@ class Warehouse(ABC):
 
         Raises:
             WarehouseUnavailable: nothing or part was written; calling again with the same rows is safe.
+        """
+
+    @abstractmethod
+    def replace_table(
+        self, name: str, columns: Sequence[tuple[str, str]], chunks: Iterable[list[dict[str, Any]]]
+    ) -> int:
+        """Replace table `name` (columns as (name, BigQuery type)) with the rows of `chunks`, written
+        chunk by chunk so the caller never holds them all (a job's output computed in Python).
+
+        Returns:
+            How many rows the table holds.
         """
 
     @abstractmethod

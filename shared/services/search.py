@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventContext, EventType, Interaction
+from shared.domain.features import ShopperFeatures, complements, learned_badges, lift_learned
 from shared.domain.profile import Affinities, Profile
 from shared.domain.ranking import FacetMatrix, Ranked, badges, confidence, explain, plain, rerank
 from shared.domain.search import Hits, SearchRequest
+from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
 
@@ -29,8 +31,10 @@ class SearchService:
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
         publish: Callable[[list[Interaction]], None] | None = None,
+        features: Callable[[], FeatureStore | None] = lambda: None,
     ) -> None:
         self.publish = publish
+        self.features = features  # what the scheduled jobs learnt, when a snapshot is published
         self.engine = engine
         self.products = products
         self.profiles = profiles
@@ -48,16 +52,26 @@ class SearchService:
         ranked_at = self.timer()
         if skipped:
             ranked, affinities = plain(hits, self.engine.catalog, request.limit), None
-        # Suggested quantities come from the profile too, so only a personalized answer has them.
-        quantities = self._quantities(request.user_id) if affinities is not None and request.user_id else {}
-        results = self._compile(ranked, affinities, quantities)
+        shopper, goes_with = self._learned(request)
+        if shopper is not None:
+            ranked = lift_learned(ranked, shopper, self._today(), rules)
+        # Suggested quantities come from the profile (or the jobs), so only a personalized answer has them.
+        quantities = dict(shopper.quantities) if shopper is not None else {}
+        if affinities is not None and request.user_id:
+            quantities |= self._quantities(request.user_id)
+        results = self._compile(ranked, affinities, quantities, shopper, goes_with)
         if self.publish is not None and request.user_id:
             self.publish([search_event(request, [r["product_id"] for r in results])])
         done = self.timer()
         return {
             "query": request.query,
             "results": results,
-            "personalization": {"applied": skipped is None, "reason": skipped, "budget_ms": rules.budget_ms},
+            "personalization": {
+                "applied": skipped is None,
+                "reason": skipped,
+                "budget_ms": rules.budget_ms,
+                "learned": shopper is not None,
+            },
             "timing_ms": {
                 "base_search": _ms(searched - started),
                 "rerank": _ms(ranked_at - searched),
@@ -107,12 +121,47 @@ class SearchService:
             for view in request.context.recent_views
         ]
 
-    def _compile(self, ranked: list[Ranked], affinities: Affinities | None, quantities: dict[str, int]) -> list[dict]:
+    def _learned(self, request: SearchRequest) -> tuple[ShopperFeatures | None, dict[str, str]]:
+        """The shopper's learnt features and what complements the cart and this session's views
+        (None when none are published for them, personalization is off, or the store fails)."""
+        if request.user_id is None or not request.context.personalization:
+            return None, {}
+        try:
+            store = self.features()
+            document = store.user(request.user_id) if store is not None else None
+            if store is None or document is None:
+                return None, {}
+            context = request.context
+            seen = [*context.cart, *(v.product_id for v in context.recent_views)]
+            products = [p for p in (self.engine.catalog.get(pid) for pid in dict.fromkeys(seen)) if p is not None]
+            goes_with = complements((p.name, (store.product(p.id) or {}).get("goes_with", ())) for p in products)
+            return ShopperFeatures.of(document), goes_with
+        except Exception:  # fail open: learnt features only ever add to an answer
+            log.exception("could not read learnt features", extra={"user_id": request.user_id})
+            return None, {}
+
+    def _today(self) -> date:
+        return datetime.fromtimestamp(self.clock(), UTC).date()
+
+    def _compile(
+        self,
+        ranked: list[Ranked],
+        affinities: Affinities | None,
+        quantities: dict[str, int],
+        shopper: ShopperFeatures | None = None,
+        goes_with: dict[str, str] | None = None,
+    ) -> list[dict]:
         rules = self.engine.rules.ranking
+        today = self._today()
         results = []
         for rank, item in enumerate(ranked):
             p = item.product
             found = explain(p, affinities, rules, self.engine.catalog) if affinities is not None else []
+            learned = (
+                learned_badges(p.id, shopper, today, goes_with or {}, rules.reorder_min_confidence)
+                if shopper is not None
+                else []
+            )
             results.append(
                 {
                     "product_id": p.id,
@@ -129,7 +178,7 @@ class SearchService:
                     "moved": item.base_rank - rank,
                     "relevance": round(item.relevance, 4),
                     "score": round(item.score, 4),
-                    "badges": badges(found, rules.min_reason),
+                    "badges": learned + badges(found, rules.min_reason),
                     "reasons": [
                         {"facet": c.facet, "value": c.value, "contribution": round(c.contribution, 4)}
                         for c in found

@@ -138,7 +138,7 @@ def test_search_opt_out_through_context():
         .post("/", json={"query": "yogurt", "user_id": "u1", "context": {"personalization": False}})
         .get_json()
     )
-    assert body["personalization"] == {"applied": False, "reason": "opted_out", "budget_ms": 50.0}
+    assert body["personalization"] == {"applied": False, "reason": "opted_out", "budget_ms": 50.0, "learned": False}
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def click(product_id: str, user: str = "u") -> Interaction:
 def test_plant_based_yogurt_first_after_an_oat_milk_click(rules, small_catalog):
     search, tracking = make(rules, small_catalog)
     before = search.search(SearchRequest(query="yogurt", user_id="u"))
-    assert before["personalization"] == {"applied": False, "reason": "no_profile", "budget_ms": 50.0}
+    assert before["personalization"] == {"applied": False, "reason": "no_profile", "budget_ms": 50.0, "learned": False}
     tracking.track([click("oat-milk")])
     after = search.search(SearchRequest(query="yogurt", user_id="u"))
     first = after["results"][0]

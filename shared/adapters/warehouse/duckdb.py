@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from sqlglot.errors import ErrorLevel
 from shared.config import Settings
 from shared.domain.pipeline import EVENT_TABLES, table_ddl
 from shared.ports.warehouse import Warehouse, WarehouseUnavailable
+
+logging.getLogger("sqlglot").setLevel(logging.WARNING)  # it logs every array offset it rewrites at INFO
 
 
 def to_duckdb(sql: str) -> str:
@@ -28,23 +31,25 @@ class DuckDbWarehouse(Warehouse):
     warehouse unavailable until it lets go, which the event functions treat as transient.
     """
 
-    def __init__(self, path: str | Path, dataset: str = "leafloaf") -> None:
+    def __init__(self, path: str | Path, dataset: str = "leafloaf", memory_limit: str = "2GB") -> None:
         self.path = str(path)
         self.dataset = dataset
+        self.memory_limit = memory_limit  # beyond it DuckDB spills to disk: the jobs' memory stays bounded
         self._db: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DuckDbWarehouse:
         Path(settings.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
-        return cls(settings.duckdb_path, settings.warehouse_dataset)
+        return cls(settings.duckdb_path, settings.warehouse_dataset, settings.duckdb_memory_limit)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._db is None:
             try:
-                db = duckdb.connect(self.path)
+                db = duckdb.connect(self.path, config={"memory_limit": self.memory_limit})
             except duckdb.Error as exc:
                 raise WarehouseUnavailable(f"cannot open {self.path}: {exc}") from exc
+            db.execute("SET enable_progress_bar = false")  # long jobs would draw one on stderr
             db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.dataset}")
             for table in EVENT_TABLES:
                 # BigQuery's PRIMARY KEY is informational; DuckDB enforces it, which makes inserts idempotent.
@@ -77,6 +82,30 @@ class DuckDbWarehouse(Warehouse):
                 self._reset(db)
                 raise WarehouseUnavailable(f"insert failed: {exc}") from exc
         return inserted
+
+    def replace_table(
+        self, name: str, columns: Sequence[tuple[str, str]], chunks: Iterable[list[dict[str, Any]]]
+    ) -> int:
+        ddl = to_duckdb(f"CREATE OR REPLACE TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns)})")
+        names = [c for c, _ in columns]
+        with self._lock:
+            db = self._connection()
+            try:
+                db.execute("BEGIN")
+                db.execute(ddl)
+                for chunk in chunks:
+                    if chunk:
+                        db.execute(
+                            f"INSERT INTO {name} ({', '.join(names)}) "
+                            f"SELECT {', '.join('r.' + c for c in names)} FROM (SELECT unnest(?) AS r)",
+                            [[{c: row.get(c) for c in names} for row in chunk]],
+                        )
+                count = db.execute(f"SELECT count(*) FROM {name}").fetchone()
+                db.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._reset(db)
+                raise WarehouseUnavailable(f"writing {name} failed: {exc}") from exc
+        return int(count[0]) if count else 0
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._lock:

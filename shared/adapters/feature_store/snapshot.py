@@ -1,0 +1,111 @@
+"""Feature snapshots as SQLite files in the object store (a folder locally, Cloud Storage in production).
+
+`features/<version>.sqlite3` holds two key-value tables of JSON documents; `features/CURRENT` names
+the version to serve. An instance checks CURRENT at most every `refresh_s` seconds, downloads a new
+version into its cache folder once, and answers lookups from the local file (a primary-key read,
+tens of microseconds), so a snapshot larger than memory still serves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from shared.ports.archive import Archive, ArchiveUnavailable
+from shared.ports.feature_store import Document, FeatureStore
+
+log = logging.getLogger(__name__)
+CURRENT = "features/CURRENT"
+KINDS = ("user", "product")
+
+
+class SnapshotFeatureStore(FeatureStore):
+    def __init__(
+        self,
+        archive: Archive,
+        cache_dir: str | Path | None = None,
+        refresh_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.archive = archive
+        self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="leafloaf-features-"))
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._checked = float("-inf")
+        self._version: str | None = None
+        self._db: sqlite3.Connection | None = None
+        self._path: Path | None = None
+
+    def publish(self, version: str, sources: Iterable[tuple[str, Iterable[tuple[str, Document]]]]) -> dict[str, int]:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "snapshot.sqlite3"
+            db = sqlite3.connect(path)
+            for kind in KINDS:
+                db.execute(f"CREATE TABLE {kind} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+            for kind, documents in sources:
+                if kind not in KINDS:
+                    raise ValueError(f"unknown feature kind {kind!r}: {KINDS}")
+                db.executemany(  # json_patch merges what several sources say about one id
+                    f"INSERT INTO {kind} (id, doc) VALUES (?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET doc = json_patch(doc, excluded.doc)",
+                    ((key, json.dumps(doc, default=str)) for key, doc in documents),
+                )
+            counts = {kind: db.execute(f"SELECT COUNT(*) FROM {kind}").fetchone()[0] for kind in KINDS}
+            db.commit()
+            db.close()
+            self.archive.put(f"features/{version}.sqlite3", path.read_bytes())
+        self.archive.put(CURRENT, version.encode())  # written last: readers never see half a version
+        return counts
+
+    def user(self, user_id: str) -> Document | None:
+        return self._read("user", user_id)
+
+    def product(self, product_id: str) -> Document | None:
+        return self._read("product", product_id)
+
+    def version(self) -> str | None:
+        self._refresh()
+        return self._version
+
+    def _read(self, kind: str, key: str) -> Document | None:
+        self._refresh()
+        db = self._db
+        if db is None:
+            return None
+        row = db.execute(f"SELECT doc FROM {kind} WHERE id = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _refresh(self) -> None:
+        """Switch to the current version when it changed (checked at most every refresh_s)."""
+        if self.clock() - self._checked < self.refresh_s:
+            return
+        with self._lock:
+            if self.clock() - self._checked < self.refresh_s:
+                return
+            self._checked = self.clock()
+            try:
+                current = self.archive.get(CURRENT)
+                version = current.decode() if current else None
+                if version is None or version == self._version:
+                    return
+                data = self.archive.get(f"features/{version}.sqlite3")
+                if data is None:
+                    return  # CURRENT names a version being replaced; keep serving the old one
+                path = self.cache_dir / f"{version.replace(':', '-')}.sqlite3"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            except (ArchiveUnavailable, OSError):
+                log.warning("could not refresh the features snapshot; serving version %s", self._version, exc_info=True)
+                return
+            # The old connection is left to the collector: a request may still be reading from it.
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            if self._path is not None:
+                self._path.unlink(missing_ok=True)  # an open file stays readable until closed
+            self._version, self._path = version, path

@@ -1,0 +1,128 @@
+"""Use case: publish what the jobs learnt to the serving side, as one features snapshot per run.
+
+Each source is one job table aggregated to one row per shopper (or product) in BigQuery SQL and
+read in keyset pages, so no table is ever loaded whole into Python.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.ports.feature_store import Document, FeatureStore
+from shared.ports.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+PAGE = 5_000
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "user" or "product"
+    table: str  # the job table it reads (skipped until that job has run)
+    select: str  # BigQuery SQL: one row per id, `id` first, filtered by `id > @after`
+    document: Callable[[dict[str, Any]], Document]
+
+
+SOURCES = (
+    Source(
+        "user",
+        "next_basket",
+        "SELECT user_id AS id, ARRAY_AGG(product_id ORDER BY position) AS products FROM next_basket "
+        "WHERE usual AND user_id > @after GROUP BY user_id",
+        lambda row: {"usual": list(row["products"])[:10]},
+    ),
+    Source(
+        "user",
+        "reorder_predictions",
+        "SELECT user_id AS id, ARRAY_AGG(STRUCT(product_id, cycle_days, confidence, next_expected)) AS cycles "
+        "FROM reorder_predictions WHERE user_id > @after GROUP BY user_id",
+        lambda row: {
+            "reorder": {
+                c["product_id"]: {
+                    "cycle_days": float(c["cycle_days"]),
+                    "confidence": round(float(c["confidence"]), 3),
+                    "next_expected": str(c["next_expected"])[:10],
+                }
+                for c in row["cycles"]
+            }
+        },
+    ),
+    Source(
+        "user",
+        "quantity_predictions",
+        "SELECT user_id AS id, ARRAY_AGG(STRUCT(product_id, suggested_quantity)) AS quantities "
+        "FROM quantity_predictions WHERE user_id > @after AND suggested_quantity > 1 GROUP BY user_id",
+        lambda row: {"quantities": {q["product_id"]: int(q["suggested_quantity"]) for q in row["quantities"]}},
+    ),
+    Source(
+        "user",
+        "dietary_patterns",
+        "SELECT user_id AS id, ARRAY_AGG(attribute ORDER BY share DESC, attribute) AS attributes "
+        "FROM dietary_patterns WHERE user_id > @after GROUP BY user_id",
+        lambda row: {"dietary": list(row["attributes"])},
+    ),
+    Source(
+        "user",
+        "discovery_items",
+        "SELECT user_id AS id, ARRAY_AGG(product_id ORDER BY score DESC, product_id) AS products "
+        "FROM discovery_items WHERE user_id > @after GROUP BY user_id",
+        lambda row: {"discovery": list(row["products"])},
+    ),
+    Source(
+        "user",
+        "user_segments",
+        "SELECT user_id AS id, segment, bulk_buyer FROM user_segments WHERE user_id > @after",
+        lambda row: {"segment": row["segment"], "bulk_buyer": bool(row["bulk_buyer"])},
+    ),
+    Source(
+        "user",
+        "price_sensitivity",
+        "SELECT user_id AS id, tier FROM price_sensitivity WHERE user_id > @after",
+        lambda row: {"price_tier": row["tier"]},
+    ),
+    Source(
+        "product",
+        "product_associations",
+        "SELECT product_id AS id, ARRAY_AGG(other_id ORDER BY lift DESC, orders DESC, other_id) AS others "
+        "FROM product_associations WHERE product_id > @after AND lift > 1 GROUP BY product_id",
+        lambda row: {"goes_with": list(row["others"])[:10]},
+    ),
+    Source(
+        "product",
+        "item_neighbours",
+        "SELECT product_id AS id, ARRAY_AGG(other_id ORDER BY similarity DESC, other_id) AS others "
+        "FROM item_neighbours WHERE product_id > @after GROUP BY product_id",
+        lambda row: {"similar": list(row["others"])[:10]},
+    ),
+)
+
+
+class FeaturePublisher:
+    """Builds a features snapshot from the job tables and makes it the served version."""
+
+    def __init__(self, warehouse: Warehouse, store: FeatureStore, page: int = PAGE) -> None:
+        self.warehouse = warehouse
+        self.store = store
+        self.page = page
+
+    def __call__(self, window_end: datetime) -> dict[str, Any]:
+        ran = {row["job"] for row in self.warehouse.query("SELECT DISTINCT job FROM job_runs")}
+        sources = [s for s in SOURCES if s.table in ran]
+        version = window_end.strftime("%Y%m%dT%H%M%SZ")
+        counts = self.store.publish(version, ((s.kind, self._documents(s)) for s in sources))
+        log.info("published features %s from %s: %s", version, [s.table for s in sources], counts)
+        return {"version": version, "sources": [s.table for s in sources]} | counts
+
+    def _documents(self, source: Source) -> Iterator[tuple[str, Document]]:
+        after = ""
+        while True:
+            rows = self.warehouse.query(f"{source.select} ORDER BY id LIMIT @n", {"after": after, "n": self.page})
+            for row in rows:
+                yield str(row["id"]), source.document(row)
+            if len(rows) < self.page:
+                return
+            after = str(rows[-1]["id"])

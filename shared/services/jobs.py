@@ -1,0 +1,198 @@
+"""Use case: run a schedule's jobs over the warehouse for one time window, resumably.
+
+A window is the schedule's last completed period (hourly: up to the start of this hour; daily: up
+to midnight UTC); every job recomputes its whole table from events before the window's end, so
+running it twice for a window gives the same table. `job_runs` records each finished job: a run
+for a window skips what is done and resumes where a crashed run stopped. A job counts as done
+when its latest run is for this window (order_lines is shared by both schedules, so a daily run
+between two hourly ones makes the next hourly run rebuild it first).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.domain.jobs import SCHEDULES, Job
+from shared.domain.nextbasket import Basket, Params, recommend_from, tune, usual_scores
+from shared.ports.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+PERIOD = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
+JOB_RUNS_DDL = (
+    "CREATE TABLE IF NOT EXISTS job_runs (job STRING, window_end TIMESTAMP, output_rows INT64, "
+    "seconds FLOAT64, finished_at TIMESTAMP)"
+)
+NEXT_BASKET_COLUMNS = (("user_id", "STRING"), ("position", "INT64"), ("product_id", "STRING"), ("usual", "BOOL"))
+DAY_SECONDS = 86_400.0
+
+
+class UnknownSchedule(ValueError):
+    """No such schedule or job."""
+
+
+def window_end(schedule: str, at: datetime) -> datetime:
+    """The end of the schedule's last completed period at `at` (UTC)."""
+    at = at.astimezone(UTC)
+    if schedule == "hourly":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class JobRunner:
+    """Runs the jobs of shared.domain.jobs on a warehouse.
+
+    Args:
+        warehouse: where the events are and the job tables go.
+        after_run: called with the window's end after a schedule completes (publishes the features).
+        clock: now, for the window.
+        chunk_users: shoppers per chunk in the Python job (bounds its memory with the users' histories).
+        list_length: products in each next-basket list.
+        params: the recommender's knobs; None tunes them on each run's data.
+    """
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        after_run: Callable[[datetime], dict[str, Any]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        chunk_users: int = 2_000,
+        list_length: int = 20,
+        params: Params | None = None,
+    ) -> None:
+        self.warehouse = warehouse
+        self.after_run = after_run
+        self.clock = clock
+        self.chunk_users = chunk_users
+        self.list_length = list_length
+        self.params = params  # None: tuned on the first chunk of shoppers at each run (nextbasket.tune)
+
+    def run(self, schedule: str, at: datetime | None = None, only: Sequence[str] = (), force: bool = False) -> dict:
+        """Run the schedule's jobs (or `only` these) for the window at `at` (default now).
+
+        Returns:
+            A summary: the window, each job's status (done / skipped), rows and seconds.
+
+        Raises:
+            UnknownSchedule: no such schedule or job name.
+            WarehouseUnavailable: the warehouse failed; finished jobs stay done, so a retry resumes.
+        """
+        if schedule not in SCHEDULES:
+            raise UnknownSchedule(f"unknown schedule {schedule!r}: choose one of {sorted(SCHEDULES)}")
+        jobs = SCHEDULES[schedule]
+        unknown = sorted(set(only) - {job.name for job in jobs})
+        if unknown:
+            raise UnknownSchedule(f"no job {', '.join(unknown)} in {schedule}: choose from {[j.name for j in jobs]}")
+        chosen = [job for job in jobs if not only or job.name in only]
+        end = window_end(schedule, at or self.clock())
+        self.warehouse.query(JOB_RUNS_DDL)
+        done = self._latest_windows()
+        started = time.perf_counter()
+        report: list[dict[str, Any]] = []
+        for number, job in enumerate(chosen, start=1):
+            if not force and done.get(job.name) == end:
+                log.info("job %s/%s %s: already done for %s", number, len(chosen), job.name, end.isoformat())
+                report.append({"job": job.name, "status": "skipped", "reason": "done for this window"})
+                continue
+            log.info("job %s/%s %s: running for the window ending %s", number, len(chosen), job.name, end.isoformat())
+            job_started = time.perf_counter()
+            rows = self._next_basket(end) if job.python else self._run_sql(job, end)
+            seconds = time.perf_counter() - job_started
+            self._record(job, end, rows, seconds)
+            log.info("job %s/%s %s: %s rows in %.1f s", number, len(chosen), job.name, rows, seconds)
+            report.append({"job": job.name, "status": "done", "rows": rows, "seconds": round(seconds, 3)})
+        summary: dict[str, Any] = {"schedule": schedule, "window_end": end.isoformat(), "jobs": report}
+        if self.after_run is not None:
+            summary["features"] = self.after_run(end)
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        return summary
+
+    def _latest_windows(self) -> dict[str, datetime]:
+        rows = self.warehouse.query(
+            "SELECT job, ARRAY_AGG(window_end ORDER BY finished_at DESC)[OFFSET(0)] AS window_end "
+            "FROM job_runs GROUP BY job"
+        )
+        return {row["job"]: _utc(row["window_end"]) for row in rows}
+
+    def _run_sql(self, job: Job, end: datetime) -> int:
+        sql = job.sql
+        params = {name: value for name, value in ({"window_end": end} | job.params).items() if f"@{name}" in sql}
+        self.warehouse.query(f"CREATE OR REPLACE TABLE {job.name} AS\n{sql}", params)
+        return int(self.warehouse.query(f"SELECT COUNT(*) AS n FROM {job.name}")[0]["n"])
+
+    def _record(self, job: Job, end: datetime, rows: int, seconds: float) -> None:
+        self.warehouse.query(
+            "INSERT INTO job_runs (job, window_end, output_rows, seconds, finished_at) "
+            "VALUES (@job, @window_end, @rows, @seconds, @finished_at)",
+            {"job": job.name, "window_end": end, "rows": rows, "seconds": seconds, "finished_at": self.clock()},
+        )
+
+    # -- the Python job ------------------------------------------------------------------------------
+    def _next_basket(self, end: datetime) -> int:
+        """Next-basket lists for every shopper: their usual scores are computed a chunk of shoppers
+        at a time from order_lines (only the scores are kept), then ranked a block at a time."""
+        profiles: dict[str, dict[str, float]] = {}
+        params = self.params
+        for histories in self._history_chunks():
+            if params is None:  # the first chunk of shoppers is the tuning sample
+                params = tune(histories, self.list_length)
+                log.info("next_basket: tuned %s on %s shoppers", params, len(histories))
+            for user, history in histories.items():
+                profiles[user] = usual_scores(history, params)
+        popular = [
+            row["product_id"]
+            for row in self.warehouse.query(
+                "SELECT product_id FROM order_lines GROUP BY product_id "
+                "ORDER BY COUNT(DISTINCT CONCAT(user_id, '/', order_id)) DESC, product_id LIMIT @k",
+                {"k": self.list_length},
+            )
+        ]
+        users = sorted(profiles)
+        ranked = recommend_from(profiles, users, self.list_length, popular)
+        return self.warehouse.replace_table("next_basket", NEXT_BASKET_COLUMNS, self._rows(ranked, profiles))
+
+    def _rows(self, ranked: Iterator[tuple[str, list[str]]], profiles: dict[str, dict[str, float]]) -> Iterator[list]:
+        chunk: list[dict[str, Any]] = []
+        for user, products in ranked:
+            usual = profiles[user]
+            chunk += [
+                {"user_id": user, "position": i, "product_id": p, "usual": p in usual} for i, p in enumerate(products)
+            ]
+            if len(chunk) >= 50_000:
+                yield chunk
+                chunk = []
+        yield chunk
+
+    def _history_chunks(self) -> Iterator[dict[str, list[Basket]]]:
+        """Every shopper's baskets, oldest first, `chunk_users` shoppers at a time (keyset pages)."""
+        after = ""
+        while True:
+            users = [
+                row["user_id"]
+                for row in self.warehouse.query(
+                    "SELECT DISTINCT user_id FROM order_lines WHERE user_id > @after ORDER BY user_id LIMIT @n",
+                    {"after": after, "n": self.chunk_users},
+                )
+            ]
+            if not users:
+                return
+            after = users[-1]
+            rows = self.warehouse.query(
+                "SELECT user_id, order_id, MIN(ordered_at) AS ordered_at, ARRAY_AGG(product_id ORDER BY product_id) "
+                "AS products FROM order_lines WHERE user_id >= @first AND user_id <= @last "
+                "GROUP BY user_id, order_id ORDER BY user_id, ordered_at, order_id",
+                {"first": users[0], "last": after},
+            )
+            histories: dict[str, list[Basket]] = {}
+            for row in rows:
+                day = _utc(row["ordered_at"]).timestamp() / DAY_SECONDS
+                histories.setdefault(row["user_id"], []).append(Basket(tuple(row["products"]), day))
+            yield histories
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,225 @@
+"""The scheduled jobs on every warehouse (DuckDB running the BigQuery SQL through sqlglot; the
+BigQuery adapter on bqemulator), checked against independent computations, real Instacart
+shoppers included; and the loop back to search through a published features snapshot."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.adapters.archive.local import LocalFolderArchive
+from shared.adapters.feature_store.snapshot import SnapshotFeatureStore
+from shared.adapters.warehouse.duckdb import DuckDbWarehouse
+from shared.config import Settings
+from shared.datasets import instacart_sample, order_records, purchase_events, read_order_rows
+from shared.domain.catalog import Catalog
+from shared.domain.events import Interaction
+from shared.domain.memory import cycle_of, distinct_days
+from shared.domain.nextbasket import Basket, Params, recommend_from, usual_scores
+from shared.domain.pipeline import warehouse_rows
+from shared.ports.warehouse import Warehouse, WarehouseUnavailable
+from shared.services.features import FeaturePublisher
+from shared.services.jobs import JobRunner
+from tests.conftest import SMALL_CATALOG
+
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+NOW = T0 + timedelta(days=70)
+
+
+def purchase(user: str, order: int, product: str, day: float, qty: int = 1) -> Interaction:
+    return Interaction(
+        event_id=f"{user}-{order}-{product}",
+        event_type="purchase",
+        user_id=user,
+        product_id=product,
+        quantity=qty,
+        price={p.id: p.price for p in SMALL_CATALOG}[product],
+        timestamp=T0 + timedelta(days=day),
+        context={"order_id": f"{user}-{order}"},
+    )
+
+
+def store_history() -> list[Interaction]:
+    """ann buys oat milk weekly with oat yogurt (vegan); bob takes 2 whole milks every 10 days
+    with chips; cat and dan shop once."""
+    events = []
+    for n in range(8):
+        events += [purchase("ann", n, "oat-milk", 7 * n), purchase("ann", n, "oat-yogurt", 7 * n)]
+        if n % 2:
+            events.append(purchase("ann", n, "greek-yogurt", 7 * n))
+    for n in range(6):
+        events += [purchase("bob", n, "whole-milk", 10 * n, qty=2), purchase("bob", n, "original-chips", 10 * n)]
+    events += [purchase("cat", 0, "oat-milk", 3), purchase("cat", 0, "spicy-chips", 3)]
+    events += [purchase("dan", 0, "oat-milk", 5), purchase("dan", 0, "oat-yogurt", 5)]
+    return events
+
+
+@pytest.fixture(params=["duckdb", "bigquery"])
+def warehouse(request, tmp_path, rules):
+    if request.param == "duckdb":
+        store: Warehouse = DuckDbWarehouse(tmp_path / "warehouse.duckdb")
+    else:  # the same SQL as BigQuery takes it, on bqemulator
+        emulator = request.getfixturevalue("bigquery_emulator")
+        from shared.adapters.warehouse.bigquery import BigQueryWarehouse
+
+        store = BigQueryWarehouse.from_settings(
+            Settings(
+                bigquery_endpoint=emulator.url,
+                warehouse_project=emulator.project,
+                warehouse_dataset=f"jobs_{uuid.uuid4().hex[:10]}",
+            )
+        )
+    store.insert(warehouse_rows(store_history(), Catalog(SMALL_CATALOG), rules, NOW))
+    yield store
+    store.close()
+
+
+def table(warehouse, name: str, key: tuple[str, ...]) -> dict[tuple, dict]:
+    return {tuple(row[k] for k in key): row for row in warehouse.query(f"SELECT * FROM {name}")}
+
+
+def test_hourly_and_daily_jobs_compute_the_shopper_features(warehouse):
+    runner = JobRunner(warehouse, clock=lambda: NOW)
+    hourly, daily = runner.run("hourly"), runner.run("daily")
+    assert [j["status"] for j in hourly["jobs"]] == ["done"] * 8
+    assert daily["jobs"][0]["status"] == "done"  # order_lines again: the daily window ends at midnight
+
+    cycles = table(warehouse, "reorder_predictions", ("user_id", "product_id"))
+    assert cycles[("ann", "oat-milk")]["cycle_days"] == 7 and cycles[("bob", "whole-milk")]["cycle_days"] == 10
+    assert cycles[("ann", "greek-yogurt")]["cycle_days"] == 14
+    assert str(cycles[("ann", "oat-milk")]["next_expected"])[:10] == str((T0 + timedelta(days=56)).date())
+    assert ("cat", "oat-milk") not in cycles  # bought once: no cycle
+
+    quantities = table(warehouse, "quantity_predictions", ("user_id", "product_id"))
+    assert quantities[("bob", "whole-milk")]["suggested_quantity"] == 2  # the bulk-buyer scenario
+    assert quantities[("ann", "oat-milk")]["suggested_quantity"] == 1
+
+    diets = table(warehouse, "dietary_patterns", ("user_id", "attribute"))
+    assert {("ann", "vegan"), ("ann", "dairy-free"), ("bob", "organic")} <= set(diets)
+    assert ("bob", "vegan") not in diets and not any(user == "cat" for user, _ in diets)  # cat: 2 lines < 3
+
+    segments = table(warehouse, "user_segments", ("user_id",))
+    assert segments[("cat",)]["segment"] == "new" and segments[("bob",)]["bulk_buyer"]
+
+    pairs = table(warehouse, "product_associations", ("product_id", "other_id"))
+    # 16 baskets; oat-yogurt is in 9 (ann's 8, dan's), greek-yogurt in 4 of them
+    together = pairs[("oat-yogurt", "greek-yogurt")]
+    assert together["orders"] == 4 and together["confidence"] == pytest.approx(4 / 9)
+    assert together["lift"] == pytest.approx((4 / 9) / (4 / 16))
+    assert together["support"] == pytest.approx(4 / 16)
+
+    discoveries = table(warehouse, "discovery_items", ("user_id", "product_id"))
+    assert ("cat", "oat-yogurt") in discoveries  # both oat-milk buyers (ann, dan) buy oat yogurt; cat never did
+    assert ("ann", "oat-milk") not in discoveries  # never what they already buy
+
+
+def test_a_window_runs_once_and_a_crashed_run_resumes(warehouse):
+    runner = JobRunner(warehouse, clock=lambda: NOW)
+    first = runner.run("hourly")
+    before = table(warehouse, "reorder_predictions", ("user_id", "product_id"))
+    again = runner.run("hourly")
+    assert {j["status"] for j in again["jobs"]} == {"skipped"}
+    forced = runner.run("hourly", force=True)
+    assert {j["status"] for j in forced["jobs"]} == {"done"}
+    assert table(warehouse, "reorder_predictions", ("user_id", "product_id")) == before  # same window, same table
+    assert first["window_end"] == (NOW.replace(minute=0, second=0, microsecond=0)).isoformat()
+
+    later = NOW + timedelta(hours=1)
+    crashing = JobRunner(FailingOn(warehouse, "CREATE OR REPLACE TABLE user_segments"), clock=lambda: later)
+    with pytest.raises(WarehouseUnavailable):
+        crashing.run("hourly")
+    resumed = JobRunner(warehouse, clock=lambda: later).run("hourly")
+    status = {j["job"]: j["status"] for j in resumed["jobs"]}
+    assert status["order_lines"] == status["product_associations"] == "skipped"  # done before the crash
+    assert status["user_segments"] == status["dietary_patterns"] == "done"
+
+
+class FailingOn:
+    """The warehouse, failing the statement that starts with `prefix` (a crash mid-run)."""
+
+    def __init__(self, warehouse, prefix: str) -> None:
+        self.warehouse, self.prefix = warehouse, prefix
+
+    def query(self, sql, params=None):
+        if sql.startswith(self.prefix):
+            raise WarehouseUnavailable("injected failure")
+        return self.warehouse.query(sql, params)
+
+    def replace_table(self, *args):
+        return self.warehouse.replace_table(*args)
+
+
+def test_next_basket_job_streams_the_same_lists_as_the_recommender(warehouse):
+    JobRunner(warehouse, clock=lambda: NOW, chunk_users=1, params=Params()).run("daily")  # a shopper per chunk
+    lists: dict[str, list[str]] = defaultdict(list)
+    for row in sorted(warehouse.query("SELECT * FROM next_basket"), key=lambda r: r["position"]):
+        lists[row["user_id"]].append(row["product_id"])
+    histories: dict[str, list[Basket]] = defaultdict(list)
+    by_order: dict[str, list[Interaction]] = defaultdict(list)
+    for event in store_history():
+        by_order[event.context.order_id].append(event)  # type: ignore[attr-defined]
+    for events in sorted(by_order.values(), key=lambda es: es[0].timestamp):
+        day = events[0].timestamp.timestamp() / 86_400
+        histories[events[0].user_id].append(Basket(tuple(sorted(e.product_id or "" for e in events)), day))
+    profiles = {user: usual_scores(h, Params()) for user, h in histories.items()}
+    popular = ["oat-milk", "oat-yogurt", "original-chips", "whole-milk", "greek-yogurt", "spicy-chips"]  # by orders
+    expected = dict(recommend_from(profiles, sorted(profiles), 20, popular))
+    assert dict(lists) == expected
+    assert lists["ann"][:2] == ["oat-milk", "oat-yogurt"]
+
+
+def test_reorder_cycles_on_real_instacart_shoppers_match_graph_memorys_computation(tmp_path, rules):
+    rows = list(read_order_rows(instacart_sample()))
+    users = sorted({r.user_id for r in rows}, key=int)[:15]
+    orders = order_records(r for r in rows if r.user_id in set(users))
+    warehouse = DuckDbWarehouse(tmp_path / "instacart.duckdb")
+    events = [e for order in orders for e in purchase_events(order)]
+    warehouse.insert(warehouse_rows(events, Catalog([]), rules, datetime.now(UTC)))
+    end = max(o.placed_at for o in orders) + timedelta(days=1)
+    JobRunner(warehouse, clock=lambda: end).run("hourly", only=["order_lines", "reorder_predictions"])
+    got = {
+        (r["user_id"], r["product_id"]): (float(r["cycle_days"]), round(float(r["confidence"]), 3))
+        for r in warehouse.query("SELECT * FROM reorder_predictions")
+    }
+    expected = {}
+    bought: dict[tuple[str, str], list] = defaultdict(list)
+    for order in orders:
+        for line in order.lines:
+            bought[(order.user_id, line.product_id)].append((order.placed_at, line.quantity, order.order_id))
+    for key, purchases in bought.items():
+        cycle = cycle_of(distinct_days(sorted(purchases)))
+        if cycle is not None:
+            expected[key] = cycle
+    assert len(expected) > 200
+    assert got == expected
+    warehouse.close()
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb"], indirect=True)  # publishing is the same on any warehouse
+def test_published_features_reach_search(tmp_path, warehouse, rules):
+    store = SnapshotFeatureStore(LocalFolderArchive(tmp_path / "objects"), tmp_path / "cache", refresh_s=0)
+    runner = JobRunner(warehouse, after_run=FeaturePublisher(warehouse, store, page=1), clock=lambda: NOW)
+    summary = runner.run("daily")
+    runner.run("hourly")
+    assert summary["features"]["user"] == 4
+    bob = store.user("bob")
+    assert (
+        bob is not None
+        and bob["quantities"] == {"whole-milk": 2}
+        and bob["usual"][0] in {"whole-milk", "original-chips"}
+    )
+    ann = store.user("ann")
+    assert ann is not None and "vegan" in ann["dietary"] and ann["reorder"]["oat-milk"]["cycle_days"] == 7
+    assert store.product("oat-milk") is not None
+
+
+def test_snapshot_versions_switch_and_merge_sources(tmp_path):
+    store = SnapshotFeatureStore(LocalFolderArchive(tmp_path / "objects"), tmp_path / "cache", refresh_s=0)
+    assert store.user("ann") is None and store.version() is None
+    store.publish("v1", [("user", [("ann", {"usual": ["a"]})]), ("user", [("ann", {"dietary": ["vegan"]})])])
+    assert store.user("ann") == {"usual": ["a"], "dietary": ["vegan"]}  # sources merge per id
+    store.publish("v2", [("user", [("bob", {"usual": ["b"]})])])
+    assert store.version() == "v2" and store.user("ann") is None and store.user("bob") == {"usual": ["b"]}
