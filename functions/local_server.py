@@ -15,6 +15,7 @@ import gunicorn.app.base
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from functions.api import openapi
 from functions.health import check_health
 from functions.jobs import run_daily_jobs, run_hourly_jobs
 from functions.memory import add_memory_note, get_shopper_memory
@@ -62,6 +63,7 @@ def create_local_app() -> flask.Flask:
             provide_automatic_options=False,
         )
 
+    app.add_url_rule("/openapi.json", endpoint="openapi", view_func=_openapi, methods=["GET"])
     # Unknown paths get a plain view rather than Flask's NotFound exception, whose traceback
     # cycles would pile up as garbage for the collector on every stray request.
     for path in ("/", "/<path:anything>"):
@@ -73,6 +75,10 @@ def create_local_app() -> flask.Flask:
     }
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, event_apps)  # type: ignore[method-assign]
     return app
+
+
+def _openapi() -> flask.Response:
+    return flask.Response(json.dumps(openapi()), mimetype="application/json")
 
 
 def _not_found(**_: str) -> flask.Response:

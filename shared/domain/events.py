@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # older is a client bug (profiles count time from 1970)
 
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 Label = Annotated[str, Field(min_length=1, max_length=80)]
@@ -47,6 +48,8 @@ def _aware_utc(value: datetime) -> datetime:
     value = as_utc(value)
     if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
         raise ValueError("timestamp is in the future")
+    if value < EARLIEST:
+        raise ValueError("timestamp is before 2000-01-01")
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -112,7 +113,7 @@ class SearchService:
         at = datetime.fromtimestamp(self.clock(), UTC)
         return [
             Interaction(
-                event_id=view.event_id or f"session:{view.product_id}",
+                event_id=view.event_id or session_event_id(view.product_id),
                 event_type=view.event_type,
                 user_id=request.user_id or "anonymous",
                 product_id=view.product_id,
@@ -196,6 +197,12 @@ class SearchService:
         except Exception:
             log.exception("could not read preferred quantities", extra={"user_id": user_id})
             return {}
+
+
+def session_event_id(product_id: str) -> str:
+    """A stable id for a session view given without one; within the 128 characters ids may have."""
+    name = f"session:{product_id}"
+    return name if len(name) <= 128 else f"session:{hashlib.sha256(product_id.encode()).hexdigest()}"
 
 
 def search_event(request: SearchRequest, shown: list[str]) -> Interaction:

@@ -232,3 +232,13 @@ def test_health_of_a_cached_durable_store(tmp_path):
     assert store["status"] == "healthy" and store["cached_profiles"] == 1
     assert store["store"]["kind"] == "SqliteProfileStore"
     bootstrap.container().profiles.close()
+
+
+def test_found_by_the_api_fuzz_test_old_timestamps_and_long_session_ids():
+    old = client("confirm_order").post(
+        "/", json={"user_id": "u", "items": [{"product_id": "oat-milk"}], "timestamp": "0200-02-26T09:16:21-04:09"}
+    )
+    assert old.status_code == 400 and error_fields(old) == ["timestamp"]  # used to poison the profile (500)
+    view = {"product_id": "p" * 128}  # no event_id: the session id derived from it must stay a valid id
+    search = client("search_personalized").post("/", json={"query": "milk", "context": {"recent_views": [view]}})
+    assert search.status_code == 200

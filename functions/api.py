@@ -1,0 +1,260 @@
+"""The HTTP contract: an OpenAPI 3.1 document built from the same pydantic models the functions
+validate requests with, plus models of what they answer. Served at GET /openapi.json by the local
+server; tests/functions/test_api_contract.py fuzzes every operation against it (schemathesis)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
+
+from functions.jobs import JobRequest
+from functions.memory import Note
+from shared.domain.events import Interaction
+from shared.domain.orders import Order
+from shared.domain.search import SearchRequest
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldError(_Answer):
+    field: str
+    message: str
+
+
+class ErrorBody(_Answer):
+    code: str
+    message: str
+    fields: list[FieldError]
+
+
+class ErrorResponse(_Answer):
+    error: ErrorBody
+
+
+class EventBatchBody(_Answer):
+    events: list[Interaction]
+
+
+class TrackResult(_Answer):
+    accepted: list[str]
+    duplicates: list[str]
+
+
+class Reason(_Answer):
+    facet: str
+    value: str
+    contribution: float
+
+
+class SearchResult(_Answer):
+    product_id: str
+    name: str
+    brand: str
+    category: str
+    department: str
+    attributes: list[str]
+    price: float
+    size: float | None
+    unit: str | None
+    rank: int
+    base_rank: int
+    moved: int
+    relevance: float
+    score: float
+    badges: list[str]
+    reasons: list[Reason]
+    confidence: float
+    suggested_quantity: int
+
+
+class Personalization(_Answer):
+    applied: bool
+    reason: Literal["anonymous", "opted_out", "no_profile", "no_results", "over_budget", "error"] | None
+    budget_ms: float
+    learned: bool
+
+
+class Timing(_Answer):
+    base_search: float
+    rerank: float
+    compile: float
+    total: float
+
+
+class SearchResponse(_Answer):
+    query: str
+    results: list[SearchResult]
+    personalization: Personalization
+    timing_ms: Timing
+
+
+class ConfirmedItem(_Answer):
+    product_id: str
+    quantity: int
+    purchase_kind: Literal["first_time", "repeat", "bulk_purchase", "subscription"] | None
+
+
+class OrderConfirmation(_Answer):
+    order_id: str
+    status: Literal["confirmed", "already_confirmed"]
+    items: list[ConfirmedItem]
+
+
+class PriceSensitivity(_Answer):
+    preference: float | None
+    label: Literal["budget", "neutral", "premium", "unknown"]
+
+
+class LivePreferences(_Answer):
+    user_id: str
+    known: bool
+    as_of: str
+    categories: dict[str, float]
+    brands: dict[str, float]
+    products: dict[str, float]
+    attributes: dict[str, float]
+    price_sensitivity: PriceSensitivity
+    preferred_quantities: dict[str, int]
+
+
+class UsualItem(_Answer):
+    product_id: str
+    frequency: int
+    quantity: int
+    last_purchase: str
+    cycle_days: float | None
+    confidence: float | None
+    next_expected: str | None
+
+
+class MemoryFact(_Answer):
+    fact: str
+    name: str
+    attributes: dict[str, Any]
+    valid_at: str
+    invalid_at: str | None
+
+
+class ShopperMemory(_Answer):
+    user_id: str
+    at: str
+    usual: list[UsualItem]
+    due_for_reorder: list[UsualItem]
+    facts: list[MemoryFact]
+
+
+class NoteAccepted(_Answer):
+    user_id: str
+    status: Literal["remembered"]
+
+
+class Health(_Answer):
+    status: Literal["healthy", "degraded"]
+    backends: dict[str, dict[str, Any]]
+
+
+class JobRun(_Answer):
+    job: str
+    status: Literal["done", "skipped"]
+    rows: int | None = None
+    seconds: float | None = None
+    reason: str | None = None
+
+
+class JobSummary(_Answer):
+    schedule: Literal["hourly", "daily"]
+    window_end: str
+    jobs: list[JobRun]
+    features: dict[str, Any] | None = None
+    seconds: float
+
+
+ID = {"type": "string", "pattern": r"^[A-Za-z0-9_.:@-]{1,128}$"}
+USER = {"name": "user_id", "in": "path", "required": True, "schema": ID}
+ERRORS = (400, 404, 405, 500, 501, 503)
+
+
+def _operation(
+    summary: str,
+    target: str,
+    answer: tuple[int, type[BaseModel]],
+    body: Any = None,
+    params: tuple = (),
+    body_required: bool = True,
+) -> dict[str, Any]:
+    status, model = answer
+    responses: dict[str, Any] = {str(status): {"description": "OK", "content": _json(_ref(model))}}
+    for code in ERRORS:
+        responses[str(code)] = {"description": "error", "content": _json(_ref(ErrorResponse))}
+    operation: dict[str, Any] = {"summary": summary, "operationId": target, "responses": responses}
+    if body is not None:
+        operation["requestBody"] = {"required": body_required, "content": _json(body)}
+    if params:
+        operation["parameters"] = list(params)
+    return operation
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    Interaction, EventBatchBody, SearchRequest, Order, Note, JobRequest, ErrorResponse, TrackResult,
+    SearchResponse, OrderConfirmation, LivePreferences, ShopperMemory, NoteAccepted, Health, JobSummary,
+)  # fmt: skip
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI document of every HTTP function, at the local server's paths."""
+    requests = (Interaction, SearchRequest, Order, Note, JobRequest)
+    _, definitions = models_json_schema(
+        [(m, "validation" if m in requests else "serialization") for m in MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    track_body = {"oneOf": [_ref(Interaction), _ref(EventBatchBody), {"type": "array", "items": _ref(Interaction)}]}
+    at = {"name": "at", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}}
+    paths = {
+        "/api/interactions/track": {
+            "post": _operation("Track one event or a batch", "track_interaction", (202, TrackResult), track_body)
+        },
+        "/api/search/personalized": {
+            "post": _operation("Personalized search", "search_personalized", (200, SearchResponse), _ref(SearchRequest))
+        },
+        "/api/orders/confirm": {
+            "post": _operation("Confirm an order", "confirm_order", (200, OrderConfirmation), _ref(Order))
+        },
+        "/api/users/{user_id}/preferences/live": {
+            "get": _operation("The live profile", "get_live_preferences", (200, LivePreferences), params=(USER,))
+        },
+        "/api/users/{user_id}/memory": {
+            "get": _operation("Graph memory", "get_shopper_memory", (200, ShopperMemory), params=(USER, at))
+        },
+        "/api/users/{user_id}/memory/notes": {
+            "post": _operation("A free-text note", "add_memory_note", (202, NoteAccepted), _ref(Note), (USER,))
+        },
+        "/health": {"get": _operation("Backends' state", "check_health", (200, Health))},
+        "/jobs/hourly": {
+            "post": _operation(
+                "Run the hourly jobs", "run_hourly_jobs", (200, JobSummary), _ref(JobRequest), body_required=False
+            )
+        },
+        "/jobs/daily": {
+            "post": _operation(
+                "Run the daily jobs", "run_daily_jobs", (200, JobSummary), _ref(JobRequest), body_required=False
+            )
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "LeafLoaf Personalize", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": definitions["$defs"]},
+    }
