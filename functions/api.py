@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 from functions.jobs import JobRequest
 from functions.memory import Note
 from shared.domain.events import Interaction
+from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict)
 from shared.domain.orders import Order
 from shared.domain.search import SearchRequest
 
@@ -119,16 +120,6 @@ class LivePreferences(_Answer):
     attributes: dict[str, float]
     price_sensitivity: PriceSensitivity
     preferred_quantities: dict[str, int]
-
-
-class UsualItem(_Answer):
-    product_id: str
-    frequency: int
-    quantity: int
-    last_purchase: str
-    cycle_days: float | None
-    confidence: float | None
-    next_expected: str | None
 
 
 class MemoryFact(_Answer):
