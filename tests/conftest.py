@@ -60,3 +60,24 @@ def local_state(tmp_path_factory) -> Path:
 
 
 pytest_plugins = ["tests.emulator_fixtures"]
+
+
+def installed_services(state: Path, **overrides):
+    """The instance's services on the small catalog, every file they write under `state`, installed
+    as the instance's own (the caller closes them and installs None)."""
+    from shared import bootstrap
+    from shared.config import Settings
+
+    paths = {
+        "catalog_path": state / "none.jsonl",
+        "bus_path": state / "bus.sqlite3",
+        "publish_spool_path": state / "publish-spool.sqlite3",
+        "duckdb_path": state / "warehouse.duckdb",
+        "archive_path": state / "archive",
+        "kuzu_path": state / "graph.kuzu",
+        "features_cache_path": state / "features",
+    }
+    settings = Settings(**({"profile_store": "memory", "local_schedule": False} | paths | overrides))
+    services = bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG))
+    bootstrap.install(services)
+    return services

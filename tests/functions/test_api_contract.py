@@ -11,9 +11,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from functions.local_server import create_local_app
 from shared import bootstrap
-from shared.config import Settings
-from shared.domain.catalog import Catalog
-from tests.conftest import SMALL_CATALOG
+from tests.conftest import installed_services
 
 APP = create_local_app()
 schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
@@ -21,20 +19,7 @@ schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
 
 @pytest.fixture(scope="module", autouse=True)
 def services(tmp_path_factory):
-    state = tmp_path_factory.mktemp("api")
-    settings = Settings(
-        catalog_path=state / "none.jsonl",
-        profile_store="memory",
-        duckdb_path=state / "warehouse.duckdb",
-        archive_path=state / "archive",
-        features_cache_path=state / "features",
-        kuzu_path=state / "graph.kuzu",
-        bus_path=state / "bus.sqlite3",
-        publish_spool_path=state / "spool.sqlite3",
-        local_schedule=False,
-    )
-    services = bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG))
-    bootstrap.install(services)
+    services = installed_services(tmp_path_factory.mktemp("api"))
     yield
     services.close()
     bootstrap.install(None)

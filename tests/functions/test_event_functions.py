@@ -11,30 +11,17 @@ from cloudevents.conversion import to_binary
 from functions_framework import create_app
 
 from shared import bootstrap
-from shared.config import Settings
-from shared.domain.catalog import Catalog
 from shared.domain.events import Interaction
 from shared.domain.pipeline import EventBatch
 from shared.ports.event_bus import pubsub_cloud_event
-from tests.conftest import ROOT, SMALL_CATALOG
+from tests.conftest import ROOT, installed_services
 
 MAIN = str(ROOT / "main.py")
 
 
 @pytest.fixture()
 def services(tmp_path):
-    settings = Settings(
-        catalog_path=tmp_path / "none.jsonl",
-        profile_store="memory",
-        bus_path=tmp_path / "bus.sqlite3",
-        publish_spool_path=tmp_path / "publish-spool.sqlite3",
-        duckdb_path=tmp_path / "warehouse.duckdb",
-        archive_path=tmp_path / "archive",
-        kuzu_path=tmp_path / "graph.kuzu",
-        archive_flush_events=3,
-    )
-    container = bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG))
-    bootstrap.install(container)
+    container = installed_services(tmp_path, archive_flush_events=3)
     yield container
     bootstrap.install(None)
     container.close()

@@ -9,11 +9,9 @@ import pytest
 from functions_framework import create_app
 
 from shared import bootstrap
-from shared.config import Settings
-from shared.domain.catalog import Catalog
 from shared.domain.events import Interaction
 from shared.domain.pipeline import warehouse_rows
-from tests.conftest import ROOT, SMALL_CATALOG
+from tests.conftest import ROOT, installed_services
 
 MAIN = str(ROOT / "main.py")
 NOW = datetime.now(UTC)
@@ -21,16 +19,7 @@ NOW = datetime.now(UTC)
 
 @pytest.fixture(autouse=True)
 def services(tmp_path):
-    settings = Settings(
-        catalog_path=tmp_path / "none.jsonl",
-        profile_store="memory",
-        duckdb_path=tmp_path / "warehouse.duckdb",
-        archive_path=tmp_path / "archive",
-        features_cache_path=tmp_path / "features",
-        features_refresh_s=0.001,
-    )
-    services = bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG))
-    bootstrap.install(services)
+    services = installed_services(tmp_path, features_refresh_s=0.001)
     yield services
     services.close()
     bootstrap.install(None)
