@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.domain.events import as_utc
 from shared.domain.jobs import SCHEDULES, Job
 from shared.domain.nextbasket import Basket, Params, recommend_from, tune, usual_scores
 from shared.ports.warehouse import Warehouse
@@ -100,7 +101,7 @@ class JobRunner:
                 continue
             log.info("job %s/%s %s: running for the window ending %s", number, len(chosen), job.name, end.isoformat())
             job_started = time.perf_counter()
-            rows = self._next_basket(end) if job.python else self._run_sql(job, end)
+            rows = self._next_basket() if job.python else self._run_sql(job, end)
             seconds = time.perf_counter() - job_started
             self._record(job, end, rows, seconds)
             log.info("job %s/%s %s: %s rows in %.1f s", number, len(chosen), job.name, rows, seconds)
@@ -116,7 +117,7 @@ class JobRunner:
             "SELECT job, ARRAY_AGG(window_end ORDER BY finished_at DESC)[OFFSET(0)] AS window_end "
             "FROM job_runs GROUP BY job"
         )
-        return {row["job"]: _utc(row["window_end"]) for row in rows}
+        return {row["job"]: as_utc(row["window_end"]) for row in rows}
 
     def _run_sql(self, job: Job, end: datetime) -> int:
         sql = job.sql
@@ -132,7 +133,7 @@ class JobRunner:
         )
 
     # -- the Python job ------------------------------------------------------------------------------
-    def _next_basket(self, end: datetime) -> int:
+    def _next_basket(self) -> int:
         """Next-basket lists for every shopper: their usual scores are computed a chunk of shoppers
         at a time from order_lines (only the scores are kept), then ranked a block at a time."""
         profiles: dict[str, dict[str, float]] = {}
@@ -189,10 +190,6 @@ class JobRunner:
             )
             histories: dict[str, list[Basket]] = {}
             for row in rows:
-                day = _utc(row["ordered_at"]).timestamp() / DAY_SECONDS
+                day = as_utc(row["ordered_at"]).timestamp() / DAY_SECONDS
                 histories.setdefault(row["user_id"], []).append(Basket(tuple(row["products"]), day))
             yield histories
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
