@@ -20,8 +20,6 @@ class ShopperFeatures:
     usual: tuple[str, ...] = ()
     reorder: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # product -> cycle, confidence, next
     quantities: Mapping[str, int] = field(default_factory=dict)
-    dietary: tuple[str, ...] = ()
-    discovery: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, document: Mapping[str, Any] | None) -> ShopperFeatures:
@@ -30,8 +28,6 @@ class ShopperFeatures:
             usual=tuple(doc.get("usual", ())),
             reorder=dict(doc.get("reorder", {})),
             quantities={p: int(q) for p, q in doc.get("quantities", {}).items()},
-            dietary=tuple(doc.get("dietary", ())),
-            discovery=tuple(doc.get("discovery", ())),
         )
 
     def due(self, product_id: str, today: date, min_confidence: float) -> bool:

@@ -54,13 +54,14 @@ class SearchService:
         if skipped:
             ranked, affinities = plain(hits, self.engine.catalog, request.limit), None
         shopper, goes_with = self._learned(request)
+        today = datetime.fromtimestamp(self.clock(), UTC).date()
         if shopper is not None:
-            ranked = lift_learned(ranked, shopper, self._today(), rules)
+            ranked = lift_learned(ranked, shopper, today, rules)
         # Suggested quantities come from the profile (or the jobs), so only a personalized answer has them.
         quantities = dict(shopper.quantities) if shopper is not None else {}
         if affinities is not None and request.user_id:
             quantities |= self._quantities(request.user_id)
-        results = self._compile(ranked, affinities, quantities, shopper, goes_with)
+        results = self._compile(ranked, affinities, quantities, today, shopper, goes_with)
         if self.publish is not None and request.user_id:
             self.publish([search_event(request, [r["product_id"] for r in results])])
         done = self.timer()
@@ -141,19 +142,16 @@ class SearchService:
             log.exception("could not read learnt features", extra={"user_id": request.user_id})
             return None, {}
 
-    def _today(self) -> date:
-        return datetime.fromtimestamp(self.clock(), UTC).date()
-
     def _compile(
         self,
         ranked: list[Ranked],
         affinities: Affinities | None,
         quantities: dict[str, int],
+        today: date,
         shopper: ShopperFeatures | None = None,
         goes_with: dict[str, str] | None = None,
     ) -> list[dict]:
         rules = self.engine.rules.ranking
-        today = self._today()
         results = []
         for rank, item in enumerate(ranked):
             p = item.product
