@@ -4,6 +4,7 @@ shoppers included; and the loop back to search through a published features snap
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -223,3 +224,16 @@ def test_snapshot_versions_switch_and_merge_sources(tmp_path):
     assert store.user("ann") == {"usual": ["a"], "dietary": ["vegan"]}  # sources merge per id
     store.publish("v2", [("user", [("bob", {"usual": ["b"]})])])
     assert store.version() == "v2" and store.user("ann") is None and store.user("bob") == {"usual": ["b"]}
+
+
+def test_another_instance_picks_up_a_new_version_in_the_background(tmp_path):
+    objects = LocalFolderArchive(tmp_path / "objects")
+    SnapshotFeatureStore(objects, tmp_path / "publisher").publish("v1", [("user", [("ann", {"usual": ["a"]})])])
+    reader = SnapshotFeatureStore(objects, tmp_path / "reader", refresh_s=0)
+    deadline = time.monotonic() + 10
+    while reader.version() != "v1" and time.monotonic() < deadline:  # each call looks again, in the background
+        time.sleep(0.01)
+    assert reader.user("ann") == {"usual": ["a"]}
+    SnapshotFeatureStore(objects, tmp_path / "old").publish("v0", [("user", [("ann", {"usual": ["old"]})])])
+    time.sleep(0.2)
+    assert reader.version() == "v1" and reader.user("ann") == {"usual": ["a"]}  # never back to an older one

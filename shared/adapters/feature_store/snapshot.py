@@ -1,9 +1,11 @@
 """Feature snapshots as SQLite files in the object store (a folder locally, Cloud Storage in production).
 
 `features/<version>.sqlite3` holds two key-value tables of JSON documents; `features/CURRENT` names
-the version to serve. An instance checks CURRENT at most every `refresh_s` seconds, downloads a new
-version into its cache folder once, and answers lookups from the local file (a primary-key read,
-tens of microseconds), so a snapshot larger than memory still serves.
+the version to serve; versions sort by name (the publisher names them by their window's end), and an
+instance only ever moves to a newer one. An instance checks CURRENT at most every `refresh_s`
+seconds in a background thread, downloads a new version into its cache folder once, and answers
+lookups from the local file (a primary-key read, tens of microseconds), so a snapshot larger than
+memory still serves.
 """
 
 from __future__ import annotations
@@ -60,8 +62,11 @@ class SnapshotFeatureStore(FeatureStore):
             counts = {kind: db.execute(f"SELECT COUNT(*) FROM {kind}").fetchone()[0] for kind in KINDS}
             db.commit()
             db.close()
-            self.archive.put(f"features/{version}.sqlite3", path.read_bytes())
+            data = path.read_bytes()
+        self.archive.put(f"features/{version}.sqlite3", data)
         self.archive.put(CURRENT, version.encode())  # written last: readers never see half a version
+        with self._lock:  # this instance serves what it just published without downloading it
+            self._serve(version, data)
         return counts
 
     def user(self, user_id: str) -> Document | None:
@@ -83,29 +88,35 @@ class SnapshotFeatureStore(FeatureStore):
         return json.loads(row[0]) if row else None
 
     def _refresh(self) -> None:
-        """Switch to the current version when it changed (checked at most every refresh_s)."""
-        if self.clock() - self._checked < self.refresh_s:
+        """When refresh_s has passed, look for a new version in the background: a request never
+        waits on the object store (until the first version arrives, there are no features)."""
+        if self.clock() - self._checked < self.refresh_s or not self._lock.acquire(blocking=False):
             return
-        with self._lock:
-            if self.clock() - self._checked < self.refresh_s:
+        self._checked = self.clock()
+        threading.Thread(target=self._load_current, name="features-refresh", daemon=True).start()
+
+    def _load_current(self) -> None:
+        """Download the version CURRENT names, if newer than the one served (runs holding the lock)."""
+        try:
+            current = self.archive.get(CURRENT)
+            version = current.decode() if current else None
+            if version is None or (self._version is not None and version <= self._version):
                 return
-            self._checked = self.clock()
-            try:
-                current = self.archive.get(CURRENT)
-                version = current.decode() if current else None
-                if version is None or version == self._version:
-                    return
-                data = self.archive.get(f"features/{version}.sqlite3")
-                if data is None:
-                    return  # CURRENT names a version being replaced; keep serving the old one
-                path = self.cache_dir / f"{version.replace(':', '-')}.sqlite3"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            except (ArchiveUnavailable, OSError):
-                log.warning("could not refresh the features snapshot; serving version %s", self._version, exc_info=True)
-                return
-            # The old connection is left to the collector: a request may still be reading from it.
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            if self._path is not None:
-                self._path.unlink(missing_ok=True)  # an open file stays readable until closed
-            self._version, self._path = version, path
+            data = self.archive.get(f"features/{version}.sqlite3")
+            if data is None:
+                return  # CURRENT names a version being replaced; keep serving the old one
+            self._serve(version, data)
+        except (ArchiveUnavailable, OSError):
+            log.warning("could not refresh the features snapshot; serving version %s", self._version, exc_info=True)
+        finally:
+            self._lock.release()
+
+    def _serve(self, version: str, data: bytes) -> None:
+        path = self.cache_dir / f"{version.replace(':', '-')}.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        # The old connection is left to the collector: a request may still be reading from it.
+        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        if self._path is not None and self._path != path:
+            self._path.unlink(missing_ok=True)  # an open file stays readable until closed
+        self._version, self._path = version, path
