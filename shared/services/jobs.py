@@ -103,12 +103,20 @@ class JobRunner:
             job_started = time.perf_counter()
             rows = self._next_basket() if job.python else self._run_sql(job, end)
             seconds = time.perf_counter() - job_started
-            self._record(job, end, rows, seconds)
+            self._record(job.name, end, rows, seconds)
             log.info("job %s/%s %s: %s rows in %.1f s", number, len(chosen), job.name, rows, seconds)
             report.append({"job": job.name, "status": "done", "rows": rows, "seconds": round(seconds, 3)})
         summary: dict[str, Any] = {"schedule": schedule, "window_end": end.isoformat(), "jobs": report}
-        if self.after_run is not None:
-            summary["features"] = self.after_run(end)
+        # Publish once a window too (the local server asks every minute): again only when a job
+        # ran, or when a run stopped between its last job and the publication.
+        published = f"publish_{schedule}"
+        ran = any(entry["status"] == "done" for entry in report)
+        if self.after_run is not None and (force or ran or done.get(published) != end):
+            publish_started = time.perf_counter()
+            features = self.after_run(end)
+            documents = features.get("user", 0) + features.get("product", 0)
+            self._record(published, end, documents, time.perf_counter() - publish_started)
+            summary["features"] = features
         summary["seconds"] = round(time.perf_counter() - started, 3)
         return summary
 
@@ -125,11 +133,11 @@ class JobRunner:
         self.warehouse.query(f"CREATE OR REPLACE TABLE {job.name} AS\n{sql}", params)
         return int(self.warehouse.query(f"SELECT COUNT(*) AS n FROM {job.name}")[0]["n"])
 
-    def _record(self, job: Job, end: datetime, rows: int, seconds: float) -> None:
+    def _record(self, name: str, end: datetime, rows: int, seconds: float) -> None:
         self.warehouse.query(
             "INSERT INTO job_runs (job, window_end, output_rows, seconds, finished_at) "
             "VALUES (@job, @window_end, @rows, @seconds, @finished_at)",
-            {"job": job.name, "window_end": end, "rows": rows, "seconds": seconds, "finished_at": self.clock()},
+            {"job": name, "window_end": end, "rows": rows, "seconds": seconds, "finished_at": self.clock()},
         )
 
     # -- the Python job ------------------------------------------------------------------------------

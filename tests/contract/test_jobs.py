@@ -237,3 +237,21 @@ def test_another_instance_picks_up_a_new_version_in_the_background(tmp_path):
     SnapshotFeatureStore(objects, tmp_path / "old").publish("v0", [("user", [("ann", {"usual": ["old"]})])])
     time.sleep(0.2)
     assert reader.version() == "v1" and reader.user("ann") == {"usual": ["a"]}  # never back to an older one
+
+
+def test_features_are_published_once_a_window_and_again_after_a_failed_publication(warehouse):
+    published: list[datetime] = []
+
+    def publish(end: datetime) -> dict:
+        published.append(end)
+        if len(published) == 1:
+            raise WarehouseUnavailable("injected: the run stops between its last job and the publication")
+        return {"user": 4, "product": 5}
+
+    runner = JobRunner(warehouse, after_run=publish, clock=lambda: NOW)
+    with pytest.raises(WarehouseUnavailable):
+        runner.run("hourly")
+    again = runner.run("hourly")  # every job is done: only the publication is left
+    assert {j["status"] for j in again["jobs"]} == {"skipped"} and again["features"] == {"user": 4, "product": 5}
+    third = runner.run("hourly")
+    assert "features" not in third and len(published) == 2  # nothing new: nothing republished
