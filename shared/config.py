@@ -83,3 +83,26 @@ class Settings(BaseSettings):
     features_refresh_s: float = Field(default=60.0, gt=0)
     jobs_chunk_users: int = Field(default=2_000, ge=1)  # shoppers per chunk in the next-basket job
     local_schedule: bool = True  # the local server runs the hourly and daily jobs itself (no Cloud Scheduler)
+
+    # Privacy (shared/services/privacy.py): settings, deletion requests, tombstones, used tokens.
+    privacy_store: str = "sqlite"  # or "firestore" (same project and database as the profiles)
+    privacy_path: Path = ROOT / "var" / "privacy.sqlite3"
+    privacy_collection_prefix: str = "privacy_"  # Firestore: privacy_settings, privacy_deletions, ...
+    privacy_cache_ttl_s: float = Field(default=5.0, ge=0)  # how long an instance trusts settings it read
+    retention_days: int = Field(default=90, ge=1)  # the store's window for raw events; shoppers may shorten it
+    # Deletion requests wait this long before erasure starts, so events already in flight (bus
+    # retries, archive staging) are dropped by the tombstone rather than written after the erasure.
+    deletion_grace_s: float = Field(default=900.0, ge=0)
+    deletion_queue_schedule: str = "15 * * * *"  # hourly: 72 chances to finish within the 72 h promise
+    # Who may call user-scoped endpoints: "hmac" (tokens signed with auth_secret), "firebase"
+    # (Firebase / Identity Platform ID tokens for project auth_audience), or "off" (every caller
+    # is trusted: development and benchmarks only).
+    auth: str = "hmac"
+    auth_secret: str | None = None  # HMAC key (Secret Manager in production); generated under var/ when unset
+    auth_secret_path: Path = ROOT / "var" / "auth-secret"
+    auth_audience: str = "leafloaf-local"
+    auth_max_token_age_s: int = Field(default=3600, ge=60)
+    # Service identities (Google-signed OIDC tokens, or HMAC tokens with role "service") allowed to
+    # act on any user's data, e.g. the store's support backend.
+    auth_service_accounts: str = ""  # comma-separated emails
+    firebase_certs_url: str = "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"

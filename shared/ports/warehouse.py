@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from shared.config import Settings
@@ -46,6 +47,32 @@ class Warehouse(ABC):
     @abstractmethod
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one BigQuery-dialect statement with @named parameters; rows as dicts."""
+
+    @abstractmethod
+    def user_rows(self, user_id: str, limit: int = 10_000) -> dict[str, list[dict[str, Any]]]:
+        """The user's rows in every table that has a `user_id` column (event tables and job
+        outputs), at most `limit` per table, values JSON-able; tables without any are left out."""
+
+    @abstractmethod
+    def delete_users(self, user_ids: Collection[str]) -> dict[str, int]:
+        """Delete these users' rows from every table that has a `user_id` column (partitioned
+        ones included). Idempotent.
+
+        Returns:
+            Rows deleted per table (tables where none were are left out).
+
+        Raises:
+            WarehouseUnavailable: part may be deleted; calling again is safe.
+        """
+
+    @abstractmethod
+    def delete_events_before(self, cutoff: datetime, user_ids: Collection[str] | None = None) -> int:
+        """Delete event-table rows (shared.domain.pipeline.EVENT_TABLES) whose event_timestamp is
+        before `cutoff`: everyone's, or only these users' when `user_ids` is given.
+
+        Returns:
+            How many rows were deleted over all event tables.
+        """
 
     @abstractmethod
     def close(self) -> None:
