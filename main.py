@@ -6,6 +6,13 @@ from functions.memory import add_memory_note, get_shopper_memory
 from functions.orders import confirm_order
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from functions.preferences import get_live_preferences
+from functions.privacy import (
+    delete_user_data,
+    export_user_data,
+    get_deletion_status,
+    manage_privacy,
+    process_deletion_queue,
+)
 from functions.search import search_personalized
 from functions.tracking import track_interaction
 
@@ -14,10 +21,15 @@ __all__ = [
     "archive_events",
     "check_health",
     "confirm_order",
+    "delete_user_data",
+    "export_user_data",
+    "get_deletion_status",
     "get_live_preferences",
     "get_shopper_memory",
     "ingest_graph_memory",
     "load_events_bigquery",
+    "manage_privacy",
+    "process_deletion_queue",
     "run_daily_jobs",
     "run_hourly_jobs",
     "search_personalized",

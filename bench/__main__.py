@@ -183,6 +183,9 @@ def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
         "LEAFLOAF_DUCKDB_PATH": str(state / "warehouse.duckdb"),
         "LEAFLOAF_ARCHIVE_PATH": str(state / "archive"),
         "LEAFLOAF_KUZU_PATH": str(state / "graph.kuzu"),
+        "LEAFLOAF_PRIVACY_PATH": str(state / "privacy.sqlite3"),
+        # The load generator sends no tokens; bench.auth measures what verifying one costs.
+        "LEAFLOAF_AUTH": "off",
     }
     env = (
         defaults

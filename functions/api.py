@@ -11,9 +11,11 @@ from pydantic.json_schema import models_json_schema
 
 from functions.jobs import JobRequest
 from functions.memory import Note
+from functions.privacy import QueueRequest
 from shared.domain.events import Interaction
 from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict)
 from shared.domain.orders import Order
+from shared.domain.privacy import PrivacyFeatures, PrivacyUpdate
 from shared.domain.search import SearchRequest
 
 
@@ -40,9 +42,18 @@ class EventBatchBody(_Answer):
     events: list[Interaction]
 
 
+class Refusal(_Answer):
+    event_id: str
+    reason: Literal[
+        "unauthenticated", "user_deleted", "personalization_disabled", "search_history_disabled",
+        "purchase_history_disabled",
+    ]  # fmt: skip
+
+
 class TrackResult(_Answer):
     accepted: list[str]
     duplicates: list[str]
+    refused: list[Refusal]
 
 
 class Reason(_Answer):
@@ -97,22 +108,24 @@ class ConfirmedItem(_Answer):
     product_id: str
     quantity: int
     purchase_kind: Literal["first_time", "repeat", "bulk_purchase", "subscription"] | None
+    refused: str | None = None
 
 
 class OrderConfirmation(_Answer):
     order_id: str
-    status: Literal["confirmed", "already_confirmed"]
+    status: Literal["confirmed", "already_confirmed", "not_recorded"]
     items: list[ConfirmedItem]
 
 
 class PriceSensitivity(_Answer):
     preference: float | None
-    label: Literal["budget", "neutral", "premium", "unknown"]
+    label: Literal["budget", "neutral", "premium", "unknown", "not_tracked"]
 
 
 class LivePreferences(_Answer):
     user_id: str
     known: bool
+    used: bool  # false while the shopper has personalization off
     as_of: str
     categories: dict[str, float]
     brands: dict[str, float]
@@ -164,9 +177,47 @@ class JobSummary(_Answer):
     seconds: float
 
 
+class PrivacyAnswer(_Answer):
+    user_id: str
+    personalization_enabled: bool
+    features: PrivacyFeatures
+    data_retention_days: int
+
+
+class DeletionStatus(_Answer):
+    request_id: str
+    requested_at: str
+    due_by: str
+    status: Literal["pending", "complete"]
+    steps: dict[str, str]
+    attempts: int
+    last_error: str | None
+    completed_at: str | None
+    remaining: list[str]
+    status_url: str
+
+
+class ExportSection(_Answer):
+    used_for: str
+    data: Any
+
+
+class DataExport(_Answer):
+    user_id: str
+    exported_at: str
+    data: dict[str, ExportSection]
+
+
+class QueueRun(_Answer):
+    deletions: dict[str, Any]
+    retention: dict[str, Any]
+
+
 ID = {"type": "string", "pattern": r"^[A-Za-z0-9_.:@-]{1,128}$"}
 USER = {"name": "user_id", "in": "path", "required": True, "schema": ID}
-ERRORS = (400, 404, 405, 500, 501, 503)
+ERRORS = (400, 401, 403, 404, 405, 409, 500, 501, 503)
+# A signed token proving the shopper (or a service identity); tracking and search without one are anonymous.
+BEARER = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
 
 
 def _operation(
@@ -181,7 +232,12 @@ def _operation(
     responses: dict[str, Any] = {str(status): {"description": "OK", "content": _json(_ref(model))}}
     for code in ERRORS:
         responses[str(code)] = {"description": "error", "content": _json(_ref(ErrorResponse))}
-    operation: dict[str, Any] = {"summary": summary, "operationId": target, "responses": responses}
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "operationId": target,
+        "responses": responses,
+        "security": [{"bearer": []}, {}],
+    }
     if body is not None:
         operation["requestBody"] = {"required": body_required, "content": _json(body)}
     if params:
@@ -200,12 +256,13 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 MODELS: tuple[type[BaseModel], ...] = (
     Interaction, EventBatchBody, SearchRequest, Order, Note, JobRequest, ErrorResponse, TrackResult,
     SearchResponse, OrderConfirmation, LivePreferences, ShopperMemory, NoteAccepted, Health, JobSummary,
+    PrivacyUpdate, QueueRequest, PrivacyAnswer, DeletionStatus, DataExport, QueueRun,
 )  # fmt: skip
 
 
 def openapi() -> dict[str, Any]:
     """The OpenAPI document of every HTTP function, at the local server's paths."""
-    requests = (Interaction, SearchRequest, Order, Note, JobRequest)
+    requests = (Interaction, SearchRequest, Order, Note, JobRequest, PrivacyUpdate, QueueRequest)
     _, definitions = models_json_schema(
         [(m, "validation" if m in requests else "serialization") for m in MODELS],
         ref_template="#/components/schemas/{model}",
@@ -231,6 +288,41 @@ def openapi() -> dict[str, Any]:
         "/api/users/{user_id}/memory/notes": {
             "post": _operation("A free-text note", "add_memory_note", (202, NoteAccepted), _ref(Note), (USER,))
         },
+        "/api/users/{user_id}/privacy": {
+            "get": _operation("Privacy settings", "manage_privacy", (200, PrivacyAnswer), params=(USER,)),
+            "put": _operation(
+                "Change privacy settings (the fields given)",
+                "manage_privacy",
+                (200, PrivacyAnswer),
+                _ref(PrivacyUpdate),
+                (USER,),
+            ),
+        },
+        "/api/users/{user_id}/data": {
+            "get": _operation(
+                "Everything held about the shopper", "export_user_data", (200, DataExport), params=(USER,)
+            )
+        },
+        "/api/users/{user_id}": {
+            "delete": _operation("Delete the shopper's data", "delete_user_data", (202, DeletionStatus), params=(USER,))
+        },
+        "/api/deletions/{request_id}": {
+            "get": _operation(
+                "A deletion's progress",
+                "get_deletion_status",
+                (200, DeletionStatus),
+                params=({"name": "request_id", "in": "path", "required": True, "schema": ID},),
+            )
+        },
+        "/jobs/deletions": {
+            "post": _operation(
+                "Run the deletion queue and retention",
+                "process_deletion_queue",
+                (200, QueueRun),
+                _ref(QueueRequest),
+                body_required=False,
+            )
+        },
         "/health": {"get": _operation("Backends' state", "check_health", (200, Health))},
         "/jobs/hourly": {
             "post": _operation(
@@ -247,5 +339,5 @@ def openapi() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "LeafLoaf Personalize", "version": "1"},
         "paths": paths,
-        "components": {"schemas": definitions["$defs"]},
+        "components": {"schemas": definitions["$defs"], "securitySchemes": BEARER},
     }

@@ -12,6 +12,7 @@ import flask
 from pydantic import BaseModel, ValidationError
 
 from shared.bootstrap import container
+from shared.ports.identity import Caller, InvalidToken
 
 log = logging.getLogger(__name__)
 Handler = Callable[[flask.Request], tuple[int, Any]]
@@ -60,7 +61,56 @@ def json_body(request: flask.Request) -> Any:
         raise RequestError("invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
-def _cors_headers(request: flask.Request) -> dict[str, str]:
+def caller(request: flask.Request) -> Caller | None:
+    """The caller a bearer token proves; None without a token (or with authentication off).
+
+    Raises:
+        RequestError: 401 for a malformed, forged or expired token: a client sending one wants to
+            know, rather than be served as anonymous.
+    """
+    header = request.headers.get("Authorization")
+    verifier = container().identity
+    if header is None or verifier is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise RequestError("token_invalid", "send the token as 'Authorization: Bearer <token>'", status=401)
+    try:
+        return verifier.verify(token.strip())
+    except InvalidToken as exc:
+        raise RequestError(exc.code, str(exc), status=401) from None
+
+
+def proves(request: flask.Request, user_id: str) -> bool:
+    """Whether the request may speak for `user_id` (always, with authentication off)."""
+    if container().identity is None:
+        return True
+    who = caller(request)
+    return who is not None and who.may_act_for(user_id)
+
+
+def authorize(request: flask.Request, user_id: str, once: bool = False) -> None:
+    """Only the shopper themself (or a service identity) may go on; `once`: a token authorizes
+    one change (a replayed one is refused, across instances).
+
+    Raises:
+        RequestError: 401 without a valid token or for a replay, 403 for someone else's token.
+    """
+    services = container()
+    if services.identity is None:
+        return
+    who = caller(request)
+    if who is None:
+        raise RequestError(
+            "unauthenticated", "send a token proving who you are: 'Authorization: Bearer <token>'", status=401
+        )
+    if not who.may_act_for(user_id):
+        raise RequestError("forbidden", "the token does not belong to this user", status=403)
+    if once and not services.privacy.store.claim_nonce(who.nonce, who.expires_at):
+        raise RequestError("token_replayed", "this token was already used for a change: get a new one", status=401)
+
+
+def _cors_headers(request: flask.Request, methods: tuple[str, ...]) -> dict[str, str]:
     allowed = [o.strip() for o in container().settings.cors_origins.split(",") if o.strip()]
     origin = request.headers.get("Origin")
     if "*" in allowed:
@@ -71,7 +121,7 @@ def _cors_headers(request: flask.Request) -> dict[str, str]:
         return {}
     return {
         "Access-Control-Allow-Origin": allow,
-        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Methods": ", ".join((*methods, "OPTIONS")),
         "Access-Control-Allow-Headers": "Content-Type, Authorization",
         "Access-Control-Max-Age": "3600",
         "Vary": "Origin",
@@ -94,7 +144,7 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
     def wrap(handler: Handler) -> Callable[[flask.Request], flask.Response]:
         @functools.wraps(handler)
         def serve(request: flask.Request) -> flask.Response:
-            headers = _cors_headers(request)
+            headers = _cors_headers(request, methods)
             if request.method == "OPTIONS":
                 return flask.Response(status=204, headers=headers)
             if request.method not in methods:

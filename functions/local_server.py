@@ -22,6 +22,13 @@ from functions.memory import add_memory_note, get_shopper_memory
 from functions.orders import confirm_order
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from functions.preferences import get_live_preferences
+from functions.privacy import (
+    delete_user_data,
+    export_user_data,
+    get_deletion_status,
+    manage_privacy,
+    process_deletion_queue,
+)
 from functions.search import search_personalized
 from functions.tracking import track_interaction
 from shared.bootstrap import container
@@ -34,9 +41,14 @@ ROUTES = {
     "/api/users/<user_id>/preferences/live": get_live_preferences,
     "/api/users/<user_id>/memory": get_shopper_memory,
     "/api/users/<user_id>/memory/notes": add_memory_note,
+    "/api/users/<user_id>/privacy": manage_privacy,
+    "/api/users/<user_id>/data": export_user_data,
+    "/api/users/<user_id>": delete_user_data,
+    "/api/deletions/<request_id>": get_deletion_status,
     "/health": check_health,
     "/jobs/hourly": run_hourly_jobs,  # what Cloud Scheduler calls
     "/jobs/daily": run_daily_jobs,
+    "/jobs/deletions": process_deletion_queue,
 }
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Event functions, by subscription name: the bus delivers the topic's messages to them.
@@ -112,6 +124,10 @@ def start_pipeline(push_base_url: str | None = None) -> threading.Event:
                     services.jobs.run(schedule)
                 except Exception:
                     log.exception("scheduled %s jobs failed; the next check resumes them", schedule)
+            try:
+                services.erasure.run()  # the deletion queue (hourly in the cloud) and retention
+            except Exception:
+                log.exception("the deletion queue failed; the next check resumes it")
 
     threading.Thread(target=flush_when_due, name="archive-flush", daemon=True).start()
     if services.settings.local_schedule:

@@ -11,7 +11,7 @@ import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.http import RequestError, endpoint, json_body, validate
+from functions.http import RequestError, authorize, endpoint, json_body, validate
 from shared.bootstrap import container
 from shared.domain.events import Id, Timestamp, UtcTime
 from shared.ports.graph_memory import TextMemoryUnavailable
@@ -46,6 +46,7 @@ def _user_id(request: flask.Request) -> str:
 @endpoint("GET")
 def get_shopper_memory(request: flask.Request) -> tuple[int, dict]:
     query = validate(MemoryQuery, {"user_id": _user_id(request), **request.args.to_dict()})
+    authorize(request, query.user_id)
     memory = container().memory
     return 200, {
         "user_id": query.user_id,
@@ -64,7 +65,12 @@ def get_shopper_memory(request: flask.Request) -> tuple[int, dict]:
 @endpoint("POST")
 def add_memory_note(request: flask.Request) -> tuple[int, dict]:
     user_id = validate(MemoryQuery, {"user_id": _user_id(request)}).user_id
+    authorize(request, user_id)
     note = validate(Note, json_body(request))
+    if not container().privacy.of(user_id).settings.personalization_enabled:
+        raise RequestError(
+            "personalization_disabled", "personalization is off for this user: nothing is remembered", status=409
+        )
     try:
         container().graph.add_text(user_id, note.text, note.source, note.timestamp)
     except TextMemoryUnavailable as exc:

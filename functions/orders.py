@@ -5,7 +5,7 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from functions.http import endpoint, json_body, validate
+from functions.http import authorize, endpoint, json_body, validate
 from shared.bootstrap import container
 from shared.domain.orders import Order
 
@@ -14,4 +14,5 @@ from shared.domain.orders import Order
 @endpoint("POST")
 def confirm_order(request: flask.Request) -> tuple[int, dict]:
     order = validate(Order, json_body(request))
+    authorize(request, order.user_id)  # an order is the shopper's: no anonymous purchases are learnt
     return 200, container().orders.confirm(order)

@@ -8,7 +8,7 @@ import flask
 import functions_framework
 from pydantic import BaseModel
 
-from functions.http import RequestError, endpoint, validate
+from functions.http import RequestError, authorize, endpoint, validate
 from shared.bootstrap import container
 from shared.domain.events import Id
 
@@ -31,4 +31,5 @@ def get_live_preferences(request: flask.Request) -> tuple[int, dict]:
             [{"field": "user_id", "message": "missing"}],
         )
     ref = validate(UserRef, {"user_id": user_id})
+    authorize(request, ref.user_id)
     return 200, container().preferences.live(ref.user_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from functions.http import endpoint, json_body, validate
+from functions.http import endpoint, json_body, proves, validate
 from shared.bootstrap import container
 from shared.domain.search import SearchRequest
 
@@ -15,4 +15,6 @@ from shared.domain.search import SearchRequest
 def search_personalized(request: flask.Request) -> tuple[int, dict]:
     body = json_body(request)
     search = validate(SearchRequest, body)
+    if search.user_id is not None and not proves(request, search.user_id):
+        search = search.model_copy(update={"user_id": None})  # served as anonymous: this session's signals only
     return 200, container().search.search(search)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from functions.http import RequestError, endpoint, json_body, validate
+from functions.http import RequestError, endpoint, json_body, proves, validate
 from shared.bootstrap import container
 from shared.domain.events import Interaction
 
@@ -45,5 +45,12 @@ def parse_events(body: object, max_batch: int) -> list[Interaction]:
 def track_interaction(request: flask.Request) -> tuple[int, dict]:
     services = container()
     events = parse_events(json_body(request), services.settings.max_batch_events)
-    result = services.tracking.track(events)
-    return 202, {"accepted": result.accepted, "duplicates": result.duplicates}
+    # A user id counts only with a token proving it; an anonymous caller has no profile to learn into.
+    proven = {user_id for user_id in {e.user_id for e in events} if proves(request, user_id)}
+    result = services.tracking.track([e for e in events if e.user_id in proven])
+    refused = {e.event_id: "unauthenticated" for e in events if e.user_id not in proven} | result.refused
+    return 202, {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "refused": [{"event_id": event_id, "reason": reason} for event_id, reason in refused.items()],
+    }

@@ -8,11 +8,22 @@ locals {
   public_functions   = { for name, f in var.functions : name => f if f.public }
 
   # Least privilege: what each function's own service account may do, beyond running.
-  bigquery_writers = toset(["load_events_bigquery", "run_hourly_jobs", "run_daily_jobs"])
-  archive_writers  = toset(["archive_events", "run_hourly_jobs", "run_daily_jobs"])
-  archive_readers  = toset(["search_personalized"]) # the published features snapshot
-  spanner_users    = toset(["ingest_graph_memory", "get_shopper_memory", "add_memory_note"])
-  firestore_users  = toset(["track_interaction", "search_personalized", "confirm_order", "get_live_preferences"])
+  # The deletion queue erases from every store; the export reads from every store.
+  bigquery_writers = toset(["load_events_bigquery", "run_hourly_jobs", "run_daily_jobs", "process_deletion_queue"])
+  bigquery_readers = toset(["export_user_data"])
+  archive_writers  = toset(["archive_events", "run_hourly_jobs", "run_daily_jobs", "process_deletion_queue"])
+  archive_readers  = toset(["search_personalized", "export_user_data"]) # the features snapshot, the archive
+  spanner_users = toset([
+    "ingest_graph_memory", "get_shopper_memory", "add_memory_note", "process_deletion_queue", "export_user_data",
+  ])
+  # Firestore holds the profiles and the privacy records (settings, deletion requests, tombstones,
+  # used tokens): the event functions and the jobs read tombstones to leave deleted shoppers out.
+  firestore_users = toset([
+    "track_interaction", "search_personalized", "confirm_order", "get_live_preferences", "get_shopper_memory",
+    "add_memory_note", "manage_privacy", "export_user_data", "delete_user_data", "get_deletion_status",
+    "process_deletion_queue", "load_events_bigquery", "archive_events", "ingest_graph_memory", "run_hourly_jobs",
+    "run_daily_jobs",
+  ])
   event_publishers = toset(["track_interaction", "search_personalized", "confirm_order"])
   llm_users        = toset(["add_memory_note"])
 
@@ -32,6 +43,11 @@ locals {
     LEAFLOAF_SPANNER_DATABASE    = google_spanner_database.memory.name
     LEAFLOAF_CORS_ORIGINS        = var.cors_origins
     LEAFLOAF_LOCAL_SCHEDULE      = "false"
+    LEAFLOAF_PRIVACY_STORE       = "firestore"
+    LEAFLOAF_AUTH                = "firebase" # shoppers' Firebase / Identity Platform ID tokens
+    LEAFLOAF_AUTH_AUDIENCE       = var.project
+    LEAFLOAF_AUTH_SERVICE_ACCOUNTS = join(",", var.support_service_accounts)
+    LEAFLOAF_RETENTION_DAYS      = tostring(var.raw_event_retention_days)
     LEAFLOAF_PROFILE_SPOOL_PATH  = "/tmp/profile-spool.sqlite3"
     LEAFLOAF_PUBLISH_SPOOL_PATH  = "/tmp/publish-spool.sqlite3"
     LEAFLOAF_FEATURES_CACHE_PATH = "/tmp/features"
@@ -113,9 +129,9 @@ resource "google_storage_bucket" "archive" {
       type = "Delete"
     }
   }
-  lifecycle_rule { # superseded object versions (rewritten archives, old snapshots)
+  lifecycle_rule { # superseded object versions (rewritten archives, old snapshots): the 72-hour promise
     condition {
-      days_since_noncurrent_time = 3
+      days_since_noncurrent_time = 1
       with_state                 = "ARCHIVED"
     }
     action {
@@ -190,6 +206,9 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 resource "google_bigquery_dataset" "warehouse" {
   dataset_id = var.dataset
   location   = var.region
+  # Deleted rows stay readable through time travel this long (the minimum): an erasure is final
+  # within 2 days of the deletion queue's run, inside the 72-hour promise.
+  max_time_travel_hours = "48"
   depends_on = [google_project_service.apis]
 }
 
@@ -343,7 +362,7 @@ resource "google_cloud_scheduler_job" "jobs" {
 
 # -- the functions' own permissions ----------------------------------------------------------------
 resource "google_project_iam_member" "bigquery_jobs" {
-  for_each = local.bigquery_writers
+  for_each = setunion(local.bigquery_writers, local.bigquery_readers)
   project  = var.project
   role     = "roles/bigquery.jobUser"
   member   = "serviceAccount:${google_service_account.function[each.key].email}"
@@ -353,6 +372,13 @@ resource "google_bigquery_dataset_iam_member" "bigquery_writers" {
   for_each   = local.bigquery_writers
   dataset_id = google_bigquery_dataset.warehouse.dataset_id
   role       = "roles/bigquery.dataEditor"
+  member     = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_bigquery_dataset_iam_member" "bigquery_readers" {
+  for_each   = local.bigquery_readers
+  dataset_id = google_bigquery_dataset.warehouse.dataset_id
+  role       = "roles/bigquery.dataViewer"
   member     = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
@@ -405,4 +431,29 @@ resource "google_pubsub_topic_iam_member" "dead_letter_writers" {
   topic    = google_pubsub_topic.dead_letter.id
   role     = "roles/pubsub.publisher"
   member   = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# -- privacy records in Firestore -------------------------------------------------------------------
+# The deletion queue lists pending requests oldest first.
+resource "google_firestore_index" "pending_deletions" {
+  project    = var.project
+  database   = google_firestore_database.profiles.name
+  collection = "privacy_deletions"
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "requested_at"
+    order      = "ASCENDING"
+  }
+}
+
+# Used-token nonces are only needed until the token expires.
+resource "google_firestore_field" "nonce_expiry" {
+  project    = var.project
+  database   = google_firestore_database.profiles.name
+  collection = "privacy_nonces"
+  field      = "expires_at"
+  ttl_config {}
 }

@@ -70,3 +70,9 @@ variable "spanner_ddl" {
   description = "Graph memory's tables (shared/adapters/graph_memory/spanner.py SCHEMA)."
   type        = list(string)
 }
+
+variable "support_service_accounts" {
+  description = "Service accounts (e.g. the store's support backend) allowed to read, change and delete any shopper's data with a Google OIDC token."
+  type        = list(string)
+  default     = []
+}

@@ -9,6 +9,7 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 
 from shared.config import Settings
@@ -21,15 +22,19 @@ from shared.ports.archive import Archive
 from shared.ports.event_bus import EventBus
 from shared.ports.feature_store import FeatureStore
 from shared.ports.graph_memory import GraphMemory
+from shared.ports.identity import IdentityVerifier
+from shared.ports.privacy_store import PrivacyStore
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
 from shared.ports.warehouse import Warehouse
+from shared.services.erasure import ErasureService
 from shared.services.features import FeaturePublisher
 from shared.services.jobs import JobRunner
 from shared.services.memory import GraphMemoryService
 from shared.services.orders import OrderService
 from shared.services.pipeline import Archiver, WarehouseLoader
 from shared.services.preferences import PreferencesService
+from shared.services.privacy import PrivacyService
 from shared.services.profile_cache import CachedProfileStore
 from shared.services.publisher import EventPublisher
 from shared.services.search import SearchService
@@ -53,6 +58,14 @@ WAREHOUSE_CLASS_FOR_TYPE = {
 GRAPH_MEMORY_CLASS_FOR_TYPE = {
     "kuzu": "shared.adapters.graph_memory.kuzu.KuzuGraphMemory",
     "spanner": "shared.adapters.graph_memory.spanner.SpannerGraphMemory",
+}
+PRIVACY_STORE_CLASS_FOR_TYPE = {
+    "sqlite": "shared.adapters.privacy_store.sqlite.SqlitePrivacyStore",
+    "firestore": "shared.adapters.privacy_store.firestore.FirestorePrivacyStore",
+}
+IDENTITY_CLASS_FOR_TYPE = {
+    "hmac": "shared.adapters.identity.hmac.HmacVerifier",
+    "firebase": "shared.adapters.identity.google.GoogleTokenVerifier",
 }
 ARCHIVE_CLASS_FOR_TYPE = {
     "local": "shared.adapters.archive.local.LocalFolderArchive",
@@ -90,6 +103,7 @@ class Container:
     bus: EventBus
     publisher: EventPublisher
     orders: OrderService
+    privacy: PrivacyService
 
     # The event functions' backends, built on first use: an HTTP-only instance never opens them.
     @cached_property
@@ -122,9 +136,36 @@ class Container:
         return SnapshotFeatureStore(self.archive, self.settings.features_cache_path, self.settings.features_refresh_s)
 
     @cached_property
+    def feature_publisher(self) -> FeaturePublisher:
+        store = self.privacy.store
+        return FeaturePublisher(self.warehouse, self.features, being_erased=lambda: _being_erased(store))
+
+    @cached_property
     def jobs(self) -> JobRunner:
-        publish = FeaturePublisher(self.warehouse, self.features)
-        return JobRunner(self.warehouse, after_run=publish, chunk_users=self.settings.jobs_chunk_users)
+        return JobRunner(self.warehouse, after_run=self.feature_publisher, chunk_users=self.settings.jobs_chunk_users)
+
+    @cached_property
+    def identity(self) -> IdentityVerifier | None:
+        """Who may act for a shopper; None when authentication is off (every caller trusted)."""
+        if self.settings.auth == "off":
+            logging.getLogger(__name__).warning("authentication is off: every caller may act for any shopper")
+            return None
+        verifier: type[IdentityVerifier] = import_class(self.settings.auth, IDENTITY_CLASS_FOR_TYPE)
+        return verifier.from_settings(self.settings)
+
+    @cached_property
+    def erasure(self) -> ErasureService:
+        return ErasureService(
+            self.privacy.store,
+            self.profiles,
+            self.graph,
+            self.warehouse,
+            self.archiver,
+            self.feature_publisher,
+            self.features,
+            grace=timedelta(seconds=self.settings.deletion_grace_s),
+            retention_days=self.settings.retention_days,
+        )
 
     def __post_init__(self) -> None:
         self.search.features = lambda: self.features  # opened on the first search that needs it
@@ -146,6 +187,10 @@ class Container:
         for backend in ("warehouse", "graph"):
             if backend in self.__dict__:
                 self.__dict__[backend].close()
+
+
+def _being_erased(store: PrivacyStore) -> set[str]:
+    return {request.user_id for request in store.pending_deletions(limit=100_000)}
 
 
 def _flush_at_exit(archiver: Archiver) -> None:
@@ -191,7 +236,14 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     )
     atexit.register(bus.close)
     atexit.register(publisher.close)  # registered last, runs first: publish what is queued
-    tracking = TrackingService(engine, profiles, publisher.publish)
+    store_of_privacy: type[PrivacyStore] = import_class(settings.privacy_store, PRIVACY_STORE_CLASS_FOR_TYPE)
+    privacy = PrivacyService(
+        store_of_privacy.from_settings(settings),
+        profiles,
+        retention_days=settings.retention_days,
+        ttl_s=settings.privacy_cache_ttl_s,
+    )
+    tracking = TrackingService(engine, profiles, publisher.publish, screen=privacy.screen)
     return Container(
         settings,
         rules,
@@ -200,11 +252,12 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         profiles,
         products,
         tracking,
-        SearchService(engine, products, profiles, publish=publisher.publish),
-        PreferencesService(engine, profiles),
+        SearchService(engine, products, profiles, publish=publisher.publish, privacy=privacy.of),
+        PreferencesService(engine, profiles, privacy=privacy.of),
         bus,
         publisher,
         OrderService(tracking),
+        privacy,
     )
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -31,7 +32,10 @@ def _serve(args: argparse.Namespace) -> int:
             f"event bus '{settings.event_bus}', warehouse '{settings.warehouse}', archive '{settings.archive}', "
             f"graph memory '{settings.graph_memory}')\n"
             "  POST /api/interactions/track\n  POST /api/orders/confirm\n  POST /api/search/personalized\n"
-            "  GET  /api/users/{user_id}/preferences/live\n  GET  /health\n"
+            "  GET  /api/users/{user_id}/preferences/live\n"
+            "  GET|PUT /api/users/{user_id}/privacy\n  GET  /api/users/{user_id}/data\n"
+            "  DELETE /api/users/{user_id}\n  GET  /api/deletions/{request_id}\n  GET  /health\n"
+            f"  authentication '{settings.auth}' (python -m shared.cli token USER prints a token)\n"
             "  event functions load_events_bigquery, archive_events, ingest_graph_memory (POST /_events/<name>)\n"
             "Ctrl+C stops it.",
             flush=True,
@@ -57,13 +61,38 @@ def _demo(args: argparse.Namespace) -> int:
         url = f"http://127.0.0.1:{server.server_port}"
         print(f"Started a local server at {url}\n")
     try:
-        outcomes = run_demo(url)
+        outcomes = run_demo(url, token_for=_local_tokens())
     finally:
         if server is not None:
             server.shutdown()
     passed = sum(o.passed for o in outcomes)
     print(f"{passed} of {len(outcomes)} scenarios behaved as the design says.")
     return 0 if passed == len(outcomes) else 1
+
+
+def _local_tokens() -> Callable[[str], str | None]:
+    """Tokens signed with this machine's HMAC key (as a store's backend would mint them), or none
+    when authentication is not HMAC."""
+    from shared.adapters.identity.hmac import HmacVerifier
+    from shared.config import Settings
+
+    settings = Settings()
+    if settings.auth != "hmac":
+        return lambda user: None
+    verifier = HmacVerifier.from_settings(settings)
+    return lambda user: verifier.issue(user)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from shared.adapters.identity.hmac import HmacVerifier
+    from shared.config import Settings
+
+    settings = Settings()
+    if settings.auth != "hmac":
+        print(f"LEAFLOAF_AUTH is {settings.auth!r}: tokens come from your identity provider", file=sys.stderr)
+        return 2
+    print(HmacVerifier.from_settings(settings).issue(args.subject, args.ttl, service=args.service))
+    return 0
 
 
 def _import_catalog(args: argparse.Namespace) -> int:
@@ -140,6 +169,14 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="replay the three acceptance scenarios over HTTP and print what changed")
     demo.add_argument("--url", help="a running server (default: start one in this process)")
     demo.set_defaults(run=_demo)
+
+    token = commands.add_parser(
+        "token", help="print an HMAC-signed token for a shopper (or a service) with this machine's key"
+    )
+    token.add_argument("subject", help="the shopper's user id, or the service's name with --service")
+    token.add_argument("--ttl", type=_positive, default=900, help="seconds the token lives (default 900)")
+    token.add_argument("--service", action="store_true", help="a service identity: may act for any shopper")
+    token.set_defaults(run=_token)
 
     imp = commands.add_parser(
         "import-catalog", help="validate a catalog file (or generate one) and install it for 'serve'"

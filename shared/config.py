@@ -93,7 +93,6 @@ class Settings(BaseSettings):
     # Deletion requests wait this long before erasure starts, so events already in flight (bus
     # retries, archive staging) are dropped by the tombstone rather than written after the erasure.
     deletion_grace_s: float = Field(default=900.0, ge=0)
-    deletion_queue_schedule: str = "15 * * * *"  # hourly: 72 chances to finish within the 72 h promise
     # Who may call user-scoped endpoints: "hmac" (tokens signed with auth_secret), "firebase"
     # (Firebase / Identity Platform ID tokens for project auth_audience), or "off" (every caller
     # is trusted: development and benchmarks only).

@@ -13,16 +13,22 @@ Say = Callable[[str], None]
 
 
 class Api:
-    """A tiny JSON client for the local server."""
+    """A tiny JSON client for the local server, signed in as `user` (a token from `token_for`)."""
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = 10.0, token_for: Callable[[str], str | None] = lambda user: None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.token_for = token_for
 
-    def call(self, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
+    def call(self, method: str, path: str, body: object | None = None, user: str | None = None) -> tuple[int, dict]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
+        token = self.token_for(user) if user is not None else None
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.status, json.loads(response.read())
@@ -31,20 +37,23 @@ class Api:
 
     def search(self, user_id: str, query: str, limit: int = 10) -> dict:
         status, body = self.call(
-            "POST", "/api/search/personalized", {"query": query, "user_id": user_id, "limit": limit}
+            "POST", "/api/search/personalized", {"query": query, "user_id": user_id, "limit": limit}, user_id
         )
         if status != 200:
             raise RuntimeError(f"search failed with {status}: {body}")
         return body
 
     def track(self, *events: dict) -> dict:
-        status, body = self.call("POST", "/api/interactions/track", {"events": list(events)})
+        users = {e["user_id"] for e in events}
+        status, body = self.call(
+            "POST", "/api/interactions/track", {"events": list(events)}, users.pop() if len(users) == 1 else None
+        )
         if status != 202:
             raise RuntimeError(f"track failed with {status}: {body}")
         return body
 
     def preferences(self, user_id: str) -> dict:
-        return self.call("GET", f"/api/users/{user_id}/preferences/live")[1]
+        return self.call("GET", f"/api/users/{user_id}/preferences/live", user=user_id)[1]
 
 
 @dataclass
@@ -149,8 +158,10 @@ def bulk_buyer_gets_quantity_two(api: Api, say: Say, user: str = "demo-bulk") ->
 SCENARIOS = (new_shopper_gets_plant_based_yogurt, scrolled_past_spicy_chips, bulk_buyer_gets_quantity_two)
 
 
-def run_demo(base_url: str, say: Say = print) -> list[Outcome]:
-    api = Api(base_url)
+def run_demo(
+    base_url: str, say: Say = print, token_for: Callable[[str], str | None] = lambda user: None
+) -> list[Outcome]:
+    api = Api(base_url, token_for=token_for)
     outcomes = []
     run = uuid.uuid4().hex[:8]  # new shoppers every run: profiles are durable
     for number, scenario in enumerate(SCENARIOS, start=1):

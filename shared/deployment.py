@@ -34,12 +34,17 @@ FUNCTIONS: dict[str, Function] = {
     "get_live_preferences": Function("http", public=True),
     "get_shopper_memory": Function("http", public=True),
     "add_memory_note": Function("http", public=True),
+    "manage_privacy": Function("http", public=True),  # public URL; the shopper's token is checked
+    "export_user_data": Function("http", public=True, memory="1Gi", timeout_s=300),
+    "delete_user_data": Function("http", public=True),
+    "get_deletion_status": Function("http", public=True),
     "check_health": Function("http"),
     "load_events_bigquery": Function("pubsub"),
     "archive_events": Function("pubsub"),
     "ingest_graph_memory": Function("pubsub", memory="1Gi"),
     "run_hourly_jobs": Function("schedule", schedule="5 * * * *", memory="2Gi", timeout_s=1800),
     "run_daily_jobs": Function("schedule", schedule="30 3 * * *", memory="4Gi", timeout_s=3600),
+    "process_deletion_queue": Function("schedule", schedule="15 * * * *", memory="2Gi", timeout_s=3600),
 }
 
 

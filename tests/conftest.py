@@ -52,10 +52,15 @@ def local_state(tmp_path_factory) -> Path:
         "LEAFLOAF_ARCHIVE_PATH": "archive",
         "LEAFLOAF_KUZU_PATH": "graph.kuzu",
         "LEAFLOAF_FEATURES_CACHE_PATH": "features",
+        "LEAFLOAF_PRIVACY_PATH": "privacy.sqlite3",
+        "LEAFLOAF_AUTH_SECRET_PATH": "auth-secret",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, file in paths.items():
             patch.setenv(name, str(state / file))
+        # Tests of other features act for shoppers without tokens; tests/functions/test_privacy.py
+        # and tests/e2e/test_privacy.py run with authentication on.
+        patch.setenv("LEAFLOAF_AUTH", "off")
         yield state
 
 
@@ -76,6 +81,8 @@ def installed_services(state: Path, **overrides):
         "archive_path": state / "archive",
         "kuzu_path": state / "graph.kuzu",
         "features_cache_path": state / "features",
+        "privacy_path": state / "privacy.sqlite3",
+        "auth_secret_path": state / "auth-secret",
     }
     settings = Settings(**({"profile_store": "memory", "local_schedule": False} | paths | overrides))
     services = bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG))

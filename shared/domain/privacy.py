@@ -21,9 +21,23 @@ FEATURE_EVENTS: dict[str, frozenset[EventType]] = {
     "household_inference": frozenset(),
 }
 
-# Erasure steps of a deletion request, in order; the cache and profile store go at once, when it is made.
-ERASURE_STEPS = ("graph", "warehouse", "archive", "features")
+# Erasure steps of a deletion request, in order. The instance cache and profile store are cleared
+# when it is made; "profile" clears the store again in case an instance that had not yet seen the
+# tombstone wrote to it.
+ERASURE_STEPS = ("profile", "graph", "warehouse", "archive", "features")
 ERASURE_DEADLINE = timedelta(hours=72)
+
+
+# What each part of a data export is used for.
+DATA_USES = {
+    "privacy_settings": "your choices: what is collected and used, and how long raw events are kept",
+    "live_profile": "re-ranking your searches in real time (decayed affinities, price sensitivity, quantities)",
+    "warehouse": "your raw events and what the scheduled jobs learnt from them (reorder cycles, usual "
+    "basket, segments, associations); raw events are kept data_retention_days",
+    "archive": "the durable copy of every event (JSONL), for replay and audits; kept data_retention_days",
+    "graph_memory": "what you usually buy and when it is due again: orders, strong signals and facts",
+    "learnt_features": "what search shows you from the jobs: your usual, time to reorder, quantities",
+}
 
 
 class PrivacyFeatures(BaseModel):
@@ -73,7 +87,9 @@ class PrivacyUpdate(BaseModel):
     data_retention_days: int | None = Field(default=None, ge=1, le=3650)
 
     def applied_to(self, current: PrivacySettings) -> PrivacySettings:
-        features = current.features.model_copy(update=self.features.model_dump(exclude_none=True) if self.features else {})
+        features = current.features.model_copy(
+            update=self.features.model_dump(exclude_none=True) if self.features else {}
+        )
         top = self.model_dump(exclude_none=True, exclude={"features"})
         return current.model_copy(update=top | {"features": features})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 Document = dict[str, Any]
@@ -40,6 +41,18 @@ class FeatureStore(ABC):
     @abstractmethod
     def version(self) -> str | None:
         """The version being served, or None before the first publication."""
+
+    @abstractmethod
+    def built_at(self) -> datetime | None:
+        """When the version being served was built, or None before the first publication."""
+
+    @abstractmethod
+    def discard_older(self) -> int:
+        """Delete every stored version older than the current one (they may hold erased data).
+
+        Returns:
+            How many versions were deleted.
+        """
 
     def health(self) -> dict:
         return {"status": "healthy", "kind": type(self).__name__, "version": self.version()}

@@ -55,6 +55,10 @@ class PrivacyStore(ABC):
         """When the user's latest deletion was requested (the tombstone), or None."""
 
     @abstractmethod
+    def retention_overrides(self, below: int) -> dict[str, int]:
+        """{user id: data_retention_days} of every user whose saved window is shorter than `below`."""
+
+    @abstractmethod
     def claim_nonce(self, nonce: str, expires_at: datetime) -> bool:
         """Mark a token as used; False when it was used before (a replay). Atomic across instances.
 

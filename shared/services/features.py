@@ -7,13 +7,14 @@ read in keyset pages, so no table is ever loaded whole into Python.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from shared.ports.feature_store import Document, FeatureStore
 from shared.ports.warehouse import Warehouse
+from shared.services.jobs import JOB_RUNS_DDL
 
 log = logging.getLogger(__name__)
 PAGE = 5_000
@@ -101,28 +102,45 @@ SOURCES = (
 )
 
 
+def version_name(at: datetime) -> str:
+    return at.strftime("%Y%m%dT%H%M%SZ")
+
+
 class FeaturePublisher:
     """Builds a features snapshot from the job tables and makes it the served version."""
 
-    def __init__(self, warehouse: Warehouse, store: FeatureStore, page: int = PAGE) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        store: FeatureStore,
+        page: int = PAGE,
+        being_erased: Callable[[], Collection[str]] = frozenset,
+    ) -> None:
         self.warehouse = warehouse
         self.store = store
         self.page = page
+        self.being_erased = being_erased  # shoppers whose deletion is pending: left out of every snapshot
 
     def __call__(self, window_end: datetime) -> dict[str, Any]:
+        return self.publish(version_name(window_end))
+
+    def publish(self, version: str) -> dict[str, Any]:
+        """Build version `version` (named by a time: a window's end, or an erasure's) and serve it."""
+        self.warehouse.query(JOB_RUNS_DDL)  # an erasure may publish before any job has run
         ran = {row["job"] for row in self.warehouse.query("SELECT DISTINCT job FROM job_runs")}
         sources = [s for s in SOURCES if s.table in ran]
-        version = window_end.strftime("%Y%m%dT%H%M%SZ")
-        counts = self.store.publish(version, ((s.kind, self._documents(s)) for s in sources))
+        erased = set(self.being_erased())
+        counts = self.store.publish(version, ((s.kind, self._documents(s, erased)) for s in sources))
         log.info("published features %s from %s: %s", version, [s.table for s in sources], counts)
         return {"version": version, "sources": [s.table for s in sources]} | counts
 
-    def _documents(self, source: Source) -> Iterator[tuple[str, Document]]:
+    def _documents(self, source: Source, erased: set[str]) -> Iterator[tuple[str, Document]]:
         after = ""
         while True:
             rows = self.warehouse.query(f"{source.select} ORDER BY id LIMIT @n", {"after": after, "n": self.page})
             for row in rows:
-                yield str(row["id"]), source.document(row)
+                if source.kind != "user" or str(row["id"]) not in erased:
+                    yield str(row["id"]), source.document(row)
             if len(rows) < self.page:
                 return
             after = str(rows[-1]["id"])

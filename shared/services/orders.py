@@ -18,13 +18,20 @@ class OrderService:
         duplicate = set(result.duplicates)
         return {
             "order_id": order.order_id,
-            "status": "already_confirmed" if len(duplicate) == len(events) else "confirmed",
+            "status": _status(events, duplicate, result.refused),
             "items": [
                 {
                     "product_id": event.product_id,
                     "quantity": event.quantity,
                     "purchase_kind": None if event.event_id in duplicate else result.signals.get(event.event_id),
+                    **({"refused": result.refused[event.event_id]} if event.event_id in result.refused else {}),
                 }
                 for event in events
             ],
         }
+
+
+def _status(events: list, duplicate: set[str], refused: dict[str, str]) -> str:
+    if len(refused) == len(events):
+        return "not_recorded"  # the shopper's privacy settings (or deletion) exclude purchases
+    return "already_confirmed" if len(duplicate) == len(events) - len(refused) else "confirmed"

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from shared.domain.pipeline import (
     warehouse_rows,
 )
 from shared.domain.rules import Rules
-from shared.ports.archive import Archive, StoredObject
+from shared.ports.archive import Archive, ArchiveUnavailable, StoredObject
 from shared.ports.event_bus import EventBus
 from shared.ports.warehouse import Warehouse
 
@@ -168,6 +168,58 @@ class Archiver:
         while not self.archive.put(name := archive_name(at, number), data, if_absent=True):
             number += 1
         return name
+
+    def scan(
+        self, keep: Callable[[dict[str, Any]], bool] | None = None, flushed_before: datetime | None = None
+    ) -> Iterator[tuple[str, list[bytes], int]]:
+        """(object name, its lines, how many `keep` rejected) for every archived and staged object,
+        or only the archived ones flushed before `flushed_before`."""
+        if flushed_before is None:
+            items = self.archive.list(ARCHIVE_PREFIX) + self._staged()
+        else:
+            items = [o for o in self.archive.list(ARCHIVE_PREFIX) if o.name < archive_name(flushed_before, 0)]
+        for item in items:
+            lines = (self.archive.get(item.name) or b"").splitlines(keepends=True)
+            kept = lines if keep is None else [line for line in lines if keep(json.loads(line))]
+            yield item.name, kept, len(lines) - len(kept)
+
+    def purge(
+        self, keep: Callable[[dict[str, Any]], bool], flushed_before: datetime | None = None, wait_s: float = 120.0
+    ) -> dict[str, int]:
+        """Rewrite every archived and staged object without the events `keep` rejects, holding the
+        flush lock so no flush writes lines it read before the rewrite. Idempotent.
+
+        Raises:
+            ArchiveUnavailable: the lock stayed taken for `wait_s` (a flush in progress); retry later.
+        """
+        deadline = time.monotonic() + wait_s
+        with self._local:
+            while not self._acquire(time.time()):
+                if time.monotonic() > deadline:
+                    raise ArchiveUnavailable("the archive's flush lock stayed taken; try again later")
+                time.sleep(1.0)
+            try:
+                rewritten = removed = 0
+                for name, kept, dropped in self.scan(keep, flushed_before):
+                    if not dropped:
+                        continue
+                    if kept:
+                        self.archive.put(name, b"".join(kept))
+                    else:
+                        self.archive.delete(name)
+                    rewritten, removed = rewritten + 1, removed + dropped
+            finally:
+                self.archive.delete(self.LOCK)
+        log.info("archive purged", extra={"objects": rewritten, "events": removed})
+        return {"objects_rewritten": rewritten, "events_removed": removed}
+
+    def expire_before(self, cutoff: datetime) -> int:
+        """Delete archive objects flushed before `cutoff`: every event in them is older (retention;
+        a bucket lifecycle rule does the same in production)."""
+        expired = [o.name for o in self.archive.list(ARCHIVE_PREFIX) if o.name < archive_name(cutoff, 0)]
+        for name in expired:
+            self.archive.delete(name)
+        return len(expired)
 
     def archived_lines(self) -> int:
         """Lines in the archive objects (tests and benchmarks)."""

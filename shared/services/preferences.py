@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from shared.domain.engine import ProfileEngine
 from shared.domain.profile import Profile
 from shared.ports.profile_store import ProfileStore
+from shared.services.privacy import UserPrivacy
 
 FACET_GROUPS = {"category": "categories", "brand": "brands", "product": "products", "attribute": "attributes"}
 
@@ -20,10 +21,17 @@ def price_label(preference: float | None) -> str:
 
 
 class PreferencesService:
-    def __init__(self, engine: ProfileEngine, profiles: ProfileStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: ProfileEngine,
+        profiles: ProfileStore,
+        clock: Callable[[], float] = time.time,
+        privacy: Callable[[str], UserPrivacy] | None = None,
+    ) -> None:
         self.engine = engine
         self.profiles = profiles
         self.clock = clock
+        self.privacy = privacy
 
     def live(self, user_id: str, top: int = 50) -> dict:
         """Affinities per facet (strongest first), price sensitivity and preferred quantities."""
@@ -34,7 +42,13 @@ class PreferencesService:
                 "price_sensitivity": {"preference": None, "label": "unknown"},
                 "preferred_quantities": {},
             }
-        return {"user_id": user_id, "known": snapshot.pop("known", False), "as_of": _iso(now)} | snapshot
+        settings = self.privacy(user_id).settings if self.privacy is not None else None
+        if settings is not None and not settings.features.price_tracking:  # neither kept on show nor used
+            snapshot["price_sensitivity"] = {"preference": None, "label": "not_tracked"}
+        if settings is not None and not settings.features.household_inference:
+            snapshot["preferred_quantities"] = {}
+        used = settings is None or settings.personalization_enabled
+        return {"user_id": user_id, "known": snapshot.pop("known", False), "as_of": _iso(now), "used": used} | snapshot
 
     def _document(self, profile: Profile, now: float, top: int) -> dict:
         affinities = self.engine.read(profile, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -17,6 +18,7 @@ from shared.domain.search import Hits, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
+from shared.services.privacy import UserPrivacy
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,9 @@ class SearchService:
         timer: Callable[[], float] = time.perf_counter,
         publish: Callable[[list[Interaction]], None] | None = None,
         features: Callable[[], FeatureStore | None] = lambda: None,
+        privacy: Callable[[str], UserPrivacy] | None = None,
     ) -> None:
+        self.privacy = privacy  # the shopper's settings and tombstone
         self.publish = publish
         self.features = features  # what the scheduled jobs learnt, when a snapshot is published
         self.engine = engine
@@ -47,13 +51,18 @@ class SearchService:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
         rules = self.engine.rules.ranking
         started = self.timer()
+        privacy = self.privacy(request.user_id) if self.privacy is not None and request.user_id else None
+        if privacy is not None and not privacy.settings.personalization_enabled:
+            request = request.model_copy(
+                update={"context": request.context.model_copy(update={"personalization": False})}
+            )
         hits = self.products.search(request.query, request.filters, max(rules.candidate_pool, request.limit))
         searched = self.timer()
-        ranked, affinities, skipped = self._personalize(request, hits)
+        ranked, affinities, skipped = self._personalize(request, hits, privacy)
         ranked_at = self.timer()
         if skipped:
             ranked, affinities = plain(hits, self.engine.catalog, request.limit), None
-        shopper, goes_with = self._learned(request)
+        shopper, goes_with = self._learned(request, privacy)
         today = datetime.fromtimestamp(self.clock(), UTC).date()
         if shopper is not None:
             ranked = lift_learned(ranked, shopper, today, rules)
@@ -61,9 +70,13 @@ class SearchService:
         quantities = dict(shopper.quantities) if shopper is not None else {}
         if affinities is not None and request.user_id:
             quantities |= self._quantities(request.user_id)
+        if privacy is not None and not privacy.settings.features.household_inference:
+            quantities = {}
         results = self._compile(ranked, affinities, quantities, today, shopper, goes_with)
         if self.publish is not None and request.user_id:
-            self.publish([search_event(request, [r["product_id"] for r in results])])
+            event = search_event(request, [r["product_id"] for r in results])
+            if privacy is None or privacy.refuses(event) is None:  # search history may be off
+                self.publish([event])
         done = self.timer()
         return {
             "query": request.query,
@@ -82,7 +95,9 @@ class SearchService:
             },
         }
 
-    def _personalize(self, request: SearchRequest, hits: Hits) -> tuple[list[Ranked], Affinities | None, str | None]:
+    def _personalize(
+        self, request: SearchRequest, hits: Hits, privacy: UserPrivacy | None
+    ) -> tuple[list[Ranked], Affinities | None, str | None]:
         """(ranked, affinities, None) when personalization applied, else ([], None, why it was skipped)."""
         session = self._session_events(request)
         if not request.context.personalization:
@@ -99,6 +114,8 @@ class SearchService:
                 affinities = self.profiles.read(request.user_id, lambda p: self.engine.read(p, now, session))
             if affinities is None and session:  # no stored profile yet: this session's signals alone
                 affinities = self.engine.read(Profile(request.user_id or "anonymous"), now, session)
+            if affinities is not None and privacy is not None and not privacy.settings.features.price_tracking:
+                affinities = dataclasses.replace(affinities, price_preference=None)
             if affinities is None or affinities.empty:
                 return [], None, "no_profile"
             ranked = rerank(hits, affinities, self.matrix, request.limit)
@@ -123,15 +140,20 @@ class SearchService:
             for view in request.context.recent_views
         ]
 
-    def _learned(self, request: SearchRequest) -> tuple[ShopperFeatures | None, dict[str, str]]:
+    def _learned(
+        self, request: SearchRequest, privacy: UserPrivacy | None
+    ) -> tuple[ShopperFeatures | None, dict[str, str]]:
         """The shopper's learnt features and what complements the cart and this session's views
-        (None when none are published for them, personalization is off, or the store fails)."""
+        (None when none are published for them, personalization or purchase history is off, the
+        snapshot predates their deletion, or the store fails)."""
         if request.user_id is None or not request.context.personalization:
+            return None, {}
+        if privacy is not None and not privacy.settings.features.purchase_history:
             return None, {}
         try:
             store = self.features()
             document = store.user(request.user_id) if store is not None else None
-            if store is None or document is None:
+            if store is None or document is None or not _learnt_after(store, privacy):
                 return None, {}
             context = request.context
             seen = [*context.cart, *(v.product_id for v in context.recent_views)]
@@ -209,6 +231,15 @@ def search_event(request: SearchRequest, shown: list[str]) -> Interaction:
     return Interaction(
         event_type=EventType.SEARCH, user_id=request.user_id, session_id=request.session_id, context=context
     )
+
+
+def _learnt_after(store: FeatureStore, privacy: UserPrivacy | None) -> bool:
+    """Whether the snapshot may speak about the shopper: one built before their deletion request
+    still holds what was erased (later ones leave out shoppers whose erasure is pending)."""
+    if privacy is None or privacy.deleted_at is None:
+        return True
+    built = store.built_at()
+    return built is not None and built > privacy.deleted_at
 
 
 def _ms(seconds: float) -> float:

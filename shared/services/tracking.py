@@ -11,6 +11,8 @@ from shared.domain.events import EventType, Interaction, PurchaseKind
 from shared.ports.profile_store import ProfileStore
 
 Publish = Callable[[list[Interaction]], None]
+# (events to keep, {event id: why it was dropped}): the shoppers' privacy settings and tombstones.
+Screen = Callable[[list[Interaction]], tuple[list[Interaction], dict[str, str]]]
 
 
 @dataclass
@@ -18,22 +20,33 @@ class TrackResult:
     accepted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     signals: dict[str, str | None] = field(default_factory=dict)  # event id -> the signal it counted as
+    refused: dict[str, str] = field(default_factory=dict)  # event id -> why it was neither applied nor kept
 
 
 class TrackingService:
     """Applies a batch of events, one atomic profile update per user, and publishes the new ones."""
 
-    def __init__(self, engine: ProfileEngine, profiles: ProfileStore, publish: Publish | None = None) -> None:
+    def __init__(
+        self,
+        engine: ProfileEngine,
+        profiles: ProfileStore,
+        publish: Publish | None = None,
+        screen: Screen | None = None,
+    ) -> None:
         self.engine = engine
         self.profiles = profiles
         self.publish = publish
+        self.screen = screen
 
     def track(self, events: list[Interaction]) -> TrackResult:
-        """Apply events in the order given; an event id already applied is reported as a duplicate."""
+        """Apply events in the order given; an event id already applied is reported as a duplicate,
+        one the shopper's privacy settings (or deletion) exclude as refused."""
+        result = TrackResult()
+        if self.screen is not None:
+            events, result.refused = self.screen(events)
         by_user: dict[str, list[Interaction]] = defaultdict(list)
         for event in events:
             by_user[event.user_id].append(event)
-        result = TrackResult()
         fresh: list[Interaction] = []
         for user_id, batch in by_user.items():
             outcomes = self.profiles.track(user_id, batch, self.engine.apply)

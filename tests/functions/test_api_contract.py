@@ -38,7 +38,7 @@ def test_the_document_covers_every_http_function():
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_500_and_every_answer_matches_the_schema(case):
-    if case.operation.path.startswith("/jobs/") and isinstance(case.body, dict):
+    if case.operation.path in ("/jobs/hourly", "/jobs/daily") and isinstance(case.body, dict):
         case.body = {"jobs": ["order_lines"]}  # keep the runs short
     # Every default check (no 5xx, documented status, content type, body schema) but two:
     # cross-field rules (a search event needs a query) are beyond JSON Schema, so a schema-valid

@@ -17,13 +17,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.ports.archive import Archive, ArchiveUnavailable
 from shared.ports.feature_store import Document, FeatureStore
 
 log = logging.getLogger(__name__)
-CURRENT = "features/CURRENT"
+PREFIX = "features/"
+CURRENT = f"{PREFIX}CURRENT"
 KINDS = ("user", "product")
 
 
@@ -60,10 +62,12 @@ class SnapshotFeatureStore(FeatureStore):
                     ((key, json.dumps(doc, default=str)) for key, doc in documents),
                 )
             counts = {kind: db.execute(f"SELECT COUNT(*) FROM {kind}").fetchone()[0] for kind in KINDS}
+            db.execute("CREATE TABLE meta (built_at TEXT NOT NULL)")
+            db.execute("INSERT INTO meta VALUES (?)", (datetime.now(UTC).isoformat(),))
             db.commit()
             db.close()
             data = path.read_bytes()
-        self.archive.put(f"features/{version}.sqlite3", data)
+        self.archive.put(_object(version), data)
         self.archive.put(CURRENT, version.encode())  # written last: readers never see half a version
         with self._lock:  # this instance serves what it just published without downloading it
             self._serve(version, data)
@@ -78,6 +82,24 @@ class SnapshotFeatureStore(FeatureStore):
     def version(self) -> str | None:
         self._refresh()
         return self._version
+
+    def built_at(self) -> datetime | None:
+        self._refresh()
+        db = self._db
+        if db is None:
+            return None
+        row = db.execute("SELECT built_at FROM meta").fetchone() if _has_meta(db) else None
+        return datetime.fromisoformat(row[0]) if row else datetime.min.replace(tzinfo=UTC)
+
+    def discard_older(self) -> int:
+        current = self.archive.get(CURRENT)
+        if current is None:
+            return 0
+        keep = _object(current.decode())
+        old = [o.name for o in self.archive.list(PREFIX) if o.name.endswith(".sqlite3") and o.name < keep]
+        for name in old:
+            self.archive.delete(name)
+        return len(old)
 
     def _read(self, kind: str, key: str) -> Document | None:
         self._refresh()
@@ -102,7 +124,7 @@ class SnapshotFeatureStore(FeatureStore):
             version = current.decode() if current else None
             if version is None or (self._version is not None and version <= self._version):
                 return
-            data = self.archive.get(f"features/{version}.sqlite3")
+            data = self.archive.get(_object(version))
             if data is None:
                 return  # CURRENT names a version being replaced; keep serving the old one
             self._serve(version, data)
@@ -120,3 +142,12 @@ class SnapshotFeatureStore(FeatureStore):
         if self._path is not None and self._path != path:
             self._path.unlink(missing_ok=True)  # an open file stays readable until closed
         self._version, self._path = version, path
+
+
+def _object(version: str) -> str:
+    return f"{PREFIX}{version}.sqlite3"
+
+
+def _has_meta(db: sqlite3.Connection) -> bool:
+    """Snapshots published before build times were recorded have no meta table (treated as old)."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is not None

@@ -1,0 +1,1 @@
+"""Token verifiers: HMAC-signed JWTs locally, Google-signed ID tokens in production."""

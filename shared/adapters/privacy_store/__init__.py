@@ -1,0 +1,1 @@
+"""Where privacy settings, deletion requests, tombstones and used token nonces are kept."""
