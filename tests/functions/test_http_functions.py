@@ -43,7 +43,7 @@ def test_track_one_event_and_a_batch():
     one = track.post(
         "/", json={"event_id": "e1", "event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"}
     )
-    assert one.status_code == 202 and one.get_json() == {"accepted": ["e1"], "duplicates": []}
+    assert one.status_code == 202 and one.get_json() == {"accepted": ["e1"], "duplicates": [], "refused": []}
     batch = track.post(
         "/",
         json={
@@ -53,7 +53,7 @@ def test_track_one_event_and_a_batch():
             ]
         },
     )
-    assert batch.status_code == 202 and batch.get_json() == {"accepted": ["e2"], "duplicates": ["e1"]}
+    assert batch.status_code == 202 and batch.get_json() == {"accepted": ["e2"], "duplicates": ["e1"], "refused": []}
     as_array = track.post("/", json=[{"event_type": "view_details", "user_id": "u2", "product_id": "whole-milk"}])
     assert as_array.status_code == 202 and len(as_array.get_json()["accepted"]) == 1
 
