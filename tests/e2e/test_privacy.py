@@ -5,6 +5,7 @@ other shoppers' data is untouched and late events of the deleted one are dropped
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,7 @@ from functions_framework import create_app
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from shared import bootstrap
 from shared.domain.events import Interaction
-from shared.domain.pipeline import TOPIC, EventBatch
+from shared.domain.pipeline import TOPIC, EventBatch, archive_name, warehouse_rows
 from shared.ports.event_bus import pubsub_cloud_event
 from tests.conftest import ROOT, installed_services
 
@@ -135,3 +136,33 @@ def test_a_deleted_shopper_is_erased_everywhere_and_stays_erased(services):
     assert again.get_json()["deletions"]["processed"] == 0
     fresh = {"event_type": "view_details", "user_id": "ann", "product_id": "skim-milk"}
     assert call("track_interaction", "post", "/", "ann", json=fresh).get_json()["accepted"]
+
+
+def test_retention_removes_raw_events_past_the_stores_and_each_shoppers_window(services):
+    assert (
+        call("manage_privacy", "put", "/api/users/ann/privacy", "ann", json={"data_retention_days": 7}).status_code
+        == 200
+    )
+
+    def event(user: str, days_ago: int) -> Interaction:
+        at = NOW - timedelta(days=days_ago)
+        return Interaction(event_id=f"{user}-{days_ago}", event_type="view_details", user_id=user,
+                           product_id="oat-milk", timestamp=at)  # fmt: skip
+
+    events = [event("ann", 3), event("ann", 10), event("bob", 10), event("bob", 100)]
+    services.warehouse.insert(warehouse_rows(events, services.catalog, services.rules, NOW))
+    for e in events:  # each archived when it happened, as the archiver flushes within a minute
+        services.archive.put(archive_name(e.timestamp, 0), e.model_dump_json().encode() + b"\n")
+
+    answer = call("process_deletion_queue", "post", "/", json={})
+    retention = answer.get_json()["retention"]
+    assert retention["shoppers_with_shorter_windows"] == 1 and retention["objects_expired"] == 1
+
+    def kept(user: str) -> tuple[set[str], set[str]]:
+        rows = {row["event_id"] for row in services.warehouse.user_rows(user).get("raw_user_actions", [])}
+        lines = {json.loads(line)["event_id"] for _, found, _ in
+                 services.archiver.scan(lambda e: e["user_id"] == user) for line in found}  # fmt: skip
+        return rows, lines
+
+    assert kept("ann") == ({"ann-3"}, {"ann-3"})  # her own 7-day window
+    assert kept("bob") == ({"bob-10"}, {"bob-10"})  # the store's 90 days
