@@ -139,15 +139,19 @@ class ProfileEngine:
         profile.keep(lambda acc_id, ref: now - ref <= memory[acc_id % self._n])
 
     # -- reading ---------------------------------------------------------------------------
-    def read(self, profile: Profile, now: float, session: Iterable[Interaction] = ()) -> Affinities:
+    def read(
+        self, profile: Profile, now: float, session: Iterable[Interaction] = (), ignore: Iterable[str] = ()
+    ) -> Affinities:
         """The profile's affinities at `now`: the reference formula, evaluated incrementally.
 
         `session` events (sent along with a request) count as if applied, unless the profile has
-        already applied them (same event id); the profile itself is not changed.
+        already applied them (same event id); the profile itself is not changed. Signals of the
+        decay classes in `ignore` (e.g. "purchase", when the shopper turned purchase history off)
+        are left out.
         """
         sums: dict[int, float] = defaultdict(float)
         best: dict[int, tuple[float, int]] = {}
-        self._sum(profile, now, sums, best)
+        self._sum(profile, now, sums, best, frozenset(self._class_of[name] for name in ignore))
         unseen = [e for e in session if not profile.seen(event_hash(e.event_id))]
         if unseen:
             scratch = Profile(profile.user_id)
@@ -156,10 +160,19 @@ class ProfileEngine:
             self._sum(scratch, now, sums, best)
         return self._affinities(sums, best)
 
-    def _sum(self, profile: Profile, now: float, sums: dict[int, float], best: dict[int, tuple[float, int]]) -> None:
+    def _sum(
+        self,
+        profile: Profile,
+        now: float,
+        sums: dict[int, float],
+        best: dict[int, tuple[float, int]],
+        ignored: frozenset[int] = frozenset(),
+    ) -> None:
         """Add the profile's decayed accumulators at `now` into `sums` (uncapped) and `best`."""
         for acc_id, value, ref in profile.accumulators():
             fid, cls = divmod(acc_id, self._n)
+            if cls in ignored:
+                continue
             decay = self._classes[cls][1]
             if now - ref > decay.memory_days * 86_400.0:
                 continue

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from shared.domain.engine import ProfileEngine
 from shared.domain.profile import Profile
 from shared.ports.profile_store import ProfileStore
-from shared.services.privacy import UserPrivacy
+from shared.services.privacy import UserPrivacy, ignored_signals
 
 FACET_GROUPS = {"category": "categories", "brand": "brands", "product": "products", "attribute": "attributes"}
 
@@ -36,13 +36,15 @@ class PreferencesService:
     def live(self, user_id: str, top: int = 50) -> dict:
         """Affinities per facet (strongest first), price sensitivity and preferred quantities."""
         now = self.clock()
-        snapshot = self.profiles.read(user_id, lambda p: self._document(p, now, top))
+        privacy = self.privacy(user_id) if self.privacy is not None else None
+        ignore = ignored_signals(privacy)
+        snapshot = self.profiles.read(user_id, lambda p: self._document(p, now, top, ignore))
         if snapshot is None:
             snapshot = {group: {} for group in FACET_GROUPS.values()} | {
                 "price_sensitivity": {"preference": None, "label": "unknown"},
                 "preferred_quantities": {},
             }
-        settings = self.privacy(user_id).settings if self.privacy is not None else None
+        settings = privacy.settings if privacy is not None else None
         if settings is not None and not settings.features.price_tracking:  # neither kept on show nor used
             snapshot["price_sensitivity"] = {"preference": None, "label": "not_tracked"}
         if settings is not None and not settings.features.household_inference:
@@ -50,8 +52,8 @@ class PreferencesService:
         used = settings is None or settings.personalization_enabled
         return {"user_id": user_id, "known": snapshot.pop("known", False), "as_of": _iso(now), "used": used} | snapshot
 
-    def _document(self, profile: Profile, now: float, top: int) -> dict:
-        affinities = self.engine.read(profile, now)
+    def _document(self, profile: Profile, now: float, top: int, ignore: tuple[str, ...]) -> dict:
+        affinities = self.engine.read(profile, now, ignore=ignore)
         groups: dict[str, dict[str, float]] = {group: {} for group in FACET_GROUPS.values()}
         for key, score in sorted(affinities.scores.items(), key=lambda kv: -abs(kv[1])):
             facet, _, value = key.partition(":")

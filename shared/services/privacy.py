@@ -39,6 +39,11 @@ class UserPrivacy:
         return "user_deleted" if self.erased(event) else self.settings.allows(event)
 
 
+def ignored_signals(privacy: UserPrivacy | None) -> tuple[str, ...]:
+    """Decay classes a profile read leaves out: what purchases taught, with purchase history off."""
+    return () if privacy is None or privacy.settings.features.purchase_history else ("purchase",)
+
+
 class InvalidPrivacySettings(ValueError):
     """A setting the store does not allow (e.g. a retention longer than the store keeps data)."""
 

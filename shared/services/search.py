@@ -18,7 +18,7 @@ from shared.domain.search import Hits, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
-from shared.services.privacy import UserPrivacy
+from shared.services.privacy import UserPrivacy, ignored_signals
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ class SearchService:
             now = self.clock()
             affinities = None
             if request.user_id is not None:
-                affinities = self.profiles.read(request.user_id, lambda p: self.engine.read(p, now, session))
+                ignore = ignored_signals(privacy)
+                affinities = self.profiles.read(request.user_id, lambda p: self.engine.read(p, now, session, ignore))
             if affinities is None and session:  # no stored profile yet: this session's signals alone
                 affinities = self.engine.read(Profile(request.user_id or "anonymous"), now, session)
             if affinities is not None and privacy is not None and not privacy.settings.features.price_tracking:

@@ -183,7 +183,14 @@ def test_personalization_off_serves_plain_results_and_keeps_nothing(services):
 def test_each_feature_flag_stops_its_signals(services):
     track, search = client("track_interaction"), client("search_personalized")
     headers = lambda: token(services, "ann")  # noqa: E731 - a fresh token per call
+    bought = {"event_id": "p0", "event_type": "purchase", "user_id": "ann", "product_id": "whole-milk"}
+    track.post("/", json=bought, headers=headers())
+    live = client("get_live_preferences").get("/api/users/ann/preferences/live", headers=headers()).get_json()
+    assert "whole-milk" in live["products"]
     opt(services, "ann", features={"search_history": False, "purchase_history": False})
+    live = client("get_live_preferences").get("/api/users/ann/preferences/live", headers=headers()).get_json()
+    assert "whole-milk" not in live["products"]  # what purchases taught is no longer used
+    services.published.clear()
     search.post("/", json={"query": "milk", "user_id": "ann"}, headers=headers())
     assert [e.event_type for e in services.published] == []  # the search was not kept
     purchase = {"event_id": "p1", "event_type": "purchase", "user_id": "ann", "product_id": "oat-milk", "quantity": 2}
