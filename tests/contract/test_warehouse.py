@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -88,6 +89,79 @@ def test_delete_by_user(warehouse, rules):
     warehouse.insert(rows(rules, 4, start=4, user="b"))
     warehouse.query("DELETE FROM raw_user_actions WHERE user_id = @user", {"user": "a"})
     assert count(warehouse, "raw_user_actions") == 4
+
+
+NEXT_BASKET = (("user_id", "STRING"), ("position", "INT64"), ("product_id", "STRING"), ("made_on", "DATE"))
+
+
+def two_users(warehouse: Warehouse, rules) -> None:
+    """Users a and b in every event table and in two job outputs; pairs has no user_id column."""
+    warehouse.insert(rows(rules, 4, user="a"))
+    warehouse.insert(rows(rules, 4, start=20, user="b"))  # the same days as a's
+    basket = [{"user_id": u, "position": 0, "product_id": "oat-milk", "made_on": date(2026, 11, 22)} for u in "ab"]
+    warehouse.replace_table("next_basket", NEXT_BASKET, [basket])
+    warehouse.replace_table("pairs", [("product_id", "STRING")], [[{"product_id": "oat-milk"}]])
+    warehouse.query(
+        "CREATE OR REPLACE TABLE segments AS SELECT user_id, COUNT(*) AS n FROM raw_user_actions GROUP BY 1"
+    )
+
+
+EVERY_TABLE = {t.name for t in EVENT_TABLES} | {"next_basket", "segments"}
+
+
+def test_user_rows_gathers_the_user_everywhere_as_json(warehouse, rules):
+    two_users(warehouse, rules)
+    found = warehouse.user_rows("a")
+    assert set(found) == EVERY_TABLE
+    assert {r["user_id"] for table_rows in found.values() for r in table_rows} == {"a"}
+    assert json.loads(json.dumps(found)) == found  # no datetimes, dates or decimals left
+    assert len(found["raw_user_actions"]) == 4 and len(found["cart_events"]) == 1
+    assert found["next_basket"] == [{"user_id": "a", "position": 0, "product_id": "oat-milk", "made_on": "2026-11-22"}]
+    assert found["segments"] == [{"user_id": "a", "n": 4}]
+    first = min(found["raw_user_actions"], key=lambda r: r["event_id"])
+    assert first["event_timestamp"] == "2026-11-01T08:00:00+00:00"
+    assert first["interaction_context"]["search_query"] == "milk"  # JSON columns parsed
+    assert len(warehouse.user_rows("a", limit=2)["raw_user_actions"]) == 2
+    assert warehouse.user_rows("nobody") == {}
+
+
+def test_delete_users_removes_only_them_from_every_table(warehouse, rules):
+    two_users(warehouse, rules)
+    assert warehouse.delete_users([]) == {}
+    assert warehouse.delete_users({"a", "nobody"}) == {
+        "raw_user_actions": 4,
+        "search_events": 1,
+        "product_interaction_events": 1,
+        "cart_events": 1,
+        "order_events": 1,
+        "next_basket": 1,
+        "segments": 1,
+    }
+    assert warehouse.user_rows("a") == {}
+    assert {t: len(r) for t, r in warehouse.user_rows("b").items()} == {
+        t: 4 if t == "raw_user_actions" else 1 for t in EVERY_TABLE
+    }
+    assert count(warehouse, "pairs") == 1
+    assert warehouse.delete_users(["a"]) == {}  # idempotent
+
+
+def test_delete_events_before_a_cutoff_for_everyone_or_some_users(warehouse, rules):
+    two_users(warehouse, rules)  # each user: a click on Nov 1, a cart add on Nov 2, a purchase and a search after
+    cutoff = datetime(2026, 11, 3, tzinfo=UTC)
+    assert warehouse.delete_events_before(cutoff, []) == 0
+    assert warehouse.delete_events_before(cutoff, ["a"]) == 4  # 2 raw rows, 1 interaction, 1 cart row
+    assert count(warehouse, "raw_user_actions") == 6
+    assert len(warehouse.user_rows("b")["raw_user_actions"]) == 4
+    assert warehouse.delete_events_before(cutoff) == 4  # b's
+    assert warehouse.delete_events_before(cutoff) == 0
+    assert {t.name: count(warehouse, t.name) for t in EVENT_TABLES} == {
+        "raw_user_actions": 4,
+        "search_events": 2,
+        "product_interaction_events": 0,
+        "cart_events": 0,
+        "order_events": 2,
+    }
+    assert count(warehouse, "next_basket") == 2  # job outputs are not events
 
 
 def test_duckdb_held_by_another_process_is_unavailable_until_released(tmp_path, rules):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +123,69 @@ class DuckDbWarehouse(Warehouse):
                     raise WarehouseUnavailable(str(exc)) from exc
                 raise
 
+    def user_rows(self, user_id: str, limit: int = 10_000) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        with self._lock:
+            db = self._connection()
+            try:
+                for table in self._user_tables(db):
+                    cursor = db.execute(f'SELECT * FROM "{table}" WHERE user_id = ? LIMIT ?', [user_id, limit])
+                    columns = [(d[0], str(d[1]) == "JSON") for d in cursor.description or ()]
+                    rows = [
+                        {
+                            c: json.loads(v) if is_json and v is not None else _jsonable(v)
+                            for (c, is_json), v in zip(columns, row, strict=True)
+                        }
+                        for row in cursor.fetchall()
+                    ]
+                    if rows:
+                        found[table] = rows
+            except duckdb.Error as exc:
+                self._reset(db)
+                raise WarehouseUnavailable(f"reading a user's rows failed: {exc}") from exc
+        return found
+
+    def delete_users(self, user_ids: Collection[str]) -> dict[str, int]:
+        return self._delete("user_id IN (SELECT unnest(?))", [list(user_ids)]) if user_ids else {}
+
+    def delete_events_before(self, cutoff: datetime, user_ids: Collection[str] | None = None) -> int:
+        params: list[Any]
+        if user_ids is None:
+            where, params = "event_timestamp < ?", [cutoff]
+        elif user_ids:
+            where, params = "event_timestamp < ? AND user_id IN (SELECT unnest(?))", [cutoff, list(user_ids)]
+        else:
+            return 0
+        return sum(self._delete(where, params, [t.name for t in EVENT_TABLES]).values())
+
+    def _delete(self, where: str, params: list[Any], tables: Sequence[str] | None = None) -> dict[str, int]:
+        """DELETE the rows matching `where` from `tables` (every table with a user_id column when
+        None) in one transaction; rows deleted per table, where any were."""
+        deleted = {}
+        with self._lock:
+            db = self._connection()
+            try:
+                db.execute("BEGIN")
+                for table in self._user_tables(db) if tables is None else tables:
+                    count = db.execute(f'DELETE FROM "{table}" WHERE {where}', params).fetchone()
+                    if count and count[0]:
+                        deleted[table] = int(count[0])
+                db.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._reset(db)
+                raise WarehouseUnavailable(f"delete failed: {exc}") from exc
+        return deleted
+
+    def _user_tables(self, db: duckdb.DuckDBPyConnection) -> list[str]:
+        """The dataset's tables with a user_id column: the event tables and the jobs' outputs."""
+        found = db.execute(
+            "SELECT table_name FROM information_schema.columns JOIN information_schema.tables "
+            "USING (table_catalog, table_schema, table_name) WHERE table_catalog = current_database() "
+            "AND table_schema = ? AND table_type = 'BASE TABLE' AND column_name = 'user_id' ORDER BY table_name",
+            [self.dataset],
+        ).fetchall()
+        return [name for (name,) in found]
+
     def _reset(self, db: duckdb.DuckDBPyConnection) -> None:
         try:
             db.close()
@@ -130,3 +196,18 @@ class DuckDbWarehouse(Warehouse):
         with self._lock:
             if self._db is not None:
                 self._reset(self._db)
+
+
+def _jsonable(value: Any) -> Any:
+    """A warehouse value as JSON: times as ISO strings (UTC for timestamps), decimals as floats."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
