@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.domain.events import EventType, Interaction
+from shared.domain.events import EventType, Interaction, UtcTime
 
 # What each feature flag governs. Off: its events are neither applied, stored nor published, and
 # what was learnt from it is not used (price_tracking: the profile's price preference;
@@ -101,13 +101,13 @@ class DeletionRequest(BaseModel):
 
     request_id: str
     user_id: str
-    requested_at: datetime
-    due_by: datetime
+    requested_at: UtcTime  # times are aware UTC whatever a store hands back
+    due_by: UtcTime
     status: Literal["pending", "complete"] = "pending"
-    steps: dict[str, datetime] = Field(default_factory=dict)  # step -> when it finished
+    steps: dict[str, UtcTime] = Field(default_factory=dict)  # step -> when it finished
     attempts: int = 0
     last_error: str | None = None
-    completed_at: datetime | None = None
+    completed_at: UtcTime | None = None
 
     @classmethod
     def new(cls, user_id: str, at: datetime) -> DeletionRequest:

@@ -10,17 +10,14 @@ Collections (names behind `settings.privacy_collection_prefix`):
 from __future__ import annotations
 
 import hashlib
-import random
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.api_core import exceptions
 from google.cloud import firestore
 
-from shared.adapters.profile_store.firestore import document_id
+from shared.adapters.profile_store.firestore import document_id, with_backoff
 from shared.adapters.profile_store.locks import StripedLocks
 from shared.config import Settings
 from shared.domain.privacy import DeletionRequest, PrivacySettings, tombstone_key
@@ -37,15 +34,7 @@ def utc(at: datetime) -> datetime:
 
 
 def decode_request(data: dict[str, Any]) -> DeletionRequest:
-    request = DeletionRequest.model_validate(data["request"])
-    return request.model_copy(
-        update={
-            "requested_at": utc(request.requested_at),
-            "due_by": utc(request.due_by),
-            "steps": {step: utc(at) for step, at in request.steps.items()},
-            "completed_at": utc(request.completed_at) if request.completed_at else None,
-        }
-    )
+    return DeletionRequest.model_validate(data["request"])
 
 
 def encode_request(request: DeletionRequest) -> dict[str, Any]:
@@ -125,21 +114,7 @@ class FirestorePrivacyStore(PrivacyStore):
             return request
 
         with self._lock(request.user_id):
-            return self._with_backoff(lambda: attempt(self.client.transaction(max_attempts=5)))
-
-    def _with_backoff(self, run: Callable[[], T]) -> T:
-        """Retry transactions aborted by contention, with jittered exponential backoff (the client
-        retries aborted commits only, and without pause)."""
-        delay, deadline = 0.005, time.monotonic() + self.contention_timeout_s
-        while True:
-            try:
-                return run()
-            except (exceptions.Aborted, ValueError) as exc:
-                aborted = isinstance(exc, exceptions.Aborted) or isinstance(exc.__cause__, exceptions.Aborted)
-                if not aborted or time.monotonic() > deadline:
-                    raise
-            time.sleep(random.uniform(0, delay))
-            delay = min(delay * 2, 0.5)
+            return with_backoff(lambda: attempt(self.client.transaction(max_attempts=5)), self.contention_timeout_s)
 
     def deletion(self, request_id: str) -> DeletionRequest | None:
         snapshot = self._deletions.document(document_id(request_id)).get()

@@ -50,18 +50,6 @@ def stamp(at: datetime) -> str:
     return utc(at).isoformat(timespec="microseconds")
 
 
-def decode_request(doc: str) -> DeletionRequest:
-    request = DeletionRequest.model_validate(json.loads(doc))
-    return request.model_copy(
-        update={
-            "requested_at": utc(request.requested_at),
-            "due_by": utc(request.due_by),
-            "steps": {step: utc(at) for step, at in request.steps.items()},
-            "completed_at": utc(request.completed_at) if request.completed_at else None,
-        }
-    )
-
-
 class SqlitePrivacyStore(PrivacyStore):
     """One connection in autocommit mode behind a lock; WAL so readers never wait for a writer,
     and `BEGIN IMMEDIATE` where a read decides a write, so processes serialise there."""
@@ -120,12 +108,12 @@ class SqlitePrivacyStore(PrivacyStore):
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return decode_request(row[0]) if row else request
+        return DeletionRequest.model_validate_json(row[0]) if row else request
 
     def deletion(self, request_id: str) -> DeletionRequest | None:
         with self._lock:
             row = self._db.execute("SELECT doc FROM deletions WHERE request_id = ?", (request_id,)).fetchone()
-        return decode_request(row[0]) if row else None
+        return DeletionRequest.model_validate_json(row[0]) if row else None
 
     def save_deletion(self, request: DeletionRequest) -> None:
         with self._lock:
@@ -149,7 +137,7 @@ class SqlitePrivacyStore(PrivacyStore):
                 "SELECT doc FROM deletions WHERE status = 'pending' ORDER BY requested_at, request_id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [decode_request(doc) for (doc,) in rows]
+        return [DeletionRequest.model_validate_json(doc) for (doc,) in rows]
 
     def deleted_at(self, user_id: str) -> datetime | None:
         with self._lock:

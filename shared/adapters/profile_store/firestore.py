@@ -25,6 +25,21 @@ def document_id(user_id: str) -> str:
     return "~" + user_id.encode().hex() if reserved else user_id
 
 
+def with_backoff(run: Callable[[], T], timeout_s: float) -> T:
+    """Run a transaction, retrying it when contention aborts it, with jittered exponential backoff:
+    the client retries only aborted commits and without pause, which livelocks busy documents."""
+    delay, deadline = 0.005, time.monotonic() + timeout_s
+    while True:
+        try:
+            return run()
+        except (exceptions.Aborted, ValueError) as exc:
+            aborted = isinstance(exc, exceptions.Aborted) or isinstance(exc.__cause__, exceptions.Aborted)
+            if not aborted or time.monotonic() > deadline:
+                raise
+        time.sleep(random.uniform(0, delay))
+        delay = min(delay * 2, 0.5)
+
+
 class FirestoreProfileStore(ProfileStore):
     """Each update is a Firestore transaction (read, change, write; retried by the client on
     contention), so instances updating one shopper at once never lose each other's events."""
@@ -78,21 +93,7 @@ class FirestoreProfileStore(ProfileStore):
             # Firestore is unreachable); one bounded read first makes an outage fail fast, so the
             # caller can spool the events instead of hanging.
             ref.get(retry=None, timeout=self.reachability_timeout_s)
-            return self._with_backoff(lambda: attempt(self.client.transaction(max_attempts=5)))
-
-    def _with_backoff(self, run: Callable[[], T]) -> T:
-        """Retry transactions aborted by contention, with jittered exponential backoff: the client
-        retries only aborted commits and without pause, which livelocks busy documents."""
-        delay, deadline = 0.005, time.monotonic() + self.contention_timeout_s
-        while True:
-            try:
-                return run()
-            except (exceptions.Aborted, ValueError) as exc:
-                aborted = isinstance(exc, exceptions.Aborted) or isinstance(exc.__cause__, exceptions.Aborted)
-                if not aborted or time.monotonic() > deadline:
-                    raise
-            time.sleep(random.uniform(0, delay))
-            delay = min(delay * 2, 0.5)
+            return with_backoff(lambda: attempt(self.client.transaction(max_attempts=5)), self.contention_timeout_s)
 
     def read(self, user_id: str, view: Callable[[Profile], T]) -> T | None:
         # Reads serve requests: one attempt, bounded, so a slow Firestore cannot hold a search.

@@ -9,8 +9,7 @@ this product's volumes; the README says when to move to the Storage Write API.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, time
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as google_exceptions
@@ -18,6 +17,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from shared.adapters.warehouse import jsonable
 from shared.config import Settings
 from shared.domain.pipeline import EVENT_TABLES, Table
 from shared.ports.warehouse import Warehouse, WarehouseUnavailable
@@ -129,7 +129,7 @@ class BigQueryWarehouse(Warehouse):
                 if not chunk:
                     continue
                 config = bigquery.LoadJobConfig(schema=schema, write_disposition=disposition)
-                rows = [{c: _jsonable(row.get(c)) for c, _ in columns} for row in chunk]
+                rows = [{c: jsonable(row.get(c)) for c, _ in columns} for row in chunk]
                 self.client.load_table_from_json(rows, table, job_config=config).result(timeout=self.timeout_s)
                 disposition = bigquery.WriteDisposition.WRITE_APPEND
             return int(self.query(f"SELECT COUNT(*) AS n FROM {name}")[0]["n"])
@@ -149,7 +149,7 @@ class BigQueryWarehouse(Warehouse):
         for table in self._user_tables():
             sql = f"SELECT * FROM `{table}` WHERE user_id = @user_id LIMIT {int(limit)}"
             if rows := self.query(sql, {"user_id": user_id}):
-                found[table] = [{c: _jsonable(v) for c, v in row.items()} for row in rows]
+                found[table] = [{c: jsonable(v) for c, v in row.items()} for row in rows]
         return found
 
     def delete_users(self, user_ids: Collection[str]) -> dict[str, int]:
@@ -206,21 +206,6 @@ class BigQueryWarehouse(Warehouse):
 
     def close(self) -> None:
         self.client.close()
-
-
-def _jsonable(value: Any) -> Any:
-    """A warehouse value as JSON: times as ISO strings (UTC for timestamps), decimals as floats."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
 
 
 def _parameter(name: str, value: Any) -> Any:

@@ -6,8 +6,7 @@ import json
 import logging
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, time
-from decimal import Decimal
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import duckdb
 import sqlglot
 from sqlglot.errors import ErrorLevel
 
+from shared.adapters.warehouse import jsonable
 from shared.config import Settings
 from shared.domain.pipeline import EVENT_TABLES, table_ddl
 from shared.ports.warehouse import Warehouse, WarehouseUnavailable
@@ -133,7 +133,7 @@ class DuckDbWarehouse(Warehouse):
                     columns = [(d[0], str(d[1]) == "JSON") for d in cursor.description or ()]
                     rows = [
                         {
-                            c: json.loads(v) if is_json and v is not None else _jsonable(v)
+                            c: json.loads(v) if is_json and v is not None else jsonable(v)
                             for (c, is_json), v in zip(columns, row, strict=True)
                         }
                         for row in cursor.fetchall()
@@ -196,18 +196,3 @@ class DuckDbWarehouse(Warehouse):
         with self._lock:
             if self._db is not None:
                 self._reset(self._db)
-
-
-def _jsonable(value: Any) -> Any:
-    """A warehouse value as JSON: times as ISO strings (UTC for timestamps), decimals as floats."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
