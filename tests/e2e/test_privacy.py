@@ -17,6 +17,7 @@ from shared import bootstrap
 from shared.domain.events import Interaction
 from shared.domain.pipeline import TOPIC, EventBatch, archive_name, warehouse_rows
 from shared.ports.event_bus import pubsub_cloud_event
+from shared.ports.graph_memory import GraphUnavailable
 from tests.conftest import ROOT, installed_services
 
 MAIN = str(ROOT / "main.py")
@@ -166,3 +167,27 @@ def test_retention_removes_raw_events_past_the_stores_and_each_shoppers_window(s
 
     assert kept("ann") == ({"ann-3"}, {"ann-3"})  # her own 7-day window
     assert kept("bob") == ({"bob-10"}, {"bob-10"})  # the store's 90 days
+
+
+def test_a_failed_step_is_recorded_and_the_next_run_resumes_after_it(services, monkeypatch):
+    shop("ann", 5, "ann-order-0")
+    deliver(services.published)
+    answer = call("delete_user_data", "delete", "/api/users/ann", "ann").get_json()
+    erase = services.graph.delete_user
+
+    def graph_down(user_id: str) -> int:
+        raise GraphUnavailable("the graph is down")
+
+    monkeypatch.setattr(services.graph, "delete_user", graph_down)
+    later = (NOW + timedelta(minutes=20)).isoformat()
+    first = call("process_deletion_queue", "post", "/", json={"at": later}).get_json()["deletions"]
+    assert first["completed"] == 0 and first["steps"]["graph"] == {"error": "the graph is down"}
+    status = call("get_deletion_status", "get", answer["status_url"], "ann").get_json()
+    assert status["remaining"] == ["graph", "warehouse", "archive", "features"]  # later steps wait for it
+    assert status["attempts"] == 1 and status["last_error"] == "graph: the graph is down"
+    assert services.warehouse.user_rows("ann")  # not erased before the graph is
+
+    monkeypatch.setattr(services.graph, "delete_user", erase)
+    second = call("process_deletion_queue", "post", "/", json={"at": later}).get_json()["deletions"]
+    assert second["completed"] == 1 and "profile" not in second["steps"]  # done steps are not redone
+    assert not any(everything_about(services, "ann").values())
