@@ -101,6 +101,7 @@ def test_a_deleted_shopper_is_erased_everywhere_and_stays_erased(services):
     answer = call("delete_user_data", "delete", "/api/users/ann", "ann")
     assert answer.status_code == 202
     status_url = answer.get_json()["status_url"]
+    requested = datetime.fromisoformat(answer.get_json()["requested_at"])
     # At once: the live profile is gone and no search shows what was learnt about them.
     assert everything_about(services, "ann")["instance cache and profile store"] is None
     assert everything_about(services, "ann")["durable profile store"] is None
@@ -112,9 +113,10 @@ def test_a_deleted_shopper_is_erased_everywhere_and_stays_erased(services):
     services.jobs.run("hourly", force=True)  # a snapshot built while the erasure is pending leaves them out
     assert services.features.user("ann") is None
 
-    early = call("process_deletion_queue", "post", "/", json={"at": NOW.isoformat()}).get_json()
+    early = call("process_deletion_queue", "post", "/", json={"at": (requested + timedelta(minutes=9)).isoformat()})
+    early = early.get_json()
     assert early["deletions"]["processed"] == 0  # within the grace period: in-flight events drain first
-    queue = call("process_deletion_queue", "post", "/", json={"at": (NOW + timedelta(minutes=11)).isoformat()})
+    queue = call("process_deletion_queue", "post", "/", json={"at": (requested + timedelta(minutes=11)).isoformat()})
     assert queue.status_code == 200 and queue.get_json()["deletions"]["completed"] == 1, queue.get_json()
     status = call("get_deletion_status", "get", status_url, "ann").get_json()
     assert status["status"] == "complete" and status["remaining"] == []
@@ -133,7 +135,7 @@ def test_a_deleted_shopper_is_erased_everywhere_and_stays_erased(services):
     assert export["graph_memory"]["data"] == {"orders": [], "signals": [], "facts": []}
 
     # Running the queue again changes nothing; the shopper may come back as new.
-    again = call("process_deletion_queue", "post", "/", json={"at": (NOW + timedelta(hours=2)).isoformat()})
+    again = call("process_deletion_queue", "post", "/", json={"at": (requested + timedelta(hours=2)).isoformat()})
     assert again.get_json()["deletions"]["processed"] == 0
     fresh = {"event_type": "view_details", "user_id": "ann", "product_id": "skim-milk"}
     assert call("track_interaction", "post", "/", "ann", json=fresh).get_json()["accepted"]
@@ -179,7 +181,7 @@ def test_a_failed_step_is_recorded_and_the_next_run_resumes_after_it(services, m
         raise GraphUnavailable("the graph is down")
 
     monkeypatch.setattr(services.graph, "delete_user", graph_down)
-    later = (NOW + timedelta(minutes=20)).isoformat()
+    later = (datetime.fromisoformat(answer["requested_at"]) + timedelta(minutes=11)).isoformat()
     first = call("process_deletion_queue", "post", "/", json={"at": later}).get_json()["deletions"]
     assert first["completed"] == 0 and first["steps"]["graph"] == {"error": "the graph is down"}
     status = call("get_deletion_status", "get", answer["status_url"], "ann").get_json()
