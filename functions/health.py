@@ -1,4 +1,6 @@
-"""HTTP: GET /health: whether this instance can serve, and the state of its backends (no I/O)."""
+"""HTTP: GET /health: whether this instance can serve, and the state of every backend: healthy,
+degraded or disabled, with the reason. The backends are probed in the background
+(shared/services/health.py); this answers from the last probes without waiting on any."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from shared.bootstrap import container
 @endpoint("GET")
 def check_health(request: flask.Request) -> tuple[int, dict]:
     services = container()
-    backends = {
+    live = {  # no I/O: what this instance knows now (queues, counters, the store's last known state)
         "profile_store": services.profiles.health(),
         "event_bus": services.bus.health() | {"publisher": services.publisher.health()},
     }
+    backends = services.health.report(live)
     # Degraded still answers (from the cache, or plain results): 200 either way, the body says which.
-    healthy = all(b["status"] == "healthy" and b.get("publisher", b)["status"] == "healthy" for b in backends.values())
+    # "unknown" is a backend still answering its first probe (a cold instance opening it).
+    healthy = all(b["status"] != "degraded" for b in backends.values())
     return 200, {"status": "healthy" if healthy else "degraded", "backends": backends}

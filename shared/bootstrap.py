@@ -29,6 +29,7 @@ from shared.ports.profile_store import ProfileStore
 from shared.ports.warehouse import Warehouse
 from shared.services.erasure import ErasureService
 from shared.services.features import FeaturePublisher
+from shared.services.health import HealthMonitor
 from shared.services.jobs import JobRunner
 from shared.services.memory import GraphMemoryService
 from shared.services.orders import OrderService
@@ -39,6 +40,8 @@ from shared.services.profile_cache import CachedProfileStore
 from shared.services.publisher import EventPublisher
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
+
+HEALTH_KEY = "__health__"  # a key no shopper or object has: probes read it and find nothing
 
 # Short adapter names to class paths, imported only when chosen (unused cloud clients never load).
 PROFILE_STORE_CLASS_FOR_TYPE = {
@@ -152,6 +155,26 @@ class Container:
             return None
         verifier: type[IdentityVerifier] = import_class(self.settings.auth, IDENTITY_CLASS_FOR_TYPE)
         return verifier.from_settings(self.settings)
+
+    @cached_property
+    def health(self) -> HealthMonitor:
+        """Every backend probed in the background (opening a backend this instance has not used yet)."""
+        llm = self.settings.graph_llm
+        return HealthMonitor(
+            {
+                # a real read: no shopper has this id, so it reaches the store
+                "profile_store": lambda: self.profiles.read(HEALTH_KEY, len),
+                "event_bus": self.bus.health,
+                "warehouse": lambda: self.warehouse.query("SELECT 1"),
+                "archive": lambda: self.archive.get(HEALTH_KEY),
+                "graph_memory": lambda: self.graph.history(HEALTH_KEY),
+                "privacy_store": lambda: self.privacy.store.settings(HEALTH_KEY),
+                # Calling the LLM would cost money: configured is all that is known.
+                "text_memory": (lambda: {"llm": llm}) if llm else "no LLM configured (LEAFLOAF_GRAPH_LLM)",
+            },
+            interval_s=self.settings.health_interval_s,
+            timeout_s=self.settings.health_timeout_s,
+        )
 
     @cached_property
     def erasure(self) -> ErasureService:

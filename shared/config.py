@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # Comma-separated origins allowed to call the HTTP functions from a browser ("*" for any).
     cors_origins: str = "*"
     log_level: str = "INFO"
+    # /health probes every backend in the background at most this often, each within the timeout.
+    health_interval_s: float = Field(default=30.0, gt=0)
+    health_timeout_s: float = Field(default=2.0, gt=0)
 
     # Event pipeline (shared/services/publisher.py, shared/services/pipeline.py).
     event_bus: str = "sqlite"  # or "pubsub" (PUBSUB_EMULATOR_HOST points the client at an emulator)

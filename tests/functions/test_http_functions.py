@@ -211,10 +211,16 @@ def test_an_internal_error_is_a_json_500_and_logged(monkeypatch, caplog):
     assert "unhandled error" in caplog.text
 
 
-def test_health_reports_the_profile_store():
+def test_health_reports_every_backend():
     body = client("check_health").get("/health").get_json()
     assert body["status"] == "healthy"
-    assert body["backends"]["profile_store"] == {"status": "healthy", "kind": "MemoryProfileStore"}
+    backends = body["backends"]
+    assert set(backends) == {"profile_store", "event_bus", "warehouse", "archive", "graph_memory", "privacy_store",
+                             "text_memory"}  # fmt: skip
+    assert backends["profile_store"] | {"probe_ms": 0} == {"status": "healthy", "kind": "MemoryProfileStore",
+                                                           "probe_ms": 0}  # fmt: skip
+    assert backends["text_memory"] == {"status": "disabled", "reason": "no LLM configured (LEAFLOAF_GRAPH_LLM)"}
+    assert all(b["status"] in ("healthy", "unknown") for name, b in backends.items() if name != "text_memory")
 
 
 def test_health_of_a_cached_durable_store(tmp_path):
