@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,6 +13,7 @@ import flask
 from pydantic import BaseModel, ValidationError
 
 from shared.bootstrap import container
+from shared.observability import reset_trace, set_trace, trace_fields
 from shared.ports.identity import Caller, InvalidToken
 
 log = logging.getLogger(__name__)
@@ -150,14 +152,23 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
             if request.method not in methods:
                 message = f"use {' or '.join(methods)}"
                 return _error(405, "method_not_allowed", message, [], headers | {"Allow": ", ".join(methods)})
+            started = time.perf_counter()
+            trace = set_trace(trace_fields(request.headers, container().settings.trace_project))
             try:
                 status, payload = handler(request)
+                response = _json(status, payload, headers)
             except RequestError as exc:
-                return _error(exc.status, exc.code, exc.message, exc.fields, headers)
+                response = _error(exc.status, exc.code, exc.message, exc.fields, headers)
             except Exception:
                 log.exception("unhandled error", extra={"path": request.path})
-                return _error(500, "internal", "internal error; it has been logged", [], headers)
-            return _json(status, payload, headers)
+                response = _error(500, "internal", "internal error; it has been logged", [], headers)
+            finally:
+                reset_trace(trace)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            container().telemetry.request_duration.record(
+                elapsed_ms, {"function": handler.__name__, "status": response.status_code}
+            )
+            return response
 
         return serve
 

@@ -76,6 +76,7 @@ def create_local_app() -> flask.Flask:
         )
 
     app.add_url_rule("/openapi.json", endpoint="openapi", view_func=_openapi, methods=["GET"])
+    app.add_url_rule("/metrics", endpoint="metrics", view_func=_metrics, methods=["GET"])
     # Unknown paths get a plain view rather than Flask's NotFound exception, whose traceback
     # cycles would pile up as garbage for the collector on every stray request.
     for path in ("/", "/<path:anything>"):
@@ -91,6 +92,11 @@ def create_local_app() -> flask.Flask:
 
 def _openapi() -> flask.Response:
     return flask.Response(json.dumps(openapi()), mimetype="application/json")
+
+
+def _metrics() -> flask.Response:
+    """This process's OpenTelemetry metrics as JSON (in the cloud they go to Cloud Monitoring)."""
+    return flask.Response(json.dumps(container().telemetry.snapshot()), mimetype="application/json")
 
 
 def _not_found(**_: str) -> flask.Response:

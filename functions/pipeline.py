@@ -14,6 +14,7 @@ from cloudevents.http import CloudEvent
 from shared.bootstrap import Container, container
 from shared.domain.pipeline import EventBatch
 from shared.services.pipeline import receive
+from shared.telemetry import record_lag
 
 
 def unless_erased(services: Container, handle: Callable[[EventBatch], object]) -> Callable[[EventBatch], object]:
@@ -29,7 +30,13 @@ def unless_erased(services: Container, handle: Callable[[EventBatch], object]) -
 @functions_framework.cloud_event
 def load_events_bigquery(cloud_event: CloudEvent) -> None:
     services = container()
-    receive("load_events_bigquery", cloud_event.get_data(), services.bus, unless_erased(services, services.loader.load))
+
+    def load(batch: EventBatch) -> int:
+        loaded = services.loader.load(batch)
+        record_lag(services.telemetry, batch.events, "warehouse")
+        return loaded
+
+    receive("load_events_bigquery", cloud_event.get_data(), services.bus, unless_erased(services, load))
 
 
 @functions_framework.cloud_event

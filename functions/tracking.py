@@ -8,6 +8,7 @@ import functions_framework
 from functions.http import RequestError, endpoint, json_body, proves, validate
 from shared.bootstrap import container
 from shared.domain.events import Interaction
+from shared.telemetry import record_lag
 
 
 def parse_events(body: object, max_batch: int) -> list[Interaction]:
@@ -49,6 +50,7 @@ def track_interaction(request: flask.Request) -> tuple[int, dict]:
     proven = {user_id for user_id in {e.user_id for e in events} if proves(request, user_id)}
     result = services.tracking.track([e for e in events if e.user_id in proven])
     refused = {e.event_id: "unauthenticated" for e in events if e.user_id not in proven} | result.refused
+    record_lag(services.telemetry, [e for e in events if e.event_id in set(result.accepted)], "profile")
     return 202, {
         "accepted": result.accepted,
         "duplicates": result.duplicates,

@@ -48,6 +48,8 @@ locals {
     LEAFLOAF_AUTH_AUDIENCE       = var.project
     LEAFLOAF_AUTH_SERVICE_ACCOUNTS = join(",", var.support_service_accounts)
     LEAFLOAF_RETENTION_DAYS      = tostring(var.raw_event_retention_days)
+    LEAFLOAF_METRICS_EXPORT      = "gcp" # OpenTelemetry metrics to Cloud Monitoring (workload.googleapis.com/leafloaf.*)
+    LEAFLOAF_TRACE_PROJECT       = var.project
     LEAFLOAF_PROFILE_SPOOL_PATH  = "/tmp/profile-spool.sqlite3"
     LEAFLOAF_PUBLISH_SPOOL_PATH  = "/tmp/publish-spool.sqlite3"
     LEAFLOAF_FEATURES_CACHE_PATH = "/tmp/features"
@@ -60,7 +62,8 @@ resource "google_project_service" "apis" {
   for_each = toset([
     "artifactregistry.googleapis.com", "bigquery.googleapis.com", "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com", "cloudscheduler.googleapis.com", "eventarc.googleapis.com",
-    "firestore.googleapis.com", "pubsub.googleapis.com", "run.googleapis.com",
+    "firestore.googleapis.com", "logging.googleapis.com", "monitoring.googleapis.com", "pubsub.googleapis.com",
+    "run.googleapis.com",
     "secretmanager.googleapis.com", "spanner.googleapis.com", "storage.googleapis.com",
   ])
   service            = each.value
@@ -456,4 +459,75 @@ resource "google_firestore_field" "nonce_expiry" {
   collection = "privacy_nonces"
   field      = "expires_at"
   ttl_config {}
+}
+
+# -- monitoring: every function writes its metrics; the original design's alert policies ----------
+resource "google_project_iam_member" "metric_writers" {
+  for_each = var.functions
+  project  = var.project
+  role     = "roles/monitoring.metricWriter"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+locals {
+  metric = "workload_googleapis_com:leafloaf" # OpenTelemetry metrics as PromQL names
+  alerts = {
+    slow_responses = {
+      name  = "LeafLoaf: responses slower than 350 ms (p95)"
+      query = "histogram_quantile(0.95, sum by (le, function) (rate(${local.metric}_request_duration_bucket[5m]))) > 350"
+    }
+    low_personalization = {
+      name  = "LeafLoaf: personalization hit rate under 80 %"
+      query = "sum(rate(${local.metric}_search_requests{personalized=\"true\"}[10m])) / sum(rate(${local.metric}_search_requests[10m])) < 0.8"
+    }
+    streaming_errors = {
+      name  = "LeafLoaf: more than 1 % of event batches failed to publish"
+      query = "sum(rate(${local.metric}_events{outcome=\"failed\"}[10m])) / clamp_min(sum(rate(${local.metric}_events{outcome=\"published\"}[10m])), 1e-9) > 0.01"
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "design" {
+  for_each              = local.alerts
+  display_name          = each.value.name
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  conditions {
+    display_name = each.value.name
+    condition_prometheus_query_language {
+      query               = each.value.query
+      duration            = "300s"
+      evaluation_interval = "60s"
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+# The deletion queue logs requests past their 72-hour due time at ERROR (shared/services/erasure.py).
+resource "google_logging_metric" "overdue_deletions" {
+  name   = "leafloaf_overdue_deletions"
+  filter = "severity=ERROR AND jsonPayload.message=\"deletion requests are past their 72-hour due time\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+  }
+}
+
+resource "google_monitoring_alert_policy" "overdue_deletions" {
+  display_name          = "LeafLoaf: a deletion request is past its 72-hour promise"
+  combiner              = "OR"
+  notification_channels = var.alert_notification_channels
+  conditions {
+    display_name = "overdue deletion requests logged"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.overdue_deletions.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "3600s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
 }

@@ -76,3 +76,9 @@ variable "support_service_accounts" {
   type        = list(string)
   default     = []
 }
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channel ids the alert policies notify (none: the alerts only show in the console)."
+  type        = list(string)
+  default     = []
+}

@@ -40,6 +40,7 @@ from shared.services.profile_cache import CachedProfileStore
 from shared.services.publisher import EventPublisher
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
+from shared.telemetry import Telemetry
 
 HEALTH_KEY = "__health__"  # a key no shopper or object has: probes read it and find nothing
 
@@ -107,6 +108,7 @@ class Container:
     publisher: EventPublisher
     orders: OrderService
     privacy: PrivacyService
+    telemetry: Telemetry
 
     # The event functions' backends, built on first use: an HTTP-only instance never opens them.
     @cached_property
@@ -281,7 +283,25 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         publisher,
         OrderService(tracking),
         privacy,
+        instrumented(Telemetry(settings.metrics_export), profiles, publisher),
     )
+
+
+def instrumented(telemetry: Telemetry, profiles: ProfileStore, publisher: EventPublisher) -> Telemetry:
+    """Metrics read from the services' own counters when collected (nothing added to the hot path)."""
+    telemetry.observe_counters(
+        "leafloaf.events", "outcome",
+        lambda: {"published": publisher.published, "spooled": publisher.spooled, "failed": publisher.failures},
+    )  # fmt: skip
+    if isinstance(profiles, CachedProfileStore):
+        cache = profiles
+        lookups = lambda: {"hit": cache.hits, "miss": cache.misses}  # noqa: E731
+        telemetry.observe_counters("leafloaf.profile_cache.lookups", "result", lookups)
+        telemetry.observe_gauge("leafloaf.profile_cache.profiles", lambda: len(cache))
+        telemetry.observe_gauge(
+            "leafloaf.profile_cache.bytes_per_profile", lambda: cache.cached_bytes() / max(1, len(cache))
+        )
+    return telemetry
 
 
 def settle_heap() -> None:

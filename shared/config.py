@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # Comma-separated origins allowed to call the HTTP functions from a browser ("*" for any).
     cors_origins: str = "*"
     log_level: str = "INFO"
+    trace_project: str = "leafloaf-local"  # the project named in log lines' trace fields (Cloud Logging)
+    metrics_export: str = "none"  # or "gcp": OpenTelemetry metrics to Cloud Monitoring (shared/telemetry.py)
     # /health probes every backend in the background at most this often, each within the timeout.
     health_interval_s: float = Field(default=30.0, gt=0)
     health_timeout_s: float = Field(default=2.0, gt=0)

@@ -73,6 +73,7 @@ class CachedProfileStore(ProfileStore):
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
         self._bytes = 0
+        self.hits = self.misses = 0  # lookups answered from memory / that read the store
         self._apply: Callable[[Profile, Interaction], object] | None = apply
         self.spool = spool
         self.clock = clock
@@ -157,9 +158,12 @@ class CachedProfileStore(ProfileStore):
                 entry.used_at = now
                 # While a flush is in flight the cached copy is the most complete one there is.
                 if now - entry.synced_at <= self.max_staleness_s or entry.flushing:
+                    self.hits += 1
                     return entry
             if not self.healthy:  # the store is failing: answer from memory now, retry in the flusher
+                self.hits += entry is not None
                 return self._from_memory(user_id, entry, create, now)
+            self.misses += 1
         stored = self._load(user_id)  # I/O outside the lock
         with self._lock:
             entry = self._entries.get(user_id)
@@ -327,8 +331,14 @@ class CachedProfileStore(ProfileStore):
         started = self._flush_started
         stuck = started is not None and self.clock() - started > max(1.0, 4 * self.flush_interval_s)
         status = "healthy" if self.healthy and not stuck else "degraded"
-        return {"status": status, "pending_events": pending, "cached_profiles": cached, "cached_bytes": self._bytes} | {
-            "store": self.durable.health()
+        return {
+            "status": status,
+            "pending_events": pending,
+            "cached_profiles": cached,
+            "cached_bytes": self._bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+            "store": self.durable.health(),
         }
 
     def close(self) -> None:
