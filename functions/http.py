@@ -153,7 +153,13 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
                 message = f"use {' or '.join(methods)}"
                 return _error(405, "method_not_allowed", message, [], headers | {"Allow": ", ".join(methods)})
             started = time.perf_counter()
-            trace = set_trace(trace_fields(request.headers, container().settings.trace_project))
+            headers_in = request.headers
+            fields = trace_fields(
+                headers_in.get("traceparent"),
+                headers_in.get("X-Cloud-Trace-Context"),
+                container().settings.trace_project,
+            )
+            trace = set_trace(fields)
             try:
                 status, payload = handler(request)
                 response = _json(status, payload, headers)

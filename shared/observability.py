@@ -17,11 +17,10 @@ _CLOUD_TRACE = re.compile(r"^(?P<trace>[0-9a-fA-F]{32})(?:/(?P<span>\d+))?")
 _trace: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("trace", default=None)
 
 
-def trace_fields(headers: Mapping[str, str], project: str) -> dict[str, str]:
-    """Cloud Logging's trace fields for a request's headers (empty when it carries no trace)."""
-    match = _TRACEPARENT.match(headers.get("traceparent", "")) or _CLOUD_TRACE.match(
-        headers.get("X-Cloud-Trace-Context", "")
-    )
+def trace_fields(traceparent: str | None, cloud_trace: str | None, project: str) -> dict[str, str]:
+    """Cloud Logging's trace fields from a request's `traceparent` and `X-Cloud-Trace-Context`
+    headers (empty when it carries no trace)."""
+    match = _TRACEPARENT.match(traceparent or "") or _CLOUD_TRACE.match(cloud_trace or "")
     if not match:
         return {}
     fields = {"logging.googleapis.com/trace": f"projects/{project}/traces/{match.group('trace').lower()}"}
