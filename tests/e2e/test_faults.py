@@ -1,0 +1,153 @@
+"""Fault injection under load, on the served embedded stack: while simulated shoppers keep
+tracking, searching and reading preferences, the warehouse is held by another process (down), the
+archive folder is replaced by a file (its writes fail: errors), the profile store is
+write-locked (slow: its writes wait) and so is the bus (slow publishing, failing deliveries).
+Every request is still answered, within its budget; after the faults end the stack recovers on its own; every accepted event is in
+the warehouse and the archive exactly once; and nothing was applied twice to a profile."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from shared.adapters.archive.local import LocalFolderArchive
+from shared.adapters.warehouse.duckdb import DuckDbWarehouse
+from shared.demo import Api
+from tests.e2e.stack import serving
+from tests.e2e.test_pipeline import drained, published, stack_env, wait_until
+
+BUDGET_MS = 1_000  # every request answered within this, faults or not
+SCROLLS = 12  # the probe shopper's scroll-pasts, each -0.05: the profile must hold exactly -0.6
+BUS_FAILS_AFTER_S = 10  # the embedded bus's SQLite busy timeout
+
+
+class Load:
+    """Shoppers tracking (batches of 5 new events), searching and reading preferences, in threads."""
+
+    def __init__(self, url: str, threads: int = 3) -> None:
+        self.url, self.threads = url, threads
+        self.stop = threading.Event()
+        self.accepted: set[str] = set()
+        self.answers: list[tuple[float, str, int, float]] = []  # (when, kind, status, ms)
+        self.lock = threading.Lock()
+
+    def run(self, worker: int) -> None:
+        api, n = Api(self.url, timeout=30), 0
+        while not self.stop.is_set():
+            user = f"load-{worker}-{n % 20}"
+            events = [{"event_id": f"w{worker}-{n}-{i}", "event_type": "click_product", "user_id": user,
+                       "product_id": f"p{(n * 5 + i) % 500:05d}"} for i in range(5)]  # fmt: skip
+            calls = [
+                ("track", "POST", "/api/interactions/track", {"events": events}),
+                ("search", "POST", "/api/search/personalized", {"query": "milk", "user_id": user}),
+                ("preferences", "GET", f"/api/users/{user}/preferences/live", None),
+            ]
+            for kind, method, path, request in calls:
+                started = time.perf_counter()
+                try:
+                    status, body = api.call(method, path, request)
+                except OSError:
+                    status, body = 0, {}
+                with self.lock:
+                    self.answers.append((time.monotonic(), kind, status, (time.perf_counter() - started) * 1000))
+                    if kind == "track" and status == 202:
+                        self.accepted.update(body["accepted"])
+            n += 1
+
+    def __enter__(self) -> Load:
+        self.workers = [threading.Thread(target=self.run, args=(w,), daemon=True) for w in range(self.threads)]
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for worker in self.workers:
+            worker.join(timeout=60)
+
+
+def hold_duckdb(path: Path) -> subprocess.Popen:
+    code = f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('held', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def write_lock(path: Path) -> sqlite3.Connection:
+    """Another process's writer: nobody else may write until it ends (readers still read, WAL)."""
+    lock = sqlite3.connect(path, isolation_level=None, timeout=30)
+    lock.execute("BEGIN IMMEDIATE")
+    return lock
+
+
+def tracked_ids(rows: list[str]) -> list[str]:
+    """Event ids of the tracked events (search events, published by the searches, left out)."""
+    return [json.loads(row)["event_id"] for row in rows if json.loads(row)["event_type"] != "search"]
+
+
+def test_under_load_with_backends_down_slow_and_failing_every_request_is_answered_and_nothing_lost(tmp_path):
+    env = stack_env(tmp_path) | {"LEAFLOAF_LOG_LEVEL": "ERROR"}
+    bus, archive_root = tmp_path / "bus.sqlite3", tmp_path / "archive"
+    probe = f"probe-{uuid.uuid4().hex[:6]}"
+    scrolls = [{"event_id": f"{probe}-{i}", "event_type": "displayed_but_scrolled", "user_id": probe,
+                "product_id": "p00003"} for i in range(SCROLLS)]  # fmt: skip
+    with serving(env) as url:
+        api = Api(url)
+        # DuckDB allows one process: the warehouse is taken down before the server first opens it.
+        warehouse = hold_duckdb(tmp_path / "warehouse.duckdb")  # down
+        faults_started = time.monotonic()
+        with Load(url) as load:
+            time.sleep(2)
+            archive_root.rename(tmp_path / "archive-away")  # down
+            archive_root.write_text("not a folder")
+            profiles = write_lock(tmp_path / "profiles.sqlite3")  # slow: profile writes wait
+            first = api.track(*scrolls[:6])
+            time.sleep(1)
+            # The bus's writes wait on its 10 s busy timeout (slow), and its deliveries fail (errors).
+            publishing = write_lock(bus)
+            again = api.track(*scrolls)  # the first six again (duplicates) and six new ones
+            time.sleep(BUS_FAILS_AFTER_S + 3)
+            publishing.rollback()
+            profiles.rollback()
+            warehouse.communicate("", timeout=30)
+            archive_root.unlink()
+            (tmp_path / "archive-away").rename(archive_root)
+            faults_ended = time.monotonic()
+            time.sleep(2)
+        # Load stopped: every accepted event must now reach the warehouse and the archive by itself.
+        sent = load.accepted | {s["event_id"] for s in scrolls}
+        searches = sum(kind == "search" and status == 200 for _, kind, status, _ in load.answers)
+        wait_until(lambda: published(url) >= len(sent) + searches and drained(bus), timeout=180, what="recovery")
+        recovered = time.monotonic()
+        health = api.call("GET", "/health")[1]["backends"]
+        live = api.call("GET", f"/api/users/{probe}/preferences/live")[1]
+    assert len(first["accepted"]) == 6 and sorted(again["duplicates"]) == sorted(s["event_id"] for s in scrolls[:6])
+    during = [a for a in load.answers if faults_started <= a[0] <= faults_ended]
+    figures = {
+        "requests_during_faults": len(during),
+        "answered_2xx_during_faults": sum(200 <= a[2] < 300 for a in during),
+        "p50_ms_during_faults": round(sorted(a[3] for a in during)[len(during) // 2], 1),
+        "max_ms_during_faults": round(max(a[3] for a in during), 1),
+        "events_accepted": len(sent),
+        "events_spooled_and_replayed": health["event_bus"]["publisher"]["spooled"],
+        "recovery_s": round(recovered - faults_ended, 1),
+    }
+    print("FAULTS", json.dumps(figures))
+    assert during and all(200 <= a[2] < 300 for a in during), {a[1:3] for a in during if not 200 <= a[2] < 300}
+    assert figures["max_ms_during_faults"] < BUDGET_MS, figures
+    stored = DuckDbWarehouse(tmp_path / "warehouse.duckdb")
+    rows = stored.query("SELECT event_id FROM raw_user_actions WHERE event_type != 'search'")
+    stored.close()
+    in_warehouse = [row["event_id"] for row in rows]
+    archive = LocalFolderArchive(archive_root)
+    lines = [line for item in archive.list("events/") for line in (archive.get(item.name) or b"").decode().splitlines()]
+    in_archive = tracked_ids(lines)
+    assert len(in_warehouse) == len(set(in_warehouse)) == len(sent) and set(in_warehouse) == sent
+    assert len(in_archive) == len(set(in_archive)) == len(sent) and set(in_archive) == sent
+    assert abs(live["products"]["p00003"] - (-0.05 * SCROLLS)) < 1e-3  # each scroll-past applied once
