@@ -2,8 +2,9 @@
 tracking, searching and reading preferences, the warehouse is held by another process (down), the
 archive folder is replaced by a file (its writes fail: errors), the profile store is
 write-locked (slow: its writes wait) and so is the bus (slow publishing, failing deliveries).
-Every request is still answered, within its budget; after the faults end the stack recovers on its own; every accepted event is in
-the warehouse and the archive exactly once; and nothing was applied twice to a profile."""
+Every request is still answered, within its budget; after the faults end the stack recovers on
+its own; every accepted event is in the warehouse and the archive exactly once; and nothing was
+applied twice to a profile."""
 
 from __future__ import annotations
 
