@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,6 +32,9 @@ def serving(env: dict[str, str], crash: bool = False) -> Iterator[str]:
     try:
         for line in process.stdout:
             if match := re.search(r"on (http://127\.0\.0\.1:\d+)", line):
+                # Keep reading its output: a full pipe would block the server's logging, and with it
+                # every thread that logs (as happened under injected faults).
+                threading.Thread(target=process.stdout.read, daemon=True).start()
                 yield match.group(1)
                 break
         else:
