@@ -5,7 +5,8 @@ knee (throughput stops growing while latency climbs).
 
 One `shared.cli serve` process on loopback with the embedded backends (SQLite profiles behind the
 instance cache, the embedded bus, DuckDB, the local archive, Kuzu), a 5,000-product demo catalog,
-authentication off (locust sends no tokens; bench.auth measures their cost). Each step runs
+authentication off (locust sends no tokens; bench.auth measures their cost), and without the local
+scheduler (LEAFLOAF_LOCAL_SCHEDULE=false, unless set): a serving instance, as deployed. Each step runs
 locust headless for `--seconds` and reads its CSV: requests/s and p50/p95/p99 per endpoint.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import os
 import subprocess
 import sys
 import tempfile
@@ -62,7 +64,9 @@ def report(results: list[tuple[int, dict]], seconds: int) -> str:
         "# Load test (locust)",
         "",
         f"`python -m bench.load` on {machine()}: one local server process (embedded backends, 5,000-product",
-        f"demo catalog, authentication off), locust on the same machine, {seconds} s per step. Mix per simulated",
+        "demo catalog, authentication off, local scheduler "
+        f"{'off' if os.environ.get('LEAFLOAF_LOCAL_SCHEDULE') == 'false' else 'on'}), locust on the same machine,",
+        f"{seconds} s per step. Mix per simulated",
         "shopper (1,000 shopper ids): track 10, search 6, preferences 2, order 1; 0.05-0.3 s between calls.",
         "Latencies in ms as locust measures them (client side, loopback).",
         "",
@@ -94,6 +98,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20, help="length of each step")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "LOAD.md")
     args = parser.parse_args()
+    # A serving instance, as in the cloud, where the scheduled jobs are functions of their own.
+    os.environ.setdefault("LEAFLOAF_LOCAL_SCHEDULE", "false")
     server, port = start_server(5_000)
     results = []
     try:
