@@ -13,12 +13,19 @@ import flask
 from pydantic import BaseModel, ValidationError
 
 from shared.bootstrap import container
+from shared.domain.events import Id
 from shared.observability import reset_trace, set_trace, trace_fields
 from shared.ports.identity import Caller, InvalidToken
 
 log = logging.getLogger(__name__)
 Handler = Callable[[flask.Request], tuple[int, Any]]
 M = TypeVar("M", bound=BaseModel)
+
+
+class UserRef(BaseModel):
+    """A user id taken from a path, validated like any other."""
+
+    user_id: Id
 
 
 class RequestError(Exception):
@@ -91,6 +98,20 @@ def proves(request: flask.Request, user_id: str) -> bool:
     return who is not None and who.may_act_for(user_id)
 
 
+def authenticated(request: flask.Request) -> Caller | None:
+    """The caller, who must prove who they are; None only with authentication off.
+
+    Raises:
+        RequestError: 401 without a valid token.
+    """
+    who = caller(request)
+    if who is None and container().identity is not None:
+        raise RequestError(
+            "unauthenticated", "send a token proving who you are: 'Authorization: Bearer <token>'", status=401
+        )
+    return who
+
+
 def authorize(request: flask.Request, user_id: str, once: bool = False) -> None:
     """Only the shopper themself (or a service identity) may go on; `once`: a token authorizes
     one change (a replayed one is refused, across instances).
@@ -99,13 +120,9 @@ def authorize(request: flask.Request, user_id: str, once: bool = False) -> None:
         RequestError: 401 without a valid token or for a replay, 403 for someone else's token.
     """
     services = container()
-    if services.identity is None:
+    who = authenticated(request)
+    if who is None:  # authentication off
         return
-    who = caller(request)
-    if who is None:
-        raise RequestError(
-            "unauthenticated", "send a token proving who you are: 'Authorization: Bearer <token>'", status=401
-        )
     if not who.may_act_for(user_id):
         raise RequestError("forbidden", "the token does not belong to this user", status=403)
     if once and not services.privacy.store.claim_nonce(who.nonce, who.expires_at):

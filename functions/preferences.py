@@ -6,17 +6,11 @@ import re
 
 import flask
 import functions_framework
-from pydantic import BaseModel
 
-from functions.http import RequestError, authorize, endpoint, validate
+from functions.http import RequestError, UserRef, authorize, endpoint, validate
 from shared.bootstrap import container
-from shared.domain.events import Id
 
 _PATH = re.compile(r"/users/(?P<user_id>[^/]*)/preferences(?:/live)?/?$")
-
-
-class UserRef(BaseModel):
-    user_id: Id
 
 
 @functions_framework.http

@@ -10,18 +10,14 @@ import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict
 
-from functions.http import RequestError, authorize, caller, endpoint, json_body, validate
+from functions.http import RequestError, UserRef, authenticated, authorize, endpoint, json_body, validate
 from shared.bootstrap import container
-from shared.domain.events import Id, UtcTime
+from shared.domain.events import UtcTime
 from shared.domain.privacy import DeletionRequest, PrivacyUpdate
 from shared.services.privacy import InvalidPrivacySettings
 
 _USER = re.compile(r"/users/(?P<user_id>[^/]*)(?P<rest>/privacy|/data)?/?$")
 _DELETION = re.compile(r"/deletions/(?P<request_id>[^/]*)/?$")
-
-
-class UserRef(BaseModel):
-    user_id: Id
 
 
 class QueueRequest(BaseModel):
@@ -90,13 +86,8 @@ def get_deletion_status(request: flask.Request) -> tuple[int, dict]:
     match = _DELETION.search(request.path)
     if not match:
         raise RequestError("invalid_request", "give the request as /api/deletions/{request_id}")
-    who = caller(request)
-    services = container()
-    if who is None and services.identity is not None:
-        raise RequestError(
-            "unauthenticated", "send a token proving who you are: 'Authorization: Bearer <token>'", status=401
-        )
-    deletion = services.privacy.deletion(match.group("request_id"))
+    who = authenticated(request)
+    deletion = container().privacy.deletion(match.group("request_id"))
     if deletion is None or (who is not None and not who.may_act_for(deletion.user_id)):
         raise RequestError("not_found", "no such deletion request", status=404)  # someone else's looks absent
     return 200, _status(deletion)

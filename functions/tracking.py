@@ -50,7 +50,8 @@ def track_interaction(request: flask.Request) -> tuple[int, dict]:
     proven = {user_id for user_id in {e.user_id for e in events} if proves(request, user_id)}
     result = services.tracking.track([e for e in events if e.user_id in proven])
     refused = {e.event_id: "unauthenticated" for e in events if e.user_id not in proven} | result.refused
-    record_lag(services.telemetry, [e for e in events if e.event_id in set(result.accepted)], "profile")
+    accepted = set(result.accepted)
+    record_lag(services.telemetry, [e for e in events if e.event_id in accepted], "profile")
     return 202, {
         "accepted": result.accepted,
         "duplicates": result.duplicates,

@@ -86,13 +86,12 @@ class ErasureService:
         completed = [r for r in requests if not r.remaining()]
         for request in completed:
             self._save(request, status="complete", completed_at=now)
-        overdue = [r.request_id for r in self.store.pending_deletions(limit) if now > r.due_by]
+        waiting = self.store.pending_deletions(limit)
+        overdue = [r.request_id for r in waiting if now > r.due_by]
         if overdue:
             log.error("deletion requests are past their 72-hour due time", extra={"requests": overdue})
-        waiting = len(self.store.pending_deletions(limit))
-        return {"processed": len(requests), "completed": len(completed), "waiting": waiting, "overdue": overdue} | {
-            "steps": done
-        }
+        summary = {"processed": len(requests), "completed": len(completed), "waiting": len(waiting)}
+        return summary | {"overdue": overdue, "steps": done}
 
     def _erase(self, step: str, users: set[str], now: datetime) -> Any:
         if step == "profile":  # again: an instance that had not seen the tombstone may have written

@@ -106,13 +106,14 @@ class PrivacyService:
         return batch if len(kept) == len(batch.events) else EventBatch(kept)
 
     def update(self, user_id: str, change: PrivacyUpdate) -> PrivacySettings:
-        settings = change.applied_to(self.of(user_id).settings)
+        current = self.of(user_id)
+        settings = change.applied_to(current.settings)
         if settings.data_retention_days > self.retention_days:
             raise InvalidPrivacySettings(
                 f"data_retention_days can be at most {self.retention_days}: this store keeps raw events that long"
             )
         self.store.save_settings(user_id, settings)
-        self._remember(user_id, UserPrivacy(settings, self.of(user_id).deleted_at), self.clock())
+        self._remember(user_id, UserPrivacy(settings, current.deleted_at), self.clock())
         return settings
 
     def request_deletion(self, user_id: str, at: datetime | None = None) -> DeletionRequest:

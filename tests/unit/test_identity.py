@@ -95,7 +95,7 @@ def google():
             self.wfile.write(body)
 
         def log_message(self, *args) -> None:
-            pass
+            """Quiet: the test speaks through its assertions."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Certs)
     threading.Thread(target=server.serve_forever, daemon=True).start()
