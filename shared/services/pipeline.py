@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -92,6 +93,7 @@ class Archiver:
         self.flush_events = flush_events
         self.flush_interval_s = flush_interval_s
         self.lock_expiry_s = lock_expiry_s
+        self.holder = uuid.uuid4().hex  # names this archiver in the flush lock
         self._local = threading.Lock()
 
     def archive_batch(self, batch: EventBatch) -> int:
@@ -127,16 +129,22 @@ class Archiver:
         return events >= self.flush_events or now - min(o.created for o in staged) >= self.flush_interval_s
 
     def _acquire(self, now: float) -> bool:
-        if self.archive.put(self.LOCK, str(now).encode(), if_absent=True):
+        """Take the flush lock (the caller holds `_local`). The lock names its holder: a lock of
+        this archiver's is one its own release failed to delete (the archive failed mid-flush),
+        taken back at once rather than blocking every flush, the shutdown's included, until it expires."""
+        lock = f"{now} {self.holder}".encode()
+        if self.archive.put(self.LOCK, lock, if_absent=True):
             return True
-        held = self.archive.get(self.LOCK)
+        held = (self.archive.get(self.LOCK) or b"").decode(errors="replace").split()
+        if held[1:] == [self.holder]:
+            return self.archive.put(self.LOCK, lock)
         try:
-            stale = held is not None and now - float(held) > self.lock_expiry_s
+            stale = bool(held) and now - float(held[0]) > self.lock_expiry_s
         except ValueError:
             stale = True
         if stale:  # its holder died mid-flush; the staged batches it had not cleared are still there
             self.archive.delete(self.LOCK)
-            return self.archive.put(self.LOCK, str(now).encode(), if_absent=True)
+            return self.archive.put(self.LOCK, lock, if_absent=True)
         return False
 
     def _flush_locked(self, force: bool, now: float) -> int:

@@ -11,7 +11,7 @@ from shared.adapters.archive.local import LocalFolderArchive
 from shared.config import Settings
 from shared.domain.events import Interaction
 from shared.domain.pipeline import EventBatch
-from shared.ports.archive import Archive
+from shared.ports.archive import Archive, ArchiveUnavailable
 from shared.services.pipeline import Archiver
 
 
@@ -111,6 +111,35 @@ def test_a_held_lock_defers_the_flush_and_a_stale_one_is_broken(archive):
     archive.put(Archiver.LOCK, b"0", if_absent=True)  # its holder died long ago
     assert archiver.flush() == 2
     assert archive.get(Archiver.LOCK) is None
+
+
+class LosesTheLockRelease:
+    """The archive, failing (once) to delete the flush lock: as when it fails mid-flush."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive, self.failed = archive, False
+
+    def __getattr__(self, name: str):
+        return getattr(self.archive, name)
+
+    def delete(self, name: str) -> None:
+        if name == Archiver.LOCK and not self.failed:
+            self.failed = True
+            raise ArchiveUnavailable("the archive went away")
+        self.archive.delete(name)
+
+
+def test_a_lock_its_own_failed_release_left_is_taken_back_and_another_instances_is_not(archive):
+    failing = LosesTheLockRelease(archive)
+    archiver = Archiver(failing, flush_events=1, lock_expiry_s=300)  # type: ignore[arg-type]
+    with pytest.raises(ArchiveUnavailable):
+        archiver.archive_batch(batch(2))  # flushed, but the lock stayed
+    assert archive.get(Archiver.LOCK) is not None
+    other = Archiver(archive, flush_events=1, lock_expiry_s=300)
+    other.stage(batch(3, start=2))
+    assert other.flush(force=True) == 0  # another instance's lock, not stale: it waits
+    assert archiver.flush(force=True) == 3  # its own: taken back at once, no 300 s wait
+    assert archive.get(Archiver.LOCK) is None and archiver.archived_lines() == 5
 
 
 def test_chunks_hold_whole_batches_of_about_flush_events(archive):
