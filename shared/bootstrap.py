@@ -114,9 +114,7 @@ class Container:
     @cached_property
     def warehouse(self) -> Warehouse:
         warehouse_class: type[Warehouse] = import_class(self.settings.warehouse, WAREHOUSE_CLASS_FOR_TYPE)
-        warehouse = warehouse_class.from_settings(self.settings)
-        atexit.register(warehouse.close)
-        return warehouse
+        return warehouse_class.from_settings(self.settings)
 
     @cached_property
     def archive(self) -> Archive:
@@ -126,9 +124,7 @@ class Container:
     @cached_property
     def graph(self) -> GraphMemory:
         graph_class: type[GraphMemory] = import_class(self.settings.graph_memory, GRAPH_MEMORY_CLASS_FOR_TYPE)
-        graph = graph_class.from_settings(self.settings)
-        atexit.register(graph.close)
-        return graph
+        return graph_class.from_settings(self.settings)
 
     @cached_property
     def memory(self) -> GraphMemoryService:
@@ -201,17 +197,22 @@ class Container:
 
     @cached_property
     def archiver(self) -> Archiver:
-        archiver = Archiver(self.archive, self.settings.archive_flush_events, self.settings.archive_flush_interval_s)
-        atexit.register(_flush_at_exit, archiver)
-        return archiver
+        return Archiver(self.archive, self.settings.archive_flush_events, self.settings.archive_flush_interval_s)
 
     def close(self) -> None:
-        """Publish what is queued and release the backends (instance shutdown, tests)."""
+        """Stop the instance in dependency order (at exit; tests): publish what is queued, stop the
+        deliveries, archive what is staged, then close the backends, whose close waits for the
+        statement in progress and is final, and write the queued profiles. A backend closed while
+        a delivery still ran would be reopened by it, and left unclosed at exit (DuckDB, Kuzu)."""
         self.publisher.close()
         self.bus.close()
+        if "archiver" in self.__dict__:
+            _flush_at_exit(self.archiver)
         for backend in ("warehouse", "graph"):
             if backend in self.__dict__:
                 self.__dict__[backend].close()
+        if isinstance(self.profiles, CachedProfileStore):
+            self.profiles.close()
 
 
 def _being_erased(store: PrivacyStore) -> set[str]:
@@ -248,7 +249,6 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
             max_bytes=settings.profile_cache_bytes,
             ttl_s=settings.profile_cache_ttl_s,
         )
-        atexit.register(profiles.close)  # write what is queued when the instance stops
     products = import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE)(catalog)
     bus_class: type[EventBus] = import_class(settings.event_bus, EVENT_BUS_CLASS_FOR_TYPE)
     bus = bus_class.from_settings(settings)
@@ -259,8 +259,6 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         max_latency_s=settings.publish_max_latency_s,
         retry_interval_s=settings.publish_retry_interval_s,
     )
-    atexit.register(bus.close)
-    atexit.register(publisher.close)  # registered last, runs first: publish what is queued
     store_of_privacy: type[PrivacyStore] = import_class(settings.privacy_store, PRIVACY_STORE_CLASS_FOR_TYPE)
     privacy = PrivacyService(
         store_of_privacy.from_settings(settings),
@@ -269,7 +267,7 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         ttl_s=settings.privacy_cache_ttl_s,
     )
     tracking = TrackingService(engine, profiles, publisher.publish, screen=privacy.screen)
-    return Container(
+    services = Container(
         settings,
         rules,
         catalog,
@@ -285,6 +283,8 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         privacy,
         instrumented(Telemetry(settings.metrics_export), profiles, publisher),
     )
+    atexit.register(services.close)  # an instance stopping publishes, archives and writes what it holds
+    return services
 
 
 def instrumented(telemetry: Telemetry, profiles: ProfileStore, publisher: EventPublisher) -> Telemetry:

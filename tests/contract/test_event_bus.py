@@ -158,6 +158,24 @@ def test_sqlite_messages_survive_a_restart_and_seek_redelivers(tmp_path):
     assert [b.batch_id for b in recorder.batches("archive_events")] == [sent.batch_id] * 2
 
 
+def test_sqlite_stopping_mid_delivery_hands_the_rest_back_at_once(tmp_path):
+    path = tmp_path / "bus.sqlite3"
+    bus = SqliteEventBus(path)
+    for i in range(3):
+        bus.publish(batch(1, start=i))
+    handled = []
+
+    def stop_after_the_first(event: CloudEvent) -> None:
+        handled.append(event)
+        bus._stopped.set()  # what close() does while this delivery runs
+
+    assert bus.deliver("archive_events", stop_after_the_first) == 1
+    restarted, recorder = SqliteEventBus(path), Recorder()
+    # Not leased until the 60 s ack deadline: the next instance delivers the other two now.
+    assert restarted.deliver("archive_events", recorder.handler("archive_events")) == 2
+    assert restarted.backlog()["archive_events"] == 0
+
+
 def test_sqlite_dead_letter_records_poison(tmp_path):
     bus = SqliteEventBus(tmp_path / "bus.sqlite3")
     bus.dead_letter("archive_events", b"junk", {"k": "v"}, "not our format")

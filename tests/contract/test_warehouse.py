@@ -177,3 +177,14 @@ def test_duckdb_held_by_another_process_is_unavailable_until_released(tmp_path, 
         holder.communicate("", timeout=30)  # EOF: the holder exits and lets go
     assert warehouse.insert(rows(rules, 2)) == 4
     warehouse.close()
+
+
+def test_duckdb_closed_is_closed_for_good(tmp_path, rules):
+    warehouse = DuckDbWarehouse(tmp_path / "w.duckdb")
+    assert warehouse.insert(rows(rules, 2)) == 4
+    warehouse.close()
+    with pytest.raises(WarehouseUnavailable, match="closed"):  # a late delivery does not reopen it
+        warehouse.insert(rows(rules, 3))
+    reopened = DuckDbWarehouse(tmp_path / "w.duckdb")  # the file is free for the next instance
+    assert count(reopened, "raw_user_actions") == 2
+    reopened.close()

@@ -189,7 +189,10 @@ class SqliteEventBus(EventBus):
             return rows
 
         rows = self._transaction(lease)
-        for message, attempts, data, attributes_json, published in rows:
+        for done, (message, attempts, data, attributes_json, published) in enumerate(rows):
+            if self._stopped.is_set():  # shutting down: hand the rest back now, not at the ack deadline
+                self._transaction(lambda db, rest=rows[done:]: self._release(db, subscription, rest))
+                return done
             attributes = json.loads(attributes_json)
             event = pubsub_cloud_event(
                 self.project,
@@ -207,6 +210,13 @@ class SqliteEventBus(EventBus):
             else:
                 self._transaction(lambda db, m=message: self._acked(db, subscription, m))
         return len(rows)
+
+    @staticmethod
+    def _release(db: sqlite3.Connection, subscription: str, rows: list[tuple]) -> None:
+        db.executemany(
+            "UPDATE deliveries SET leased_until = 0 WHERE subscription = ? AND message = ?",
+            [(subscription, row[0]) for row in rows],
+        )
 
     def _acked(self, db: sqlite3.Connection, subscription: str, message: int) -> None:
         now = time.time()

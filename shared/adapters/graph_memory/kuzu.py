@@ -292,6 +292,9 @@ class KuzuGraphMemory(GraphMemory):
         return cls(settings.kuzu_path, llm=configured_llm(settings))
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if not self._loop.is_running():  # closed: a stopped loop would never answer
+            coroutine.close()
+            raise GraphUnavailable(f"{self.path} is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def _query(self, cypher: str, **params: Any) -> list[dict[str, Any]]:

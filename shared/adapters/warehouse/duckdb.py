@@ -28,7 +28,8 @@ def to_duckdb(sql: str) -> str:
 
 
 class DuckDbWarehouse(Warehouse):
-    """One connection per instance, opened on first use (a failed open is retried on the next call).
+    """One connection per instance, opened on first use (a failed open is retried on the next call)
+    until `close`, which is final: a thread still delivering at shutdown must not reopen the file.
 
     DuckDB lets one process write a file at a time: another process holding it makes this
     warehouse unavailable until it lets go, which the event functions treat as transient.
@@ -39,6 +40,7 @@ class DuckDbWarehouse(Warehouse):
         self.dataset = dataset
         self.memory_limit = memory_limit  # beyond it DuckDB spills to disk: the jobs' memory stays bounded
         self._db: duckdb.DuckDBPyConnection | None = None
+        self._closed = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -47,6 +49,8 @@ class DuckDbWarehouse(Warehouse):
         return cls(settings.duckdb_path, settings.warehouse_dataset, settings.duckdb_memory_limit)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise WarehouseUnavailable(f"{self.path} is closed")
         if self._db is None:
             try:
                 db = duckdb.connect(self.path, config={"memory_limit": self.memory_limit})
@@ -193,6 +197,8 @@ class DuckDbWarehouse(Warehouse):
             self._db = None
 
     def close(self) -> None:
+        """Wait for the statement in progress, then close for good (its data checkpointed)."""
         with self._lock:
+            self._closed = True
             if self._db is not None:
                 self._reset(self._db)
