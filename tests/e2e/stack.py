@@ -10,6 +10,8 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -17,9 +19,10 @@ from tests.conftest import ROOT
 
 
 @contextmanager
-def serving(env: dict[str, str], crash: bool = False) -> Iterator[str]:
+def serving(env: dict[str, str], crash: bool = False, log: Path | None = None) -> Iterator[str]:
     """`python -m shared.cli serve --port 0` in its own process group; yields its URL. It is
-    stopped with SIGTERM (graceful), or with `crash` killed outright (SIGKILL, every process)."""
+    stopped with SIGTERM (graceful), or with `crash` killed outright (SIGKILL, every process).
+    Its output goes to `log` when given (read it when a test fails)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],
         cwd=ROOT,
@@ -34,7 +37,7 @@ def serving(env: dict[str, str], crash: bool = False) -> Iterator[str]:
             if match := re.search(r"on (http://127\.0\.0\.1:\d+)", line):
                 # Keep reading its output: a full pipe would block the server's logging, and with it
                 # every thread that logs (as happened under injected faults).
-                threading.Thread(target=process.stdout.read, daemon=True).start()
+                threading.Thread(target=_drain, args=(process.stdout, log), daemon=True).start()
                 yield match.group(1)
                 break
         else:
@@ -42,3 +45,13 @@ def serving(env: dict[str, str], crash: bool = False) -> Iterator[str]:
     finally:
         os.killpg(process.pid, signal.SIGKILL if crash else signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def _drain(output: TextIO, log: Path | None) -> None:
+    if log is None:
+        output.read()
+        return
+    with log.open("a") as sink:
+        for line in output:
+            sink.write(line)
+            sink.flush()

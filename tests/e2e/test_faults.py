@@ -18,8 +18,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from shared.adapters.archive.local import LocalFolderArchive
 from shared.adapters.event_bus.sqlite import SqliteEventBus
 from shared.adapters.warehouse.duckdb import DuckDbWarehouse
@@ -99,16 +97,13 @@ def tracked_ids(rows: list[str]) -> list[str]:
     return [json.loads(row)["event_id"] for row in rows if json.loads(row)["event_type"] != "search"]
 
 
-# 2 of about 10 runs ended with most rows missing from the DuckDB file read after the server
-# stopped (every delivery acked, none dead-lettered); not yet explained, so not in the default run.
-@pytest.mark.flaky_faults
 def test_under_load_with_backends_down_slow_and_failing_every_request_is_answered_and_nothing_lost(tmp_path):
-    env = stack_env(tmp_path) | {"LEAFLOAF_LOG_LEVEL": "ERROR"}
+    env = stack_env(tmp_path) | {"LEAFLOAF_LOG_LEVEL": "WARNING"}
     bus, archive_root = tmp_path / "bus.sqlite3", tmp_path / "archive"
     probe = f"probe-{uuid.uuid4().hex[:6]}"
     scrolls = [{"event_id": f"{probe}-{i}", "event_type": "displayed_but_scrolled", "user_id": probe,
                 "product_id": "p00003"} for i in range(SCROLLS)]  # fmt: skip
-    with serving(env) as url:
+    with serving(env, log=tmp_path / "server.log") as url:
         api = Api(url)
         # DuckDB allows one process: the warehouse is taken down before the server first opens it.
         warehouse = hold_duckdb(tmp_path / "warehouse.duckdb")  # down
@@ -154,21 +149,9 @@ def test_under_load_with_backends_down_slow_and_failing_every_request_is_answere
     stored.close()
     in_warehouse = [row["event_id"] for row in rows]
     archive = LocalFolderArchive(archive_root)
+    assert archive.list("staging/") == [], "a graceful stop archives what is staged, and lets go of the flush lock"
     lines = [line for item in archive.list("events/") for line in (archive.get(item.name) or b"").decode().splitlines()]
     in_archive = tracked_ids(lines)
-    acked = (
-        sqlite3.connect(bus)
-        .execute("SELECT COUNT(*), COUNT(acked_at) FROM deliveries WHERE subscription = 'load_events_bigquery'")
-        .fetchone()
-    )
-    print(
-        "DIAG deliveries (all, acked)",
-        acked,
-        "rows",
-        len(in_warehouse),
-        "files",
-        sorted(p.name for p in tmp_path.iterdir()),
-    )
     dead = SqliteEventBus(bus).dead_letters()
     assert dead == [], [(d["subscription"], d["reason"]) for d in dead[:5]]
     assert len(in_warehouse) == len(set(in_warehouse)) == len(sent) and set(in_warehouse) == sent
