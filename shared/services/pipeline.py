@@ -85,6 +85,7 @@ class Archiver:
     """
 
     LOCK = f"{STAGING_PREFIX}.lock"
+    PLAN = f"{STAGING_PREFIX}.flushing"  # the flush in progress: which object, from which staged batches
 
     def __init__(
         self, archive: Archive, flush_events: int = 100, flush_interval_s: float = 60.0, lock_expiry_s: float = 300.0
@@ -110,8 +111,12 @@ class Archiver:
     def flush(self, force: bool = False, now: float | None = None) -> int:
         """Write due staged batches into archive objects; `force` writes everything staged."""
         now = time.time() if now is None else now
-        staged = self._staged()
-        if not staged or not (force or self._due(staged, now)):
+        listed = self.archive.list(STAGING_PREFIX)
+        staged = [o for o in listed if o.name not in (self.LOCK, self.PLAN)]
+        # An unfinished flush is finished; a forced flush (shutdown) also releases a lock of its
+        # own that a failed release left, even with nothing staged.
+        unfinished = any(o.name == self.PLAN or (force and o.name == self.LOCK) for o in listed)
+        if not unfinished and not (staged and (force or self._due(staged, now))):
             return 0
         with self._local:
             if not self._acquire(now):
@@ -122,7 +127,7 @@ class Archiver:
                 self.archive.delete(self.LOCK)
 
     def _staged(self) -> list[StoredObject]:
-        return [o for o in self.archive.list(STAGING_PREFIX) if o.name != self.LOCK]
+        return [o for o in self.archive.list(STAGING_PREFIX) if o.name not in (self.LOCK, self.PLAN)]
 
     def _due(self, staged: list[StoredObject], now: float) -> bool:
         events = sum(staged_count(o.name) for o in staged)
@@ -148,6 +153,9 @@ class Archiver:
         return False
 
     def _flush_locked(self, force: bool, now: float) -> int:
+        unfinished = self.archive.get(self.PLAN)
+        if unfinished is not None:  # a flush that failed midway (the archive went away): finish it first
+            self._carry_out(json.loads(unfinished))
         staged = sorted(self._staged(), key=lambda o: (o.created, o.name))
         chunks: list[list[StoredObject]] = [[]]
         for item in staged:
@@ -157,23 +165,34 @@ class Archiver:
         flushed = objects = 0
         for chunk in chunks:
             events = sum(staged_count(o.name) for o in chunk)
-            if not (force or events >= self.flush_events or now - chunk[0].created >= self.flush_interval_s):
+            due = chunk and (force or events >= self.flush_events or now - chunk[0].created >= self.flush_interval_s)
+            if not due:  # (an empty chunk: an unfinished flush just took what was staged)
                 continue
-            parts = [self.archive.get(o.name) for o in chunk]
-            self._write(b"".join(p for p in parts if p))
-            for item in chunk:  # remember the batch before forgetting its lines: a late copy stays out
-                self.archive.put(FLUSHED_PREFIX + staged_batch_id(item.name), b"", if_absent=True)
-                self.archive.delete(item.name)
+            plan = {"object": self._free_name(), "staged": [o.name for o in chunk]}
+            self.archive.put(self.PLAN, json.dumps(plan).encode())
+            self._carry_out(plan)
             flushed += events
             objects += 1
         if flushed:
             log.info("archived events", extra={"events": flushed, "objects": objects})
         return flushed
 
-    def _write(self, data: bytes) -> str:
-        at = datetime.now(UTC)
-        number = 0
-        while not self.archive.put(name := archive_name(at, number), data, if_absent=True):
+    def _carry_out(self, plan: dict[str, Any]) -> None:
+        """Write the planned object from its staged batches, unless written already, then forget them.
+
+        Idempotent, so a flush that failed at any step is finished by the next without writing its
+        lines twice (rewriting under a new name, as a plain retry would, duplicated them)."""
+        if self.archive.get(plan["object"]) is None:
+            parts = [self.archive.get(name) for name in plan["staged"]]
+            self.archive.put(plan["object"], b"".join(p for p in parts if p), if_absent=True)
+        for name in plan["staged"]:  # remember the batch before forgetting its lines: a late copy stays out
+            self.archive.put(FLUSHED_PREFIX + staged_batch_id(name), b"", if_absent=True)
+            self.archive.delete(name)
+        self.archive.delete(self.PLAN)
+
+    def _free_name(self) -> str:
+        at, number = datetime.now(UTC), 0
+        while self.archive.get(name := archive_name(at, number)) is not None:
             number += 1
         return name
 

@@ -142,6 +142,58 @@ def test_a_lock_its_own_failed_release_left_is_taken_back_and_another_instances_
     assert archive.get(Archiver.LOCK) is None and archiver.archived_lines() == 5
 
 
+class FailsAtStep:
+    """The archive, failing its `step`-th write or delete; `after` makes that call take effect
+    first (the archive did it, its answer was lost), as when it goes away mid-call."""
+
+    def __init__(self, archive: Archive, step: int, after: bool) -> None:
+        self.archive, self.step, self.after, self.calls = archive, step, after, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.archive, name)
+
+    def _maybe_fail(self, call):
+        self.calls += 1
+        if self.calls != self.step:
+            return call()
+        if self.after:
+            call()
+        raise ArchiveUnavailable(f"went away at step {self.step}")
+
+    def put(self, name: str, data: bytes, if_absent: bool = False) -> bool:
+        return self._maybe_fail(lambda: self.archive.put(name, data, if_absent=if_absent))
+
+    def delete(self, name: str) -> None:
+        self._maybe_fail(lambda: self.archive.delete(name))
+
+
+def test_a_flush_failing_at_any_step_is_finished_by_the_next_with_every_event_once(tmp_path):
+    sent = [batch(4), batch(3, start=4), batch(5, start=7)]
+    expected = sorted(e.model_dump_json() for b in sent for e in b.events)
+    steps = 0
+    while True:  # every write and delete of a flush, failing before and after it takes effect
+        steps += 1
+        outcomes = []
+        for after in (False, True):
+            archive = LocalFolderArchive(tmp_path / f"a{steps}{after}")
+            failing = FailsAtStep(archive, step=10**6, after=after)
+            archiver = Archiver(failing, flush_events=6)  # type: ignore[arg-type]
+            for b in sent:
+                archiver.stage(b)
+            failing.calls, failing.step = 0, steps
+            try:
+                archiver.flush(force=True)
+                outcomes.append(False)
+            except ArchiveUnavailable:
+                outcomes.append(True)
+                archiver.flush(force=True)  # the next flush, with the archive back
+            assert sorted(lines(archiver)) == expected, (steps, after)
+            assert archive.list("staging/") == [], (steps, after)
+        if not any(outcomes):  # past the last step: the flush no longer fails
+            break
+    assert steps > 10
+
+
 def test_chunks_hold_whole_batches_of_about_flush_events(archive):
     archiver = Archiver(archive, flush_events=100)
     for i in range(5):
