@@ -20,6 +20,7 @@ from shared.adapters.archive.local import LocalFolderArchive
 from shared.adapters.event_bus.sqlite import SqliteEventBus
 from shared.adapters.warehouse.duckdb import DuckDbWarehouse
 from shared.demo import Api
+from shared.emulators import Emulator
 from shared.ports.archive import Archive
 from shared.ports.warehouse import Warehouse
 from tests.e2e.stack import serving
@@ -149,12 +150,15 @@ def test_embedded_backends_down_for_a_while_lose_nothing(tmp_path):
 @pytest.fixture()
 def cloud(request, tmp_path):
     """Settings for the server: Pub/Sub, BigQuery and Cloud Storage emulators; a fresh project each time."""
-    pubsub = request.getfixturevalue("pubsub_emulator")
     bigquery = request.getfixturevalue("bigquery_emulator")
-    gcs = request.getfixturevalue("gcs_emulator")
+    pubsub, gcs = request.getfixturevalue("pubsub_emulator"), request.getfixturevalue("gcs_emulator")
+    return cloud_env(tmp_path, pubsub, bigquery, gcs), bigquery
+
+
+def cloud_env(state: Path, pubsub: Emulator, bigquery: Emulator, gcs: Emulator) -> dict[str, str]:
     name = f"e2e{uuid.uuid4().hex[:8]}"
-    env = stack_env(tmp_path) | pubsub.environment() | bigquery.environment() | gcs.environment()
-    env |= {
+    env = stack_env(state) | pubsub.environment() | bigquery.environment() | gcs.environment()
+    return env | {
         "LEAFLOAF_EVENT_BUS": "pubsub",
         "LEAFLOAF_PUBSUB_PROJECT": name,
         "LEAFLOAF_WAREHOUSE": "bigquery",
@@ -162,7 +166,6 @@ def cloud(request, tmp_path):
         "LEAFLOAF_ARCHIVE": "gcs",
         "LEAFLOAF_ARCHIVE_BUCKET": name,
     }
-    return env, bigquery
 
 
 def cloud_backends(env: dict[str, str]):
