@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -15,7 +16,7 @@ from werkzeug.serving import make_server
 from shared.adapters.event_bus.sqlite import SqliteEventBus
 from shared.domain.events import Interaction
 from shared.domain.pipeline import EventBatch, decode_pubsub_envelope
-from shared.ports.event_bus import EventBus
+from shared.ports.event_bus import BusUnavailable, EventBus
 
 SUBSCRIPTIONS = ("load_events_bigquery", "archive_events")
 
@@ -174,6 +175,20 @@ def test_sqlite_stopping_mid_delivery_hands_the_rest_back_at_once(tmp_path):
     # Not leased until the 60 s ack deadline: the next instance delivers the other two now.
     assert restarted.deliver("archive_events", recorder.handler("archive_events")) == 2
     assert restarted.backlog()["archive_events"] == 0
+
+
+def test_sqlite_publishing_to_a_bus_file_another_process_holds_fails_fast(tmp_path):
+    path = tmp_path / "bus.sqlite3"
+    bus = SqliteEventBus(path, publish_timeout_s=0.2)
+    holder = sqlite3.connect(path, isolation_level=None)  # another process's writer
+    holder.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(BusUnavailable):  # the publisher spools the batch
+        bus.publish(batch(1))
+    assert time.monotonic() - started < 5  # not the deliveries' 10 s busy timeout
+    holder.rollback()
+    bus.publish(batch(1))
+    assert bus.backlog()["archive_events"] == 1
 
 
 def test_sqlite_dead_letter_records_poison(tmp_path):

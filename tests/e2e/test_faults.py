@@ -1,11 +1,17 @@
-"""Fault injection under load, on the served embedded stack: while simulated shoppers keep
-tracking, searching and reading preferences, the warehouse is held by another process (down), the
-archive folder is replaced by a file (its writes fail: errors) and the profile store is
-write-locked (slow: its writes wait); on the cloud topology the Pub/Sub, BigQuery and Cloud
-Storage emulators are frozen past the publish timeout (publishing fails: batches spool and replay).
-Every request is still answered, within its budget; after the faults end the stack recovers on
-its own; every accepted event is in the warehouse and the archive exactly once; and nothing was
-applied twice to a profile."""
+"""Fault injection under load: while simulated shoppers keep tracking, searching, reading
+preferences and confirming orders, backends go down, slow or failing, then come back.
+
+- Embedded stack: the warehouse (DuckDB) and the graph (Kuzu) held by another process (down), the
+  archive folder replaced by a file (its writes fail: errors), the profile store write-locked
+  (slow: its writes wait) and, for half the time, the bus file write-locked (publishing fails: the
+  batches spool and replay).
+- Cloud topology: the BigQuery and Cloud Storage emulators stopped and started again on their data,
+  Pub/Sub frozen past the publish timeout; Firestore (profiles, privacy) and Spanner (graph) frozen.
+
+Every request is still answered, 2xx within its budget; after the faults end the stack recovers
+on its own; every accepted event is in the warehouse and the archive exactly once, every order in
+the graph once; and nothing was applied twice to a profile.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import pytest
 
 from shared.adapters.archive.local import LocalFolderArchive
 from shared.adapters.event_bus.sqlite import SqliteEventBus
+from shared.adapters.graph_memory.kuzu import KuzuGraphMemory
 from shared.adapters.warehouse.duckdb import DuckDbWarehouse
 from shared.demo import Api
 from shared.emulators import BigQueryEmulator, FirestoreEmulator, GcsEmulator
@@ -90,8 +97,10 @@ class Load:
             worker.join(timeout=60)
 
 
-def hold_duckdb(path: Path) -> subprocess.Popen:
-    code = f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('held', flush=True); sys.stdin.read()"
+def hold(path: Path, opening: str) -> subprocess.Popen:
+    """Another process with the embedded database at `path` open (`opening`, PATH its path) until
+    its stdin closes."""
+    code = f"import sys; PATH = {str(path)!r}; {opening}; print('held', flush=True); sys.stdin.read()"
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
@@ -117,10 +126,11 @@ def test_under_load_with_backends_down_slow_and_failing_every_request_is_answere
                 "product_id": "p00003"} for i in range(SCROLLS)]  # fmt: skip
     with serving(env, log=tmp_path / "server.log") as url:
         api = Api(url)
-        # DuckDB allows one process: the warehouse is taken down before the server first opens it.
-        warehouse = hold_duckdb(tmp_path / "warehouse.duckdb")  # down
+        # DuckDB and Kuzu allow one process: they are taken down before the server first opens them.
+        warehouse = hold(tmp_path / "warehouse.duckdb", "import duckdb; c = duckdb.connect(PATH)")  # down
+        graph = hold(tmp_path / "graph.kuzu", "import kuzu; d = kuzu.Database(PATH); c = kuzu.Connection(d)")
         faults_started = time.monotonic()
-        with Load(url) as load:
+        with Load(url, orders=True) as load:
             time.sleep(2)
             archive_root.rename(tmp_path / "archive-away")  # down
             archive_root.write_text("not a folder")
@@ -128,9 +138,13 @@ def test_under_load_with_backends_down_slow_and_failing_every_request_is_answere
             first = api.track(*scrolls[:6])
             time.sleep(1)
             again = api.track(*scrolls)  # the first six again (duplicates) and six new ones
-            time.sleep(FAULT_S)
+            time.sleep(FAULT_S / 2)
+            bus_lock = write_lock(bus)  # publishing fails (the batches spool), deliveries wait
+            time.sleep(FAULT_S / 2)
+            bus_lock.rollback()
             profiles.rollback()
             warehouse.communicate("", timeout=30)
+            graph.communicate("", timeout=30)
             archive_root.unlink()
             (tmp_path / "archive-away").rename(archive_root)
             faults_ended = time.monotonic()
@@ -145,6 +159,7 @@ def test_under_load_with_backends_down_slow_and_failing_every_request_is_answere
     assert len(first["accepted"]) == 6 and sorted(again["duplicates"]) == sorted(s["event_id"] for s in scrolls[:6])
     figures = during_faults(load, faults_started, faults_ended) | {
         "events_accepted": len(sent),
+        "orders": sum(map(len, load.orders.values())),
         "events_spooled_and_replayed": health["event_bus"]["publisher"]["spooled"],
         "recovery_s": round(recovered - faults_ended, 1),
     }
@@ -163,6 +178,10 @@ def test_under_load_with_backends_down_slow_and_failing_every_request_is_answere
     assert len(in_warehouse) == len(set(in_warehouse)) == len(sent) and set(in_warehouse) == sent
     assert len(in_archive) == len(set(in_archive)) == len(sent) and set(in_archive) == sent
     assert abs(live["products"]["p00003"] - (-0.05 * SCROLLS)) < 1e-3  # each scroll-past applied once
+    memory = KuzuGraphMemory(tmp_path / "graph.kuzu")
+    in_graph = {user: sorted(o.order_id for o in memory.history(user)[0]) for user in load.orders}
+    memory.close()
+    assert in_graph == {user: sorted(orders) for user, orders in load.orders.items()}
 
 
 @pytest.fixture()

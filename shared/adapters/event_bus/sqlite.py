@@ -64,6 +64,7 @@ class SqliteEventBus(EventBus):
         ack_deadline_s: float = 60.0,
         poll_interval_s: float = 0.25,
         retain_acked_s: float = 600.0,
+        publish_timeout_s: float = 1.0,
     ) -> None:
         self.path = Path(path)
         self.project = project
@@ -80,6 +81,14 @@ class SqliteEventBus(EventBus):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        # Publishing has a connection of its own with a short busy timeout: a bus file another
+        # process holds fails a publish fast (the publisher spools the batch) instead of queueing
+        # it behind the deliveries for 10 s.
+        self._publish_lock = threading.Lock()
+        self._publishing = sqlite3.connect(
+            self.path, timeout=publish_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._publishing.execute("PRAGMA synchronous=NORMAL")
         self._wakes = {s: threading.Event() for s in subscriptions}
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -94,14 +103,15 @@ class SqliteEventBus(EventBus):
             max_backoff_s=settings.delivery_max_backoff_s,
         )
 
-    def _transaction(self, work):
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, work, publishing: bool = False):
+        lock, db = (self._publish_lock, self._publishing) if publishing else (self._lock, self._db)
+        with lock:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                result = work(self._db)
-                self._db.execute("COMMIT")
+                result = work(db)
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
         return result
 
@@ -123,7 +133,7 @@ class SqliteEventBus(EventBus):
             return message
 
         try:
-            message = self._transaction(insert)
+            message = self._transaction(insert, publishing=True)
         except sqlite3.Error as exc:
             raise BusUnavailable(f"cannot write {self.path}: {exc}") from exc
         for wake in self._wakes.values():
