@@ -92,6 +92,9 @@ class PrivacyService:
             state = UserPrivacy(self.store.settings(user_id) or DEFAULTS, self.store.deleted_at(user_id))
         except Exception:
             log.warning("privacy store unavailable; using the last known settings", exc_info=True)
+            with self._lock:  # try again after ttl_s, not on every request meanwhile
+                if (cached := self._cache.get(user_id)) is not None:
+                    self._cache[user_id] = (now, cached[1])
             return None
         else:
             self._remember(user_id, state, now)

@@ -65,6 +65,12 @@ def test_a_failing_store_keeps_the_last_known_state_and_defaults_for_strangers(t
     store._db.close()  # every read now fails
     clock.now = 6.0
     assert not service.of("bob").settings.personalization_enabled
-    wait_for(lambda: not service._refreshing)  # the refresh failed and is forgotten, to retry later
-    assert not service.of("bob").settings.personalization_enabled
+    wait_for(lambda: not service._refreshing)  # the refresh failed
+    reads = store.reads
+    for _ in range(5):
+        assert not service.of("bob").settings.personalization_enabled
+    assert store.reads == reads  # the failing store is tried again after ttl_s, not on every request
+    clock.now = 12.0
+    service.of("bob")
+    wait_for(lambda: store.reads == reads + 1)
     assert service.of("carol").settings == PrivacySettings()  # never seen: the defaults (logged)
