@@ -74,6 +74,15 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _group_alive(process: subprocess.Popen) -> bool:
+    process.poll()  # reap the launcher, or the group looks alive forever
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class Emulator(ABC):
     """One emulator process on 127.0.0.1:port; subclasses say how to run it and point clients at it."""
 
@@ -118,15 +127,16 @@ class Emulator(ABC):
         if process is None:
             return
         self.resume()  # a frozen process group does not act on SIGTERM
-        if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):  # a child may outlive its launcher
+        # Wait for the whole group, not just the launcher: the emulator itself (a JVM) may still be
+        # writing what it keeps on exit (Firestore's export).
+        deadline = time.monotonic() + 20
+        while _group_alive(process) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):  # what did not stop in time
             os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
     def pause(self) -> None:
         """Freeze the emulator (SIGSTOP): connections stay open, nothing answers."""
