@@ -129,6 +129,9 @@ def authorize(request: flask.Request, user_id: str, once: bool = False) -> None:
         raise RequestError("token_replayed", "this token was already used for a change: get a new one", status=401)
 
 
+DEGRADED_HEADER = "X-LeafLoaf-Degraded"  # the backends an answer had to do without
+
+
 def _cors_headers(request: flask.Request, methods: tuple[str, ...]) -> dict[str, str]:
     allowed = [o.strip() for o in container().settings.cors_origins.split(",") if o.strip()]
     origin = request.headers.get("Origin")
@@ -142,6 +145,7 @@ def _cors_headers(request: flask.Request, methods: tuple[str, ...]) -> dict[str,
         "Access-Control-Allow-Origin": allow,
         "Access-Control-Allow-Methods": ", ".join((*methods, "OPTIONS")),
         "Access-Control-Allow-Headers": "Content-Type, Authorization",
+        "Access-Control-Expose-Headers": DEGRADED_HEADER,
         "Access-Control-Max-Age": "3600",
         "Vary": "Origin",
     }
@@ -187,6 +191,8 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
                 response = _error(500, "internal", "internal error; it has been logged", [], headers)
             finally:
                 reset_trace(trace)
+            if degraded := container().degraded():  # answered, but without these backends
+                response.headers[DEGRADED_HEADER] = ",".join(degraded)
             elapsed_ms = (time.perf_counter() - started) * 1000
             container().telemetry.request_duration.record(
                 elapsed_ms, {"function": handler.__name__, "status": response.status_code}

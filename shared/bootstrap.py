@@ -199,6 +199,16 @@ class Container:
     def archiver(self) -> Archiver:
         return Archiver(self.archive, self.settings.archive_flush_events, self.settings.archive_flush_interval_s)
 
+    def degraded(self) -> list[str]:
+        """The request path's backends failing right now, from state kept in memory (no I/O): a
+        request answered meanwhile used the instance's cache, queue or spool instead."""
+        failing = {
+            "profile_store": not getattr(self.profiles, "healthy", True),
+            "event_bus": self.publisher.health()["status"] != "healthy",
+            "privacy_store": not self.privacy.healthy,
+        }
+        return [name for name, down in failing.items() if down]
+
     def close(self) -> None:
         """Stop the instance in dependency order (at exit; tests): publish what is queued, stop the
         deliveries, archive what is staged, then close the backends, whose close waits for the

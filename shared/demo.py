@@ -6,8 +6,9 @@ import json
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 
 Say = Callable[[str], None]
 
@@ -23,6 +24,13 @@ class Api:
         self.token_for = token_for
 
     def call(self, method: str, path: str, body: object | None = None, user: str | None = None) -> tuple[int, dict]:
+        status, answer, _ = self.request(method, path, body, user)
+        return status, answer
+
+    def request(
+        self, method: str, path: str, body: object | None = None, user: str | None = None
+    ) -> tuple[int, dict, Mapping[str, str]]:
+        """(status, JSON body, headers by lower-case name)."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
@@ -31,9 +39,9 @@ class Api:
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.status, json.loads(response.read())
+                return response.status, json.loads(response.read()), _lower(response.headers)
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}")
+            return error.code, json.loads(error.read() or b"{}"), _lower(error.headers)
 
     def search(self, user_id: str, query: str, limit: int = 10) -> dict:
         status, body = self.call(
@@ -54,6 +62,10 @@ class Api:
 
     def preferences(self, user_id: str) -> dict:
         return self.call("GET", f"/api/users/{user_id}/preferences/live", user=user_id)[1]
+
+
+def _lower(headers: Message) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 @dataclass

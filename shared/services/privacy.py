@@ -70,6 +70,7 @@ class PrivacyService:
         self._cache: OrderedDict[str, tuple[float, UserPrivacy]] = OrderedDict()
         self._lock = threading.Lock()
         self._refreshing: set[str] = set()
+        self.healthy = True  # false while reads of the store fail (answers use the last known state)
         self._refresher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="privacy-refresh")
 
     def of(self, user_id: str) -> UserPrivacy:
@@ -91,12 +92,14 @@ class PrivacyService:
         try:
             state = UserPrivacy(self.store.settings(user_id) or DEFAULTS, self.store.deleted_at(user_id))
         except Exception:
+            self.healthy = False
             log.warning("privacy store unavailable; using the last known settings", exc_info=True)
             with self._lock:  # try again after ttl_s, not on every request meanwhile
                 if (cached := self._cache.get(user_id)) is not None:
                     self._cache[user_id] = (now, cached[1])
             return None
         else:
+            self.healthy = True
             self._remember(user_id, state, now)
             return state
         finally:

@@ -199,6 +199,22 @@ def test_cors_preflight_and_headers_for_allowed_origins_only():
     assert "Access-Control-Allow-Origin" not in foreign.headers
 
 
+def test_an_answer_made_without_a_failing_backend_says_so(monkeypatch):
+    services = bootstrap.container()
+
+    def unreachable(user_id):
+        raise OSError("privacy store unreachable")
+
+    search, origin = client("search_personalized"), {"Origin": "https://shop.example"}
+    assert "X-LeafLoaf-Degraded" not in search.post("/", json={"query": "milk", "user_id": "ann"}).headers
+    monkeypatch.setattr(services.privacy.store, "settings", unreachable)
+    answer = search.post("/", json={"query": "milk", "user_id": "bob"}, headers=origin)
+    assert answer.status_code == 200 and answer.headers["X-LeafLoaf-Degraded"] == "privacy_store"
+    assert answer.headers["Access-Control-Expose-Headers"] == "X-LeafLoaf-Degraded"  # browsers may read it
+    monkeypatch.undo()
+    assert search.post("/", json={"query": "milk", "user_id": "cid"}).headers.get("X-LeafLoaf-Degraded") is None
+
+
 def test_an_internal_error_is_a_json_500_and_logged(monkeypatch, caplog):
     def explode(events):
         raise RuntimeError("boom")
