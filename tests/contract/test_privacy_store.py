@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from google.cloud import firestore
 
 from shared.adapters.privacy_store.firestore import FirestorePrivacyStore
 from shared.adapters.privacy_store.sqlite import SqlitePrivacyStore
@@ -44,6 +45,9 @@ def open_store(kind, tmp_path, request, monkeypatch) -> Iterator[Callable[[], Pr
         factory: Callable[[], PrivacyStore] = lambda: SqlitePrivacyStore.from_settings(settings)  # noqa: E731
     else:
         monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", request.getfixturevalue("firestore_emulator").host)
+        # The stores read with a 2 s deadline; a cold emulator's first answer may take longer on a
+        # busy machine (seen once with both cores taken): warm it up without one.
+        firestore.Client(project=PROJECT).collection("warm-up").document("up").get(timeout=60)
         prefix = f"privacy_{uuid.uuid4().hex[:12]}_"  # each test sees only its own documents
         settings = Settings(firestore_project=PROJECT, privacy_collection_prefix=prefix)
         factory = lambda: FirestorePrivacyStore.from_settings(settings)  # noqa: E731
