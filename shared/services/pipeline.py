@@ -86,6 +86,7 @@ class Archiver:
 
     LOCK = f"{STAGING_PREFIX}.lock"
     PLAN = f"{STAGING_PREFIX}.flushing"  # the flush in progress: which object, from which staged batches
+    CONTROL = (LOCK, PLAN)  # objects under the staging prefix that are not staged batches
 
     def __init__(
         self, archive: Archive, flush_events: int = 100, flush_interval_s: float = 60.0, lock_expiry_s: float = 300.0
@@ -112,7 +113,7 @@ class Archiver:
         """Write due staged batches into archive objects; `force` writes everything staged."""
         now = time.time() if now is None else now
         listed = self.archive.list(STAGING_PREFIX)
-        staged = [o for o in listed if o.name not in (self.LOCK, self.PLAN)]
+        staged = [o for o in listed if o.name not in self.CONTROL]
         # An unfinished flush is finished; a forced flush (shutdown) also releases a lock of its
         # own that a failed release left, even with nothing staged.
         unfinished = any(o.name == self.PLAN or (force and o.name == self.LOCK) for o in listed)
@@ -127,7 +128,7 @@ class Archiver:
                 self.archive.delete(self.LOCK)
 
     def _staged(self) -> list[StoredObject]:
-        return [o for o in self.archive.list(STAGING_PREFIX) if o.name not in (self.LOCK, self.PLAN)]
+        return [o for o in self.archive.list(STAGING_PREFIX) if o.name not in self.CONTROL]
 
     def _due(self, staged: list[StoredObject], now: float) -> bool:
         events = sum(staged_count(o.name) for o in staged)
