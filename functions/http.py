@@ -132,8 +132,8 @@ def authorize(request: flask.Request, user_id: str, once: bool = False) -> None:
 DEGRADED_HEADER = "X-LeafLoaf-Degraded"  # the backends an answer had to do without
 
 
-def _cors_headers(request: flask.Request, methods: tuple[str, ...]) -> dict[str, str]:
-    allowed = [o.strip() for o in container().settings.cors_origins.split(",") if o.strip()]
+def _cors_headers(request: flask.Request, methods: tuple[str, ...], origins: str) -> dict[str, str]:
+    allowed = [o.strip() for o in origins.split(",") if o.strip()]
     origin = request.headers.get("Origin")
     if "*" in allowed:
         allow = "*"
@@ -167,7 +167,8 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
     def wrap(handler: Handler) -> Callable[[flask.Request], flask.Response]:
         @functools.wraps(handler)
         def serve(request: flask.Request) -> flask.Response:
-            headers = _cors_headers(request, methods)
+            services = container()
+            headers = _cors_headers(request, methods, services.settings.cors_origins)
             if request.method == "OPTIONS":
                 return flask.Response(status=204, headers=headers)
             if request.method not in methods:
@@ -178,7 +179,7 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
             fields = trace_fields(
                 headers_in.get("traceparent"),
                 headers_in.get("X-Cloud-Trace-Context"),
-                container().settings.trace_project,
+                services.settings.trace_project,
             )
             trace = set_trace(fields)
             try:
@@ -191,10 +192,10 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
                 response = _error(500, "internal", "internal error; it has been logged", [], headers)
             finally:
                 reset_trace(trace)
-            if degraded := container().degraded():  # answered, but without these backends
+            if degraded := services.degraded():  # answered, but without these backends
                 response.headers[DEGRADED_HEADER] = ",".join(degraded)
             elapsed_ms = (time.perf_counter() - started) * 1000
-            container().telemetry.request_duration.record(
+            services.telemetry.request_duration.record(
                 elapsed_ms, {"function": handler.__name__, "status": response.status_code}
             )
             return response
