@@ -1,10 +1,11 @@
 """Use case: a shopper's privacy choices on the request path, and the immediate part of a deletion.
 
 Settings and tombstones are read through a small per-instance cache (`ttl_s`). Only a shopper
-this instance has never seen waits for the store; an expired entry is served while a background
-read refreshes it, so a slow or frozen store never holds a request (it held one for the store's
-2 s read timeout under injected faults). A change made on this instance applies at once, on other
-instances within `ttl_s` and one read.
+this instance has never seen waits for the store, and not while the store is failing (the
+defaults then, as a failed read gives); an expired entry is served while a background read
+refreshes it, so a slow or frozen store holds no request but the first to find it failing (it
+held every one for the store's 2 s read timeout under injected faults). A change made on this
+instance applies at once, on other instances within `ttl_s` and one read.
 """
 
 from __future__ import annotations
@@ -79,11 +80,16 @@ class PrivacyService:
         with self._lock:
             cached = self._cache.get(user_id)
             stale = cached is not None and self.clock() - cached[0] >= self.ttl_s
-            if stale and user_id not in self._refreshing:
+            # A stranger while the store is failing gets the defaults at once (what a failed read
+            # would give, without waiting for its timeout again) and a read in the background.
+            later = stale or (cached is None and not self.healthy)
+            if later and user_id not in self._refreshing:
                 self._refreshing.add(user_id)
                 self._refresher.submit(self._refresh, user_id)
         if cached is not None:
             return cached[1]
+        if not self.healthy:
+            return UserPrivacy(DEFAULTS, None)
         return self._refresh(user_id) or UserPrivacy(DEFAULTS, None)
 
     def _refresh(self, user_id: str) -> UserPrivacy | None:

@@ -16,6 +16,7 @@ the graph once; and nothing was applied twice to a profile.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -274,6 +275,8 @@ def test_under_load_with_firestore_frozen_then_stopped_and_spanner_frozen_nothin
         with serving(env, log=tmp_path / "server.log") as url:
             api = Api(url)
             first = api.track(*scrolls[:6])
+            for worker, n in itertools.product(range(3), range(20)):  # every load shopper known to the instance
+                api.preferences(f"load-{worker}-{n}")
             with Load(url, threads=3, orders=True) as load:
                 time.sleep(3)
                 faults_started = time.monotonic()
