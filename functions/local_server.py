@@ -185,5 +185,8 @@ def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | 
         # Threads do not survive the fork into the worker: start deliveries there. Pub/Sub
         # (the emulator) pushes to this server's event paths, as Eventarc would.
         "post_worker_init": lambda worker: start_pipeline(f"http://{push_host}:{bound}{EVENTS_PATH}"),
+        # Stop in order once serving ends, before the interpreter's exit shuts down thread pools
+        # the backends use (Kuzu's failed a graph delivery at exit); the atexit close is then a no-op.
+        "worker_exit": lambda server, worker: container().close(),
     }
     _Gunicorn(create_local_app(), options).run()
