@@ -173,6 +173,13 @@ def bench_search(engine: ProfileEngine, catalog: Catalog, queries: int, users: i
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
+def _keep(output, log: Path) -> None:
+    with log.open("w") as sink:
+        for line in output:
+            sink.write(line)
+            sink.flush()
+
+
 def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
     state = Path(tempfile.mkdtemp(prefix="leafloaf-bench-"))  # fresh stores, unless the caller set them
     defaults = {
@@ -202,7 +209,9 @@ def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
     )  # fmt: skip
     for line in process.stdout:
         if match := re.search(r"http://127\.0\.0\.1:(\d+)", line):
-            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # drain
+            log = state / "server.log"  # what the server says under load (read it when something fails)
+            threading.Thread(target=_keep, args=(process.stdout, log), daemon=True).start()
+            print(f"  server output: {log}", file=sys.stderr)
             return process, match.group(1)
     raise RuntimeError(f"server exited with {process.wait()}")
 
