@@ -113,7 +113,7 @@ class Archiver:
         """Write due staged batches into archive objects; `force` writes everything staged."""
         now = time.time() if now is None else now
         listed = self.archive.list(STAGING_PREFIX)
-        staged = [o for o in listed if o.name not in self.CONTROL]
+        staged = self._staged(listed)
         # An unfinished flush is finished; a forced flush (shutdown) also releases a lock of its
         # own that a failed release left, even with nothing staged.
         unfinished = any(o.name == self.PLAN or (force and o.name == self.LOCK) for o in listed)
@@ -127,8 +127,10 @@ class Archiver:
             finally:
                 self.archive.delete(self.LOCK)
 
-    def _staged(self) -> list[StoredObject]:
-        return [o for o in self.archive.list(STAGING_PREFIX) if o.name not in self.CONTROL]
+    def _staged(self, listed: list[StoredObject] | None = None) -> list[StoredObject]:
+        """The staged batches among `listed` (default: what the staging prefix holds now)."""
+        listed = self.archive.list(STAGING_PREFIX) if listed is None else listed
+        return [o for o in listed if o.name not in self.CONTROL]
 
     def _due(self, staged: list[StoredObject], now: float) -> bool:
         events = sum(staged_count(o.name) for o in staged)
