@@ -217,7 +217,7 @@ class Container:
         self.publisher.close()
         self.bus.close()
         if "archiver" in self.__dict__:
-            _flush_at_exit(self.archiver)
+            _archive_staged(self.archiver)
         for backend in ("warehouse", "graph"):
             if backend in self.__dict__:
                 self.__dict__[backend].close()
@@ -229,8 +229,8 @@ def _being_erased(store: PrivacyStore) -> set[str]:
     return {request.user_id for request in store.pending_deletions(limit=100_000)}
 
 
-def _flush_at_exit(archiver: Archiver) -> None:
-    """At shutdown, archive what is staged: the next instance may be long in coming."""
+def _archive_staged(archiver: Archiver) -> None:
+    """Archive what is staged (at shutdown: the next instance may be long in coming)."""
     try:
         archiver.flush(force=True)
     except Exception:
