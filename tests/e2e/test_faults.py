@@ -169,17 +169,14 @@ def test_under_load_with_backends_down_slow_and_failing_every_request_is_answere
     print("FAULTS", json.dumps(figures))
     assert_answered(figures)
     stored = DuckDbWarehouse(tmp_path / "warehouse.duckdb")
-    rows = stored.query("SELECT event_id FROM raw_user_actions WHERE event_type != 'search'")
+    in_warehouse = tracked_rows(stored)
     stored.close()
-    in_warehouse = [row["event_id"] for row in rows]
     archive = LocalFolderArchive(archive_root)
     assert archive.list("staging/") == [], "a graceful stop archives what is staged, and lets go of the flush lock"
-    lines = [line for item in archive.list("events/") for line in (archive.get(item.name) or b"").decode().splitlines()]
-    in_archive = tracked_ids(lines)
     dead = SqliteEventBus(bus).dead_letters()
     assert dead == [], [(d["subscription"], d["reason"]) for d in dead[:5]]
-    assert len(in_warehouse) == len(set(in_warehouse)) == len(sent) and set(in_warehouse) == sent
-    assert len(in_archive) == len(set(in_archive)) == len(sent) and set(in_archive) == sent
+    assert_once(in_warehouse, sent)
+    assert_once(tracked_lines(archive), sent)
     assert abs(live["products"]["p00003"] - (-0.05 * SCROLLS)) < 1e-3  # each scroll-past applied once
     memory = KuzuGraphMemory(tmp_path / "graph.kuzu")
     in_graph = {user: sorted(o.order_id for o in memory.history(user)[0]) for user in load.orders}
@@ -239,9 +236,8 @@ def test_under_load_with_cloud_backends_stopped_and_pubsub_frozen_every_request_
     print("CLOUD FAULTS", json.dumps(figures))
     assert_answered(figures)
     assert spooled > 0  # Pub/Sub really failed, and what it refused was kept and replayed
-    in_warehouse, in_archive = tracked_rows(warehouse), tracked_lines(archive)
-    assert len(in_warehouse) == len(set(in_warehouse)) == len(sent) and set(in_warehouse) == sent
-    assert len(in_archive) == len(set(in_archive)) == len(sent) and set(in_archive) == sent
+    assert_once(tracked_rows(warehouse), sent)
+    assert_once(tracked_lines(archive), sent)
 
 
 def test_under_load_with_firestore_frozen_then_stopped_and_spanner_frozen_nothing_is_lost(tmp_path, spanner_emulator):
@@ -313,10 +309,7 @@ def test_under_load_with_firestore_frozen_then_stopped_and_spanner_frozen_nothin
     assert len(first["accepted"]) == 6 and sorted(again["duplicates"]) == sorted(s["event_id"] for s in scrolls[:6])
     assert abs(live["products"]["p00003"] - (-0.05 * SCROLLS)) < 1e-3  # each scroll-past applied once
     assert in_graph == {user: sorted(orders) for user, orders in load.orders.items()}
-    rows = DuckDbWarehouse(tmp_path / "warehouse.duckdb").query(
-        "SELECT event_id FROM raw_user_actions WHERE event_type != 'search'"
-    )
-    assert sorted(r["event_id"] for r in rows) == sorted(sent)
+    assert_once(tracked_rows(DuckDbWarehouse(tmp_path / "warehouse.duckdb")), sent)
 
 
 def during_faults(load: Load, started: float, ended: float) -> dict:
@@ -338,6 +331,11 @@ def assert_answered(figures: dict) -> None:
     assert figures["answered_2xx_during_faults"] == figures["requests_during_faults"], figures
     assert figures["max_ms_during_faults"] < BUDGET_MS, figures
     assert figures["flagged_degraded"], figures  # answers made without a backend said so
+
+
+def assert_once(found: list[str], sent: set[str]) -> None:
+    """Every accepted event id exactly once: none missing, none twice, nothing else."""
+    assert len(found) == len(set(found)) == len(sent) and set(found) == sent
 
 
 def tracked_rows(warehouse) -> list[str]:
