@@ -45,7 +45,10 @@ def as_utc(value: datetime) -> datetime:
 
 def _aware_utc(value: datetime) -> datetime:
     # The future beyond clock skew is a client bug.
-    value = as_utc(value)
+    try:
+        value = as_utc(value)
+    except OverflowError:  # e.g. 0001-01-01 with a positive offset: before the first UTC instant
+        raise ValueError("timestamp is before 2000-01-01") from None
     if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
         raise ValueError("timestamp is in the future")
     if value < EARLIEST:

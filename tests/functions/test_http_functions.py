@@ -265,6 +265,10 @@ def test_found_by_the_api_fuzz_test_old_timestamps_and_long_session_ids():
         "/", json={"user_id": "u", "items": [{"product_id": "oat-milk"}], "timestamp": "0200-02-26T09:16:21-04:09"}
     )
     assert old.status_code == 400 and error_fields(old) == ["timestamp"]  # used to poison the profile (500)
+    first = client("track_interaction").post(  # before the first UTC instant: converting it overflowed (500)
+        "/", json={**CLICK, "timestamp": "0001-01-01T00:01:01.0+11:03"}
+    )
+    assert first.status_code == 400 and error_fields(first) == ["timestamp"]
     view = {"product_id": "p" * 128}  # no event_id: the session id derived from it must stay a valid id
     search = client("search_personalized").post("/", json={"query": "milk", "context": {"recent_views": [view]}})
     assert search.status_code == 200
