@@ -29,7 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.datasets import instacart_sample
-from shared.domain.nextbasket import Basket, Histories, evaluate, expected_next_day, fill, global_top, gp_topfreq
+from shared.domain.nextbasket import (
+    Basket,
+    Histories,
+    evaluate,
+    expected_next_day,
+    fill,
+    global_top,
+    gp_topfreq,
+    repeat_stats,
+)
 from shared.domain.nextbasket import recommend as leafloaf
 from shared.domain.nextbasket import split_last_basket as split
 from shared.evaluation import load_histories
@@ -91,23 +100,19 @@ def features(
     """One feature row per product in `prefix` (the user's baskets before the one predicted, made at day `now`)."""
     t = len(prefix)
     count, first, last = Counter[str](), dict[str, int](), dict[str, int]()
-    days: dict[str, list[float]] = {}
-    decayed = {d: Counter[str]() for d in DECAYS}
     for index, basket in enumerate(prefix):
         for item in dict.fromkeys(basket.products):  # distinct, in a fixed order (sets follow the hash seed)
             count[item] += 1
             first.setdefault(item, index)
             last[item] = index
-            days.setdefault(item, []).append(basket.day or 0.0)
-            for d in DECAYS:
-                decayed[d][item] += d ** (t - 1 - index)
+    stats = {d: repeat_stats(prefix, d) for d in DECAYS}  # decayed counts, last day and cycle, as LeafLoaf has them
     gaps = [b - a for a, b in itertools.pairwise(basket.day or 0.0 for basket in prefix)]
     user = [t, statistics.median(gaps) if gaps else 0.0, statistics.mean(len(b.products) for b in prefix), len(count)]
     items, rows = list(count), []
     for item in items:
-        bought = days[item]
-        cycle = statistics.median(b - a for a, b in itertools.pairwise(bought)) if len(bought) > 1 else -1.0
-        elapsed = now - bought[-1]
+        repeat = stats[DECAYS[0]][item]
+        cycle = -1.0 if repeat.cycle is None else repeat.cycle
+        elapsed = now - (repeat.last_day or 0.0)
         streak = next((n for n, b in enumerate(reversed(prefix)) if item not in b.products), t)
         lines, repeat_rate = products.get(item, (0.0, 0.0))
         row = [
@@ -120,7 +125,7 @@ def features(
             cycle,
             (elapsed + 1) / (cycle + 1) if cycle >= 0 else -1.0,
             streak,
-            *(decayed[d][item] for d in DECAYS),
+            *(stats[d][item].decayed for d in DECAYS),
             lines,
             repeat_rate,
         ]
