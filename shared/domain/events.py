@@ -47,8 +47,8 @@ def _aware_utc(value: datetime) -> datetime:
     # The future beyond clock skew is a client bug.
     try:
         value = as_utc(value)
-    except OverflowError:  # e.g. 0001-01-01 with a positive offset: before the first UTC instant
-        raise ValueError("timestamp is before 2000-01-01") from None
+    except OverflowError:  # e.g. 0001-01-01 with a positive offset: before the first UTC instant, so too early
+        value = datetime.min.replace(tzinfo=UTC)
     if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
         raise ValueError("timestamp is in the future")
     if value < EARLIEST:
