@@ -129,8 +129,8 @@ class Emulator(ABC):
         self.resume()  # a frozen process group does not act on SIGTERM
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        # Wait for the whole group, not just the launcher: the emulator itself (a JVM) may still be
-        # writing what it keeps on exit (Firestore's export).
+        # Wait for the whole group, not just the launcher: the emulator itself (a JVM, a Go binary)
+        # may outlive it, and a restart on the same port or data directory must find it gone.
         deadline = time.monotonic() + 20
         while _group_alive(process) and time.monotonic() < deadline:
             time.sleep(0.1)
