@@ -132,6 +132,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_search(args: argparse.Namespace) -> int:
+    import csv
+
+    from shared.config import Settings
+    from shared.datasets import OrderFileError
+    from shared.domain.catalog import CatalogError
+    from shared.domain.rules import RulesError, load_rules
+    from shared.search_evaluation import evaluate_search
+
+    try:
+        rules = load_rules(Settings().rules_path)
+        evaluate_search(
+            args.orders, args.catalog, rules, args.json, args.seed, args.seeds, args.test_fraction, args.users
+        )
+    except (OrderFileError, CatalogError, RulesError, OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 < value <= 1.0:
@@ -208,6 +228,29 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", type=_positive, default=1, help="how many seeds (seed, seed+1, ...) to average")
     ev.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of users with 2+ orders held out")
     ev.set_defaults(run=_evaluate)
+
+    es = commands.add_parser(
+        "evaluate-search",
+        help="search replay evaluation: the served ranking vs plain, popularity and own-then-popularity "
+        "orderings of the same candidates on real orders (NDCG@10, Recall@10, MRR)",
+    )
+    es.add_argument(
+        "--orders",
+        help="order CSV as for 'evaluate'; 'instacart' or omitted: the installed Instacart sample",
+    )
+    es.add_argument(
+        "--catalog",
+        type=Path,
+        required=True,
+        help="catalog file in the import format (.jsonl/.csv), or the folder of Instacart's products, "
+        "aisles and departments CSV files",
+    )
+    es.add_argument("--json", type=Path, help="also write the report to this JSON file")
+    es.add_argument("--seed", type=int, default=0, help="first seed of the test-user split")
+    es.add_argument("--seeds", type=_positive, default=1, help="how many seeds (seed, seed+1, ...) to average")
+    es.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of users with 2+ orders held out")
+    es.add_argument("--users", type=_positive, help="at most this many test shoppers per seed (default: all)")
+    es.set_defaults(run=_evaluate_search)
     return root
 
 

@@ -21,18 +21,24 @@ class Product(BaseModel):
 
     id: Id
     name: str = Field(min_length=1, max_length=300)
-    brand: Label
     category: Label
     department: Label
+    # A real catalog often lacks these: no brand means no brand facet, no price no price level.
+    brand: str | None = Field(default=None, max_length=80)
     attributes: tuple[Label, ...] = ()
-    price: float = Field(ge=0, le=100_000)
+    price: float | None = Field(default=None, ge=0, le=100_000)
     size: float | None = Field(default=None, gt=0)
     unit: str | None = Field(default=None, max_length=20)
 
-    @field_validator("name", "brand", "category", "department", mode="after")
+    @field_validator("name", "category", "department", mode="after")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("brand", mode="after")
+    @classmethod
+    def _brand_or_none(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
 
     @field_validator("attributes", mode="before")
     @classmethod
@@ -95,7 +101,8 @@ class Catalog:
         self._by_id = {p.id: p for p in self.products}
         unit_prices: dict[str, list[float]] = defaultdict(list)
         for p in self.products:
-            unit_prices[p.category.lower()].append(unit_price(p.price, p.size))
+            if p.price:
+                unit_prices[p.category.lower()].append(unit_price(p.price, p.size))
         self._median_unit_price = {c: statistics.median(v) for c, v in unit_prices.items()}
         self._keys = {p.id: facet_keys(p.id, p.brand, p.category, p.attributes) for p in self.products}
         self._ratio = {p.id: self.price_ratio_of(p, p.price) for p in self.products}
@@ -113,7 +120,7 @@ class Catalog:
         """log(unit price / category median unit price): below 0 is cheaper than usual."""
         return self._ratio[product_id]
 
-    def price_ratio_of(self, product: Product, price: float) -> float | None:
+    def price_ratio_of(self, product: Product, price: float | None) -> float | None:
         median = self._median_unit_price.get(product.category.lower())
         if not median or not price:
             return None

@@ -44,10 +44,10 @@ class SearchFilters(BaseModel):
         return (
             (self.category is None or product.category.lower() == self.category)
             and (self.department is None or product.department.lower() == self.department)
-            and (self.brand is None or product.brand.lower() == self.brand)
+            and (self.brand is None or (product.brand or "").lower() == self.brand)
             and all(a in product.attributes for a in self.attributes)
-            and (self.min_price is None or product.price >= self.min_price)
-            and (self.max_price is None or product.price <= self.max_price)
+            and (self.min_price is None or (product.price is not None and product.price >= self.min_price))
+            and (self.max_price is None or (product.price is not None and product.price <= self.max_price))
         )
 
 

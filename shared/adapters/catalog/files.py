@@ -32,9 +32,40 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict]]:
             yield reader.line_num, {k: v for k, v in row.items() if k and v not in ("", None)}
 
 
+INSTACART_FILES = ("products.csv", "aisles.csv", "departments.csv")
+
+
+def _instacart_rows(folder: Path) -> Iterator[tuple[int, dict]]:
+    """Instacart's products with their aisle as category and department by name (no brands or prices)."""
+
+    def names(file: str, key: str) -> dict[str, str]:
+        with (folder / file).open(encoding="utf-8", newline="") as handle:
+            return {row[f"{key}_id"]: row[key] for row in csv.DictReader(handle)}
+
+    aisles, departments = names("aisles.csv", "aisle"), names("departments.csv", "department")
+    with (folder / "products.csv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            yield (
+                reader.line_num,
+                {
+                    "id": row.get("product_id"),
+                    "name": row.get("product_name"),
+                    "category": aisles.get(row.get("aisle_id") or ""),
+                    "department": departments.get(row.get("department_id") or ""),
+                },
+            )
+
+
 def load_catalog_file(path: str | Path) -> list[Product]:
-    """Read a .jsonl/.json or .csv catalog; raise CatalogError naming every bad row."""
+    """Read a .jsonl/.json or .csv catalog, or a folder of Instacart's products, aisles and
+    departments files; raise CatalogError naming every bad row."""
     path = Path(path)
+    if path.is_dir():
+        missing = [name for name in INSTACART_FILES if not (path / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"catalog folder {path} lacks {', '.join(missing)} (need {INSTACART_FILES})")
+        return parse_products(_instacart_rows(path))
     if not path.is_file():
         raise FileNotFoundError(f"catalog file not found: {path}")
     suffix = path.suffix.lower()

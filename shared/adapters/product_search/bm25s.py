@@ -24,13 +24,16 @@ class Bm25sProductSearch(ProductSearch):
         self._products = catalog.products
         self._stemmer = Stemmer.Stemmer("english")
         self._stopwords = set(bm25s.stopwords.STOPWORDS_EN)
-        texts = [" ".join((p.name, p.brand, p.category, p.department, " ".join(p.attributes))) for p in self._products]
+        texts = [
+            " ".join((p.name, p.brand or "", p.category, p.department, " ".join(p.attributes))) for p in self._products
+        ]
         # Product titles are short and attribute lists lengthen them: mild length normalisation.
         self._index = bm25s.BM25(b=0.3)
         self._index.index([self._tokens(t) for t in texts], show_progress=False)
-        self._price = np.array([p.price for p in self._products], dtype=np.float64)
+        # An unknown price is NaN: it passes no price filter.
+        self._price = np.array([np.nan if p.price is None else p.price for p in self._products], dtype=np.float64)
         self._codes = {
-            field: self._encode([getattr(p, field).lower() for p in self._products])
+            field: self._encode([(getattr(p, field) or "").lower() for p in self._products])
             for field in ("category", "department", "brand")
         }
         attribute_names = sorted({a for p in self._products for a in p.attributes})

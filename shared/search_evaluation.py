@@ -1,0 +1,242 @@
+"""Search replay evaluation: the served personalized search against simple orderings on real orders.
+
+Protocol (docs/EVALUATION.md): per seed, `evaluate`'s user split holds out the last basket of a share of
+the shoppers. Each test shopper's earlier orders are tracked as purchases through the tracking service,
+ending at a fixed "now" (the held-out order's time). Then, per category of the held-out order, the
+category's name is searched through the search service; the products of that category in the order are
+relevant. `plain`, `popularity` and `own_then_popularity` re-rank exactly the candidates the served
+ranking (`leafloaf`) ranked, so the comparison is about ordering. Any model is trained on the split's
+training orders only, by the daily job's training code.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shared.adapters.catalog.files import load_catalog_file
+from shared.adapters.product_search.bm25s import Bm25sProductSearch
+from shared.adapters.profile_store.memory import MemoryProfileStore
+from shared.datasets import OrderFileError
+from shared.domain.catalog import Catalog
+from shared.domain.engine import ProfileEngine
+from shared.domain.events import EventType, Interaction
+from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, recall_at_k, split_last_basket
+from shared.domain.rules import Rules
+from shared.domain.search import SearchRequest
+from shared.evaluation import load_histories
+from shared.services.search import SearchService
+from shared.services.tracking import TrackingService
+
+NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)  # the held-out orders' time: every replay ends here
+DEPTH = 100  # the served answer's longest list; every method's list is cut here (MRR@100)
+METHODS = ("plain", "popularity", "own_then_popularity", "leafloaf")
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Query:
+    user: str
+    text: str  # the category's name
+    relevant: frozenset[str]
+
+
+def reciprocal_rank(ranked: Sequence[str], truth: Collection[str]) -> float:
+    """1 / rank of the first relevant item (0 when none is ranked)."""
+    return next((1.0 / rank for rank, item in enumerate(ranked, start=1) if item in truth), 0.0)
+
+
+def scores(ranked: Sequence[str], truth: Collection[str]) -> dict[str, float]:
+    return {
+        "ndcg@10": ndcg_at_k(ranked, truth, 10),
+        "recall@10": recall_at_k(ranked, truth, 10),
+        "mrr": reciprocal_rank(ranked[:DEPTH], truth),
+    }
+
+
+def replay_days(baskets: Sequence[Basket]) -> list[float]:
+    """Each basket's day: as given, else one week per order."""
+    return [b.day if b.day is not None else 7.0 * i for i, b in enumerate(baskets)]
+
+
+def purchases(user: str, baskets: Sequence[Basket], days: Sequence[float], end_day: float) -> list[Interaction]:
+    """The baskets as purchase events, shifted so that `end_day` falls on NOW."""
+    return [
+        Interaction(
+            event_id=f"replay:{i}:{product}"[:128],
+            event_type=EventType.PURCHASE,
+            user_id=user,
+            product_id=product,
+            timestamp=NOW - timedelta(days=end_day - day),
+        )
+        for i, (basket, day) in enumerate(zip(baskets, days, strict=True))
+        for product in basket.products
+    ]
+
+
+def queries(user: str, basket: Basket, catalog: Catalog) -> list[Query]:
+    """One query per category of the held-out basket: its name; relevant = its products in the basket."""
+    by_category: dict[str, set[str]] = defaultdict(set)
+    for product_id in basket.products:
+        product = catalog.get(product_id)
+        if product is not None:
+            by_category[product.category].add(product_id)
+    return [Query(user, category, frozenset(found)) for category, found in sorted(by_category.items())]
+
+
+def order_counts(baskets: Sequence[Basket]) -> Counter[str]:
+    """How many of the baskets hold each product."""
+    counts: Counter[str] = Counter()
+    for basket in baskets:
+        counts.update(set(basket.products))
+    return counts
+
+
+def baselines(candidates: Sequence[str], popularity: Counter[str], own: Counter[str]) -> dict[str, list[str]]:
+    """The candidates (in base order) re-ranked by the simple orderings."""
+    base = {pid: i for i, pid in enumerate(candidates)}
+    return {
+        "plain": list(candidates),
+        "popularity": sorted(candidates, key=lambda p: (-popularity[p], base[p])),
+        "own_then_popularity": sorted(candidates, key=lambda p: (-own[p], -popularity[p], base[p])),
+    }
+
+
+def evaluate_split(
+    histories: Histories,
+    catalog: Catalog,
+    rules: Rules,
+    seed: int,
+    test_fraction: float,
+    users: int | None,
+    log: Log,
+    search_index: Bm25sProductSearch | None = None,
+) -> tuple[dict[str, dict[str, float]], int, int]:
+    """One seed: (method -> summed metrics over the queries, test shoppers, queries)."""
+    split = split_last_basket(histories, test_fraction, seed)
+    test_users = sorted(split.test)
+    if users is not None and len(test_users) > users:
+        test_users = sorted(random.Random(seed).sample(test_users, users))
+    if not test_users:
+        raise OrderFileError("no test users (need users with at least 2 orders and test_fraction > 0)")
+    engine = ProfileEngine(rules, catalog)
+    profiles = MemoryProfileStore()
+    tracking = TrackingService(engine, profiles)
+    products = search_index or Bm25sProductSearch(catalog)
+    service = SearchService(engine, products, profiles, clock=NOW.timestamp)
+    popularity = Counter[str]()
+    for baskets in split.train.values():
+        popularity.update(order_counts(baskets))
+    started = time.perf_counter()
+    for user in test_users:
+        history = list(split.train[user])
+        days = replay_days([*history, split.test[user]])
+        tracking.track(purchases(user, history, days[:-1], days[-1]))
+    log(f"seed {seed}: tracked {len(test_users)} test shoppers' orders in {time.perf_counter() - started:.1f} s")
+    totals: dict[str, dict[str, float]] = {name: defaultdict(float) for name in METHODS}
+    asked = 0
+    started = time.perf_counter()
+    for number, user in enumerate(test_users, start=1):
+        own = order_counts(split.train[user])
+        for query in queries(user, split.test[user], catalog):
+            request = SearchRequest(query=query.text, user_id=user, limit=DEPTH)
+            candidates = [catalog.products[row].id for row in service.candidates(request).rows]
+            ranked = baselines(candidates, popularity, own)
+            ranked["leafloaf"] = [r["product_id"] for r in service.search(request)["results"]]
+            for name in METHODS:
+                for metric, value in scores(ranked[name], query.relevant).items():
+                    totals[name][metric] += value
+            asked += 1
+        if number % 500 == 0 or number == len(test_users):
+            log(f"seed {seed}: searched for {number}/{len(test_users)} test shoppers ({asked} queries)")
+    log(f"seed {seed}: {asked} queries in {time.perf_counter() - started:.1f} s")
+    return totals, len(test_users), asked
+
+
+def run(
+    histories: Histories,
+    catalog: Catalog,
+    rules: Rules,
+    dataset: str,
+    seed: int = 0,
+    seeds: int = 1,
+    test_fraction: float = 0.2,
+    users: int | None = None,
+    log: Log = lambda message: None,
+) -> dict[str, Any]:
+    """Evaluate every method per seed and average the per-query metrics, then over the seeds.
+
+    Returns:
+        {"dataset", "users", "test_users", "queries", "seeds", "methods": {name: {"ndcg@10", "recall@10", "mrr"}}}.
+    """
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    seed_list = [seed + i for i in range(seeds)]
+    index = Bm25sProductSearch(catalog)  # the same catalog every seed: index it once
+    averaged: dict[str, dict[str, float]] = {name: defaultdict(float) for name in METHODS}
+    test_users = asked = 0
+    for current in seed_list:
+        totals, test_users, asked = evaluate_split(histories, catalog, rules, current, test_fraction, users, log, index)
+        for name, metrics in totals.items():
+            for metric, value in metrics.items():
+                averaged[name][metric] += value / asked / seeds
+    return {
+        "dataset": dataset,
+        "users": len(histories),
+        "test_users": test_users,
+        "queries": asked,
+        "seeds": seed_list,
+        "methods": {name: {m: round(v, 4) for m, v in metrics.items()} for name, metrics in averaged.items()},
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report as an aligned text table, one method per row."""
+    metrics = ("ndcg@10", "recall@10", "mrr")
+    lines = [
+        f"{report['dataset']}: {report['users']} users, {report['test_users']} test users, "
+        f"{report['queries']} queries per seed (last seed), seeds {report['seeds']}",
+        " ".join([f"{'method':<20}", *(f"{m:>9}" for m in metrics)]),
+    ]
+    for name, values in report["methods"].items():
+        lines.append(" ".join([f"{name:<20}", *(f"{values[m]:>9.4f}" for m in metrics)]))
+    return "\n".join(lines)
+
+
+def evaluate_search(
+    orders: str | Path | None,
+    catalog_path: str | Path,
+    rules: Rules,
+    json_path: str | Path | None = None,
+    seed: int = 0,
+    seeds: int = 1,
+    test_fraction: float = 0.2,
+    users: int | None = None,
+) -> dict[str, Any]:
+    """Load the orders and the catalog, evaluate, write the JSON report (if asked) and print the table."""
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    dataset, histories = load_histories(orders)
+    catalog = Catalog(load_catalog_file(catalog_path))
+    log(
+        f"loaded {dataset}: {len(histories)} users, {sum(map(len, histories.values()))} orders; "
+        f"{len(catalog)} products in {time.perf_counter() - started:.1f} s"
+    )
+    report = run(histories, catalog, rules, dataset, seed, seeds, test_fraction, users, log)
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+        log(f"wrote {json_path}")
+    print(table(report))
+    log(f"done in {time.perf_counter() - started:.1f} s")
+    return report
