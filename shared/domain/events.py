@@ -70,6 +70,9 @@ class EventContext(BaseModel):
     time_on_page: float | None = Field(default=None, ge=0, le=86_400)
     page: str | None = Field(default=None, max_length=200)
     results_shown: list[Id] | None = Field(default=None, max_length=200)
+    # The search answer this event follows from (its `search_id`): links clicks, cart adds and
+    # purchases to the impressions of that search in the warehouse.
+    search_id: Id | None = None
 
 
 class Interaction(BaseModel):

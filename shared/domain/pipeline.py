@@ -94,6 +94,7 @@ class Table:
     columns: tuple[Column, ...]
     partition_field: str = "event_timestamp"  # PARTITION BY DATE(event_timestamp)
     clustering: tuple[str, ...] = ("user_id",)
+    key: tuple[str, ...] = ("event_id",)  # loads skip rows whose key the table has
 
 
 def _columns(spec: str) -> tuple[Column, ...]:
@@ -146,7 +147,36 @@ ORDER_EVENTS = Table(
         f"quantity INT64, price FLOAT64, purchase_kind STRING, {_LOADED}"
     ),
 )
-EVENT_TABLES = (RAW_EVENTS, SEARCH_EVENTS, PRODUCT_INTERACTION_EVENTS, CART_EVENTS, ORDER_EVENTS)
+# Attribution: what each search showed, and the events that followed from it (context.search_id).
+# An impression is keyed by its search and place, so a search tracked twice is shown once.
+SEARCH_IMPRESSIONS = Table(
+    "search_impressions",
+    "Products shown per search answer (search_id, position), from search events with a search_id.",
+    _columns(
+        f"{_KEY}, search_id STRING REQUIRED, position INT64 REQUIRED, product_id STRING REQUIRED, "
+        f"search_query STRING, {_LOADED}"
+    ),
+    clustering=("user_id", "search_id"),
+    key=("search_id", "position"),
+)
+SEARCH_OUTCOME_EVENTS = Table(
+    "search_outcome_events",
+    "Product events (clicks, cart adds, purchases, ...) that carry context.search_id.",
+    _columns(
+        f"{_KEY}, search_id STRING REQUIRED, event_type STRING REQUIRED, product_id STRING REQUIRED, "
+        f"result_position INT64, quantity INT64, {_LOADED}"
+    ),
+    clustering=("user_id", "search_id"),
+)
+EVENT_TABLES = (
+    RAW_EVENTS,
+    SEARCH_EVENTS,
+    PRODUCT_INTERACTION_EVENTS,
+    CART_EVENTS,
+    ORDER_EVENTS,
+    SEARCH_IMPRESSIONS,
+    SEARCH_OUTCOME_EVENTS,
+)
 
 _KIND_TABLE = {
     EventType.SEARCH: SEARCH_EVENTS,
@@ -175,12 +205,15 @@ def interaction_strength(event: Interaction, rules: Rules) -> float | None:
 def warehouse_rows(
     events: tuple[Interaction, ...] | list[Interaction], catalog: Catalog, rules: Rules, ingested_at: datetime
 ) -> dict[str, list[dict[str, Any]]]:
-    """Rows per table for the events: every event in raw_user_actions and in its kind's table.
+    """Rows per table for the events: every event in raw_user_actions and in its kind's table; an
+    event with context.search_id also in search_impressions (a search: one row per product shown)
+    or search_outcome_events (any other event).
 
     JSON columns hold JSON text; timestamps are ISO 8601 strings (what BigQuery's insertAll takes).
     """
     rows: dict[str, list[dict[str, Any]]] = {table.name: [] for table in EVENT_TABLES}
     loaded = ingested_at.isoformat()
+    impressions: set[tuple[str, int]] = set()  # in this batch: a MERGE would insert a duplicate source row twice
     for event in events:
         product = catalog.get(event.product_id or "")
         category = product.category if product else event.product_category
@@ -230,6 +263,22 @@ def warehouse_rows(
             extra |= {"result_position": event.context.position, "time_on_page": event.context.time_on_page}
             extra |= {"interaction_strength": strength}
         rows[table.name].append(key | extra | {"ingested_at": loaded})
+        search_id = event.context.search_id
+        if search_id is None:
+            continue
+        if event.event_type is EventType.SEARCH:
+            for position, product_id in enumerate(event.context.results_shown or ()):
+                if (search_id, position) not in impressions:
+                    impressions.add((search_id, position))
+                    impression = {"search_id": search_id, "position": position, "product_id": product_id}
+                    impression |= {"search_query": event.context.search_query, "ingested_at": loaded}
+                    rows[SEARCH_IMPRESSIONS.name].append(key | impression)
+        else:
+            outcome: dict[str, Any] = {"search_id": search_id, "event_type": event.event_type.value}
+            outcome |= {"product_id": event.product_id}
+            quantity = event.quantity if table in (CART_EVENTS, ORDER_EVENTS) else None
+            outcome |= {"result_position": event.context.position, "quantity": quantity, "ingested_at": loaded}
+            rows[SEARCH_OUTCOME_EVENTS.name].append(key | outcome)
     return rows
 
 
@@ -269,8 +318,9 @@ def archive_lines(batch: EventBatch) -> bytes:
 def table_ddl(table: Table, dataset: str) -> str:
     """BigQuery DDL for a table (the DuckDB warehouse runs it through sqlglot)."""
     columns = ", ".join(f"{c.name} {c.type}{' NOT NULL' if c.mode == 'REQUIRED' else ''}" for c in table.columns)
+    key = ", ".join(table.key)
     return (
-        f"CREATE TABLE IF NOT EXISTS {dataset}.{table.name} ({columns}, PRIMARY KEY (event_id) NOT ENFORCED) "
+        f"CREATE TABLE IF NOT EXISTS {dataset}.{table.name} ({columns}, PRIMARY KEY ({key}) NOT ENFORCED) "
         f"PARTITION BY DATE({table.partition_field}) CLUSTER BY {', '.join(table.clustering)}"
     )
 

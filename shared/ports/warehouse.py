@@ -15,7 +15,8 @@ class WarehouseUnavailable(RuntimeError):
 
 
 class Warehouse(ABC):
-    """Holds the event tables of shared.domain.pipeline; writes are idempotent on event_id."""
+    """Holds the event tables of shared.domain.pipeline; writes are idempotent on each table's key
+    (event_id; an impression's search_id and position)."""
 
     @classmethod
     @abstractmethod
@@ -24,7 +25,7 @@ class Warehouse(ABC):
 
     @abstractmethod
     def insert(self, rows: Mapping[str, list[dict[str, Any]]]) -> int:
-        """Insert rows per table, skipping event ids the table already has.
+        """Insert rows per table, skipping keys (event ids) the table already has.
 
         Returns:
             How many rows were new, over all tables.

@@ -36,11 +36,12 @@ SCALAR = {"STRING": "STRING", "TIMESTAMP": "TIMESTAMP", "INT64": "INT64", "FLOAT
 
 
 def merge_statement(table: Table, columns: list[str]) -> str:
-    """MERGE the @rows struct array into the table, inserting event ids it lacks."""
+    """MERGE the @rows struct array into the table, inserting rows whose key (event_id) it lacks."""
     types = {c.name: c.type for c in table.columns}
     values = ", ".join(f"PARSE_JSON(S.{c})" if types[c] == "JSON" else f"S.{c}" for c in columns)
+    matched = " AND ".join(f"T.{c} = S.{c}" for c in table.key)
     return (
-        f"MERGE {table.name} T USING UNNEST(@rows) S ON T.event_id = S.event_id "
+        f"MERGE {table.name} T USING UNNEST(@rows) S ON {matched} "
         f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) VALUES ({values})"
     )
 

@@ -60,6 +60,7 @@ DAILY: tuple[Job, ...] = (
     Job("user_category_preferences", {"daily_decay": 0.95}),
     Job("product_popularity"),
     Job("user_cohorts"),
+    Job("search_outcomes"),
     Job("next_basket", python=True),
 )
 SCHEDULES = {"hourly": HOURLY, "daily": DAILY}
