@@ -73,6 +73,7 @@ class SearchResult(_Answer):
     size: float | None
     unit: str | None
     rank: int
+    position: int  # 0-based place in this answer: track a click on it with context.position and .search_id
     base_rank: int
     moved: int
     relevance: float
@@ -99,6 +100,7 @@ class Timing(_Answer):
 
 class SearchResponse(_Answer):
     query: str
+    search_id: str  # this answer's id: events tracked with context.search_id are attributed to it
     results: list[SearchResult]
     personalization: Personalization
     timing_ms: Timing

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
@@ -51,6 +52,7 @@ class SearchService:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
         rules = self.engine.rules.ranking
         started = self.timer()
+        search_id = uuid.uuid4().hex  # events tracked with context.search_id are attributed to this answer
         privacy = self.privacy(request.user_id) if self.privacy is not None and request.user_id else None
         if privacy is not None and not privacy.settings.personalization_enabled:
             request = request.model_copy(
@@ -74,12 +76,13 @@ class SearchService:
             quantities = {}
         results = self._compile(ranked, affinities, quantities, today, shopper, goes_with)
         if self.publish is not None and request.user_id:
-            event = search_event(request, [r["product_id"] for r in results])
+            event = search_event(request, [r["product_id"] for r in results], search_id)
             if privacy is None or privacy.refuses(event) is None:  # search history may be off
                 self.publish([event])
         done = self.timer()
         return {
             "query": request.query,
+            "search_id": search_id,
             "results": results,
             "personalization": {
                 "applied": skipped is None,
@@ -196,6 +199,7 @@ class SearchService:
                     "size": p.size,
                     "unit": p.unit,
                     "rank": rank,
+                    "position": rank,  # the place in this answer, as impressions record it
                     "base_rank": item.base_rank,
                     "moved": item.base_rank - rank,
                     "relevance": round(item.relevance, 4),
@@ -226,9 +230,10 @@ def session_event_id(product_id: str) -> str:
     return name if len(name) <= 128 else f"session:{hashlib.sha256(product_id.encode()).hexdigest()}"
 
 
-def search_event(request: SearchRequest, shown: list[str]) -> Interaction:
-    """The search as an event for the pipeline (searches carry no profile signal)."""
-    context = EventContext(search_query=request.query, results_shown=shown)
+def search_event(request: SearchRequest, shown: list[str], search_id: str | None = None) -> Interaction:
+    """The search as an event for the pipeline (searches carry no profile signal); with the
+    answer's search_id, the warehouse keeps what it showed as impressions."""
+    context = EventContext(search_query=request.query, results_shown=shown, search_id=search_id)
     return Interaction(
         event_type=EventType.SEARCH, user_id=request.user_id, session_id=request.session_id, context=context
     )

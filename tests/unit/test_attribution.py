@@ -1,4 +1,4 @@
-"""Attribution: events carrying a search answer's id, and the warehouse rows they make."""
+"""Attribution: a search answer's id and places, events carrying it, and the warehouse rows they make."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from shared.adapters.product_search.bm25s import Bm25sProductSearch
+from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.catalog import Catalog
+from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
 from shared.domain.pipeline import EVENT_TABLES, SEARCH_IMPRESSIONS, table_ddl, warehouse_rows
+from shared.domain.search import SearchRequest
+from shared.services.search import SearchService
 from tests.conftest import SMALL_CATALOG
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -86,3 +91,30 @@ def test_context_search_id_is_validated_as_an_id(bad):
     with pytest.raises(ValidationError) as raised:
         followed("click_product", "oat-milk", search_id=bad)
     assert [e["loc"] for e in raised.value.errors()] == [("context", "search_id")]
+
+
+def test_every_answer_has_a_fresh_search_id_and_places_and_publishes_it_with_what_it_showed(rules):
+    catalog = Catalog(SMALL_CATALOG)
+    published: list[Interaction] = []
+    service = SearchService(
+        ProfileEngine(rules, catalog),
+        Bm25sProductSearch(catalog),
+        MemoryProfileStore(),
+        clock=NOW.timestamp,
+        publish=published.extend,
+    )
+    first = service.search(SearchRequest(query="milk", user_id="u1", session_id="x"))
+    second = service.search(SearchRequest(query="milk"))  # anonymous: answered with an id, nothing published
+    assert first["search_id"] != second["search_id"]
+    click = {
+        "event_type": "click_product",
+        "user_id": "u1",
+        "product_id": "p",
+        "context": {"search_id": first["search_id"]},
+    }
+    assert Interaction.model_validate(click).context.search_id == first["search_id"]  # a valid Id to track with
+    assert [r["position"] for r in first["results"]] == list(range(len(first["results"])))
+    assert all(r["position"] == r["rank"] for r in first["results"])
+    [event] = published
+    assert event.context.search_id == first["search_id"] and event.session_id == "x"
+    assert event.context.results_shown == [r["product_id"] for r in first["results"]]
