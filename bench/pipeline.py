@@ -249,6 +249,15 @@ def lag_runs(quick: bool, emulators: dict) -> dict:
 
 # -- report ----------------------------------------------------------------------------------------
 
+# docs/PIPELINE.md after this marker is written by hand (the warehouse tables): a run keeps it.
+HAND_WRITTEN = "<!-- Written by hand below; python -m bench.pipeline keeps it. -->"
+
+
+def hand_written(path: Path) -> str:
+    """The hand-written part of an existing report, marker included ("" when there is none)."""
+    text = path.read_text() if path.exists() else ""
+    return text[text.index(HAND_WRITTEN) :] if HAND_WRITTEN in text else ""
+
 
 def report(rates: dict, lag_results: dict, quick: bool) -> str:
     lines = [
@@ -300,7 +309,9 @@ def main() -> int:
     text = report(rates, lag_results, args.quick)
     print(text)
     if not args.quick:
-        (ROOT / "docs" / "PIPELINE.md").write_text(text)
+        path = ROOT / "docs" / "PIPELINE.md"
+        kept = hand_written(path)
+        path.write_text(text + ("\n" + kept if kept else ""))
         say("wrote docs/PIPELINE.md")
     return 0
 
