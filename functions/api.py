@@ -89,6 +89,8 @@ class Personalization(_Answer):
     reason: Literal["anonymous", "opted_out", "no_profile", "no_results", "over_budget", "error"] | None
     budget_ms: float
     learned: bool
+    ranking: Literal["learnt", "rules"] | None  # a learnt model's ranking, or the rules'
+    model: str | None  # the learnt model's version
 
 
 class Timing(_Answer):

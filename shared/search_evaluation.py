@@ -30,8 +30,10 @@ from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventType, Interaction
 from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, recall_at_k, split_last_basket
+from shared.domain.ranker import ranker_of
+from shared.domain.ranker_training import build_artifact
 from shared.domain.rules import Rules
-from shared.domain.search import SearchRequest
+from shared.domain.search import SearchFilters, SearchRequest
 from shared.evaluation import load_histories
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
@@ -131,10 +133,19 @@ def evaluate_split(
     profiles = MemoryProfileStore()
     tracking = TrackingService(engine, profiles)
     products = search_index or Bm25sProductSearch(catalog)
-    service = SearchService(engine, products, profiles, clock=NOW.timestamp)
-    popularity = Counter[str]()
-    for baskets in split.train.values():
-        popularity.update(order_counts(baskets))
+    pool = rules.ranking.candidate_pool
+    started = time.perf_counter()
+    artifact = build_artifact(
+        f"seed-{seed}",
+        split.train,
+        ProfileEngine(rules, catalog),
+        lambda query, own: products.search(query, SearchFilters(), pool, own),
+        progress=log,
+    )
+    log(f"seed {seed}: ranking trained on the training orders in {time.perf_counter() - started:.1f} s")
+    ranker = ranker_of(artifact, catalog, rules.ranking)
+    service = SearchService(engine, products, profiles, clock=NOW.timestamp, ranker=lambda: ranker)
+    popularity = Counter[str](artifact.stats.popularity)
     started = time.perf_counter()
     for user in test_users:
         history = list(split.train[user])

@@ -99,6 +99,7 @@ class Catalog:
     def __init__(self, products: Iterable[Product]) -> None:
         self.products: list[Product] = list(products)
         self._by_id = {p.id: p for p in self.products}
+        self.index = {p.id: row for row, p in enumerate(self.products)}  # product id -> position
         unit_prices: dict[str, list[float]] = defaultdict(list)
         for p in self.products:
             if p.price:

@@ -19,9 +19,10 @@ from shared.domain.profile import (
     decayed,
     event_hash,
 )
-from shared.domain.rules import Facet, Rules
+from shared.domain.rules import HISTORY, PURCHASE_KINDS, Facet, Rules
 
 PRICE_NUM, PRICE_DEN = "price:num", "price:den"
+HISTORY_FACETS = frozenset(("product", "brand", "category"))  # what the long-horizon purchase memory counts
 ProductPlan = tuple[tuple[tuple[str, int], ...], float | None]
 
 
@@ -82,9 +83,12 @@ class ProfileEngine:
         self.catalog = catalog
         self.dedup_window = dedup_window
         self.facets = FacetIndex()
-        self._classes = list(rules.decay.items())
+        # The live decay classes, then the ranking's long-horizon purchase memory (left out of affinities).
+        self._classes = [*rules.decay.items(), (HISTORY, rules.ranking.history)]
         self._n = len(self._classes)
-        self._class_of = rules.decay_index
+        self._history = self._n - 1
+        self._class_of = rules.decay_index | {HISTORY: self._history}
+        self._purchase_classes = {self._class_of[rules.signals[kind].decay] for kind in PURCHASE_KINDS}
         self._price_ids = (self.facets.id_of(PRICE_NUM), self.facets.id_of(PRICE_DEN))
         # Per signal: the rules entry, its decay class index and factor, the facets it speaks about.
         self._plans = {
@@ -115,17 +119,19 @@ class ProfileEngine:
             return Applied(True)
         fids, price_ratio = self._product_plan(event)
         product_fid = fids[0][1]
+        t = event.epoch_seconds
+        n = self._n
         if event.event_type is EventType.PURCHASE:
             name = purchase_kind(event, self.rules, profile.quantity(product_fid) is not None)
             profile.set_quantity(product_fid, event.quantity)
+            history = [fid * n + self._history for facet, fid in fids if facet in HISTORY_FACETS]
+            profile.add(history, 1.0, t, self.rules.ranking.history.factor)
         else:
             name = event.event_type.value
         signal, cls, factor, facets = self._plans[name]
         weight = signal.weight if signal.weight is not None else signal.weight_for(event.context.time_on_page)
         if weight == 0.0:
             return Applied(True, name, weight)
-        t = event.epoch_seconds
-        n = self._n
         profile.add([fid * n + cls for facet, fid in fids if facet in facets], weight, t, factor)
         if weight > 0 and price_ratio is not None:
             num, den = self._price_ids
@@ -151,14 +157,18 @@ class ProfileEngine:
         """
         sums: dict[int, float] = defaultdict(float)
         best: dict[int, tuple[float, int]] = {}
-        self._sum(profile, now, sums, best, frozenset(self._class_of[name] for name in ignore))
+        history: dict[int, tuple[float, float]] = {}
+        ignored = {self._class_of[name] for name in ignore}
+        if ignored & self._purchase_classes:
+            ignored.add(self._history)  # the long horizon is what purchases taught too
+        self._sum(profile, now, sums, best, history, frozenset(ignored))
         unseen = [e for e in session if not profile.seen(event_hash(e.event_id))]
         if unseen:
             scratch = Profile(profile.user_id)
             for event in unseen:
                 self.apply(scratch, event)
-            self._sum(scratch, now, sums, best)
-        return self._affinities(sums, best)
+            self._sum(scratch, now, sums, best, {})
+        return self._affinities(sums, best, history)
 
     def _sum(
         self,
@@ -166,9 +176,11 @@ class ProfileEngine:
         now: float,
         sums: dict[int, float],
         best: dict[int, tuple[float, int]],
+        history: dict[int, tuple[float, float]],
         ignored: frozenset[int] = frozenset(),
     ) -> None:
-        """Add the profile's decayed accumulators at `now` into `sums` (uncapped) and `best`."""
+        """Add the profile's decayed accumulators at `now` into `sums` (uncapped) and `best`, and
+        its long-horizon purchase memory into `history` (count, days since the latest purchase)."""
         for acc_id, value, ref in profile.accumulators():
             fid, cls = divmod(acc_id, self._n)
             if cls in ignored:
@@ -177,11 +189,16 @@ class ProfileEngine:
             if now - ref > decay.memory_days * 86_400.0:
                 continue
             part = decayed(value, ref, now, decay.factor)
+            if cls == self._history:
+                history[fid] = (part, max(0.0, now - ref) / 86_400.0)
+                continue
             sums[fid] += part
             if abs(part) > best.get(fid, (0.0, 0))[0]:
                 best[fid] = (abs(part), cls)
 
-    def _affinities(self, sums: dict[int, float], best: dict[int, tuple[float, int]]) -> Affinities:
+    def _affinities(
+        self, sums: dict[int, float], best: dict[int, tuple[float, int]], history: dict[int, tuple[float, float]]
+    ) -> Affinities:
         num, den = self._price_ids
         den_sum = sums.pop(den, 0.0)
         num_sum = sums.pop(num, 0.0)
@@ -190,7 +207,7 @@ class ProfileEngine:
         dominant = {self.facets.key_of(f): self._classes[c][0] for f, (_, c) in best.items() if f in sums}
         # The prior pulls the preference toward neutral until there is enough evidence.
         price = num_sum / (den_sum + self.rules.price_prior_weight) if den_sum > 1e-9 else None
-        return Affinities(scores, dominant, price)
+        return Affinities(scores, dominant, price, {self.facets.key_of(f): h for f, h in history.items()})
 
     # -- persistence -------------------------------------------------------------------------
     def encode(self, profile: Profile) -> bytes:
@@ -238,14 +255,17 @@ class ProfileEngine:
             seen.add(event.event_id)
             facts = facts_for(event, self.catalog)
             name = signal_name(event, self.rules, facts.product_id in bought) or ""
+            t = event.epoch_seconds
             if event.event_type is EventType.PURCHASE:
                 bought.add(facts.product_id)
+                for facet, key in facts.keys:
+                    if facet in HISTORY_FACETS:
+                        interactions[(self.facets.id_of(key), self._history)].append((1.0, t))
             signal = self.rules.signals[name]
             weight = signal.weight_for(event.context.time_on_page)
             if weight == 0.0:
                 continue
             cls = self._class_of[signal.decay]
-            t = event.epoch_seconds
             for key in facts.keys_for(signal.facets):
                 interactions[(self.facets.id_of(key), cls)].append((weight, t))
             if weight > 0 and facts.price_ratio is not None:
@@ -253,12 +273,17 @@ class ProfileEngine:
                 interactions[(self._price_ids[1], cls)].append((weight, t))
         sums: dict[int, float] = defaultdict(float)
         best: dict[int, tuple[float, int]] = {}
+        history: dict[int, tuple[float, float]] = {}
         for (fid, cls), items in interactions.items():
             decay = self._classes[cls][1]
-            if now - max(t for _, t in items) > decay.memory_days * 86_400.0:
+            latest = max(t for _, t in items)
+            if now - latest > decay.memory_days * 86_400.0:
                 continue
             part = math.fsum(w * decay.factor ** ((now - t) / 86_400.0) for w, t in items)
+            if cls == self._history:
+                history[fid] = (part, max(0.0, now - latest) / 86_400.0)
+                continue
             sums[fid] += part
             if abs(part) > best.get(fid, (0.0, 0))[0]:
                 best[fid] = (abs(part), cls)
-        return self._affinities(sums, best)
+        return self._affinities(sums, best, history)

@@ -17,7 +17,7 @@ import math
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DAY = 86_400.0
 
@@ -146,13 +146,15 @@ class Affinities:
     scores: dict[str, float]
     dominant: dict[str, str]
     price_preference: float | None  # mean log(price / category median) of liked items
+    # The ranking's long horizon: key -> (decayed purchase count, days since the latest purchase).
+    history: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def of(self, key: str) -> float:
         return self.scores.get(key, 0.0)
 
     @property
     def empty(self) -> bool:
-        return not self.scores and self.price_preference is None
+        return not self.scores and self.price_preference is None and not self.history
 
 
 def decayed(value: float, ref: float, now: float, factor: float) -> float:

@@ -1,19 +1,15 @@
-"""Personalized re-ranking and the explanations that go with it.
+"""Explanations: what moved a result, as facets, badges and a confidence.
 
-A candidate's final score is its normalised relevance (1.0 for the best match) plus a bounded
-lift, strength * tanh(personal score). Only candidates with at least `min_relevance` of the best
-relevance are re-ranked; the weaker matches stay below them in base order, so personalization
-reorders good answers and never promotes a poor one. Ranking uses a lean scoring pass; the
-reasons are built afterwards, for the results actually shown.
+The ranker (shared.domain.ranker) gives every shown result its contributions by feature; here they
+become reasons by facet (the live lift split over the facets that make it), short badges for the
+strongest ones, and a confidence. The plain order is here too, for answers without personalization.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-import numpy as np
-from scipy import sparse
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from shared.domain.catalog import Catalog, Product
 from shared.domain.profile import Affinities
@@ -23,7 +19,7 @@ from shared.domain.search import Hits
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    facet: str  # product, brand, category, attribute or price
+    facet: str  # product, brand, category, attribute, price, history, popularity or session
     value: str  # what in the profile matched: a brand name, an attribute, ...
     affinity: float  # the shopper's affinity for it
     contribution: float  # what it added to the personal score
@@ -37,6 +33,7 @@ class Ranked:
     base_rank: int
     score: float
     personal: float = 0.0
+    reasons: tuple[Contribution, ...] = ()  # what moved it, strongest first
 
 
 def plain(hits: Hits, catalog: Catalog, limit: int) -> list[Ranked]:
@@ -52,59 +49,6 @@ def _price_term(preference: float | None, ratio: float | None, rules: RankingRul
     if preference is None or ratio is None:
         return 0.0
     return rules.price_weight * math.tanh(preference) * math.tanh(ratio)
-
-
-class FacetMatrix:
-    """Every catalog product's weighted facets as one sparse matrix, so a profile scores hundreds
-    of candidates in a single sparse product instead of a Python loop per candidate."""
-
-    def __init__(self, catalog: Catalog, rules: RankingRules) -> None:
-        self.rules = rules
-        self.catalog = catalog
-        self.columns: dict[str, int] = {}
-        rows, cols, weights = [], [], []
-        for row, product in enumerate(catalog.products):
-            for facet, key in catalog.keys(product.id):
-                rows.append(row)
-                cols.append(self.columns.setdefault(key, len(self.columns)))
-                weights.append(rules.facet_weights[facet])
-        shape = (len(catalog.products), max(1, len(self.columns)))
-        self.matrix = sparse.csr_matrix((weights, (rows, cols)), shape=shape, dtype=np.float64)
-        ratios = [catalog.price_ratio(p.id) for p in catalog.products]
-        self.price_tanh = np.tanh(np.array([0.0 if r is None else r for r in ratios], dtype=np.float64))
-
-    def personal(self, rows: np.ndarray, affinities: Affinities) -> np.ndarray:
-        """Personal scores of the products at `rows` (same sum as `explain` gives per product)."""
-        vector = np.zeros(self.matrix.shape[1])
-        for key, score in affinities.scores.items():
-            column = self.columns.get(key)
-            if column is not None:
-                vector[column] = score
-        scores = self.matrix[rows] @ vector
-        if affinities.price_preference is not None:
-            scores += self.rules.price_weight * math.tanh(affinities.price_preference) * self.price_tanh[rows]
-        return scores
-
-
-def rerank(hits: Hits, affinities: Affinities, matrix: FacetMatrix, limit: int) -> list[Ranked]:
-    """The best `limit` of hits (sorted by relevance) re-ranked with the shopper's affinities."""
-    if not len(hits):
-        return []
-    rules = matrix.rules
-    relevance = hits.relevance / hits.relevance[0]
-    personal = matrix.personal(hits.rows, affinities)
-    eligible = relevance >= rules.min_relevance
-    score = np.where(eligible, relevance + rules.strength * np.tanh(personal), relevance)
-    base = np.arange(len(hits))
-    # eligible first by score (ties keep base order), then the weaker matches in base order
-    order = np.lexsort((base, np.where(eligible, -score, 0.0), ~eligible))[:limit]
-    products = matrix.catalog.products
-    return [
-        Ranked(
-            products[hits.rows[i]], float(hits.relevance[i]), int(i), float(score[i]), float(personal[i]) * eligible[i]
-        )
-        for i in order
-    ]
 
 
 def explain(product: Product, affinities: Affinities, rules: RankingRules, catalog: Catalog) -> list[Contribution]:
@@ -124,6 +68,67 @@ def explain(product: Product, affinities: Affinities, rules: RankingRules, catal
             Contribution("price", "cheaper" if (ratio or 0) < 0 else "pricier", affinities.price_preference or 0, price)
         )
     return sorted(found, key=lambda c: -abs(c.contribution))
+
+
+# What each ranking feature speaks about, as a reason: (facet, decay class behind it); relevance is
+# the query's match, not a reason. The personal feature is split by facet with `explain`.
+_FEATURE_FACET = {
+    "product": ("product", None),
+    "brand": ("brand", None),
+    "category": ("category", None),
+    "attribute": ("attribute", None),
+    "price_fit": ("price", None),
+    "own_count": ("history", "purchase"),
+    "own_days": ("history", "purchase"),
+    "own_brand_count": ("brand", "purchase"),
+    "own_category_count": ("category", "purchase"),
+    "own_category_days": ("category", "purchase"),
+    "popularity": ("popularity", None),
+    "category_share": ("popularity", None),
+    "viewed_now": ("session", "viewed"),
+    "in_cart": ("session", "cart"),
+}
+
+
+def reasons(
+    product: Product,
+    parts: Mapping[str, float],
+    affinities: Affinities | None,
+    rules: RankingRules,
+    catalog: Catalog,
+) -> list[Contribution]:
+    """A product's contributions by feature (rules and model parts summed) as reasons by facet,
+    strongest first. The live lift is split over the facets that make it, in `explain`'s shares."""
+    merged: dict[tuple[str, str], Contribution] = {}
+
+    def add(c: Contribution) -> None:
+        key = (c.facet, c.value)
+        old = merged.get(key)
+        merged[key] = c if old is None else replace(old, contribution=old.contribution + c.contribution)
+
+    lift = parts.get("personal", 0.0)
+    found = explain(product, affinities, rules, catalog) if affinities is not None else []
+    total = sum(c.contribution for c in found)
+    for c in found:
+        add(replace(c, contribution=lift * c.contribution / total) if total else replace(c, contribution=0.0))
+    labels = {"product": product.name, "brand": product.brand or "", "category": product.category}
+    strongest_attribute = max(
+        product.attributes, key=lambda a: abs(affinities.of(f"attribute:{a}")) if affinities else 0.0, default=""
+    )
+    for feature, value in parts.items():
+        if feature not in _FEATURE_FACET or not value:
+            continue
+        facet, dominant = _FEATURE_FACET[feature]
+        label = {
+            "attribute": strongest_attribute,
+            "price": "cheaper" if (catalog.price_ratio(product.id) or 0) < 0 else "pricier",
+            "history": product.name,
+            "popularity": product.category,
+            "session": dominant or "",
+        }.get(facet, labels.get(facet, ""))
+        dominant_class = dominant or (affinities.dominant.get(f"{facet}:{label.lower()}") if affinities else None)
+        add(Contribution(facet, label, 0.0, value, dominant_class))
+    return sorted((c for c in merged.values() if c.contribution), key=lambda c: -abs(c.contribution))
 
 
 def confidence(found: list[Contribution], rules: RankingRules) -> float:
@@ -146,6 +151,16 @@ _PRODUCT_BADGE = {
 
 def badge(c: Contribution) -> str:
     """A short shopper-facing reason for one contribution."""
+    if c.facet == "history":
+        return "You buy this" if c.contribution > 0 else "Shown lower: you bought this recently"
+    if c.facet == "popularity":
+        return f"Popular in {c.value}" if c.contribution > 0 else f"Less often bought in {c.value}"
+    if c.facet == "session":
+        return (
+            ("In your cart" if c.value == "cart" else "You looked at this just now")
+            if c.contribution > 0
+            else ("Shown lower: already in your cart" if c.value == "cart" else "Shown lower: you just looked at it")
+        )
     if c.facet == "price":
         return "Fits your budget" if c.value == "cheaper" else "A premium pick like your usual"
     if c.contribution < 0:

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 Facet = Literal["product", "brand", "category", "attribute"]
 ALL_FACETS: tuple[Facet, ...] = ("product", "brand", "category", "attribute")
 PURCHASE_KINDS = ("first_time", "repeat", "bulk_purchase", "subscription")
+# The ranking's long-horizon purchase memory: a decay class of its own, outside the live affinities.
+HISTORY = "history"
 
 
 class RulesError(ValueError):
@@ -71,6 +73,15 @@ class RankingRules(_Strict):
     # from which "time to reorder" is shown.
     learned_boost: float = Field(default=0.1, ge=0, le=1)
     reorder_min_confidence: float = Field(default=0.3, ge=0, le=1)
+    # Long-horizon purchase memory for ranking only (the live affinities keep the design's formula):
+    # each purchase counts 1 for its product, brand and category, decaying by `factor` per day.
+    history: DecayClass = DecayClass(factor=0.99, memory_days=365)
+    # The rules ranking (served when no learnt model is): weights of the long-horizon purchase
+    # count and of the store's popularity, next to relevance and the live lift.
+    history_weight: float = Field(default=1.0, ge=0)
+    popularity_weight: float = Field(default=0.6, ge=0)
+    # How many of the rules' best candidates a learnt model re-scores (its cost grows with them).
+    model_depth: int = Field(default=500, ge=1, le=1000)
 
 
 class Rules(_Strict):
@@ -89,6 +100,8 @@ class Rules(_Strict):
         unknown = sorted({s.decay for s in self.signals.values()} - set(self.decay))
         if unknown:
             raise ValueError(f"signals use undefined decay classes: {unknown}")
+        if HISTORY in self.decay:
+            raise ValueError(f"decay class name {HISTORY!r} is reserved for ranking.history")
         missing = sorted(set(PURCHASE_KINDS) - set(self.signals))
         if missing:
             raise ValueError(f"signals must define every purchase kind, missing: {missing}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from shared.domain.catalog import Catalog
 from shared.domain.search import Hits, SearchFilters
@@ -16,13 +17,15 @@ class ProductSearch(ABC):
         """Index `catalog`."""
 
     @abstractmethod
-    def search(self, query: str, filters: SearchFilters, limit: int) -> Hits:
-        """Return at most `limit` matching products, most relevant first.
+    def search(self, query: str, filters: SearchFilters, limit: int, include: Sequence[int] = ()) -> Hits:
+        """Return the `limit` best matching products, most relevant first.
 
         Args:
             query: free text; case and plural forms do not matter.
             filters: hard filters every hit must pass.
-            limit: how many hits at most.
+            limit: how many of the best hits.
+            include: positions in `catalog.products` that join the hits beyond `limit` when they
+                match the query and pass the filters (the shopper's own products).
 
         Returns:
             Positions in `catalog.products` with relevance > 0, by decreasing relevance

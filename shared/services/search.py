@@ -14,7 +14,8 @@ from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventContext, EventType, Interaction
 from shared.domain.features import ShopperFeatures, complements, learned_badges, lift_learned
 from shared.domain.profile import Affinities, Profile
-from shared.domain.ranking import FacetMatrix, Ranked, badges, confidence, explain, plain, rerank
+from shared.domain.ranker import FEATURES, FeatureTable, Ranker, Session
+from shared.domain.ranking import Ranked, badges, confidence, plain, reasons
 from shared.domain.search import Hits, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
@@ -37,6 +38,7 @@ class SearchService:
         publish: Callable[[list[Interaction]], None] | None = None,
         features: Callable[[], FeatureStore | None] = lambda: None,
         privacy: Callable[[str], UserPrivacy] | None = None,
+        ranker: Callable[[], Ranker] | None = None,
     ) -> None:
         self.privacy = privacy  # the shopper's settings and tombstone
         self.publish = publish
@@ -46,7 +48,8 @@ class SearchService:
         self.profiles = profiles
         self.clock = clock
         self.timer = timer
-        self.matrix = FacetMatrix(engine.catalog, engine.rules.ranking)
+        rules_only = Ranker(FeatureTable(engine.catalog, engine.rules.ranking))
+        self.ranker = ranker or (lambda: rules_only)  # the served ranker: rules, or a published model
 
     def search(self, request: SearchRequest) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
@@ -58,9 +61,10 @@ class SearchService:
             request = request.model_copy(
                 update={"context": request.context.model_copy(update={"personalization": False})}
             )
-        hits = self.products.search(request.query, request.filters, max(rules.candidate_pool, request.limit))
+        affinities, skipped = self._affinities(request, privacy)
+        hits = self._candidates(request, affinities)
         searched = self.timer()
-        ranked, affinities, skipped = self._personalize(request, hits, privacy)
+        ranked, skipped, learnt = self._personalize(request, hits, affinities, skipped)
         ranked_at = self.timer()
         if skipped:
             ranked, affinities = plain(hits, self.engine.catalog, request.limit), None
@@ -89,6 +93,8 @@ class SearchService:
                 "reason": skipped,
                 "budget_ms": rules.budget_ms,
                 "learned": shopper is not None,
+                "ranking": None if skipped else ("learnt" if learnt else "rules"),
+                "model": self.ranker().version if learnt else None,
             },
             "timing_ms": {
                 "base_search": _ms(searched - started),
@@ -98,18 +104,29 @@ class SearchService:
             },
         }
 
-    def _personalize(
-        self, request: SearchRequest, hits: Hits, privacy: UserPrivacy | None
-    ) -> tuple[list[Ranked], Affinities | None, str | None]:
-        """(ranked, affinities, None) when personalization applied, else ([], None, why it was skipped)."""
+    def candidates(self, request: SearchRequest) -> Hits:
+        """What the ranking orders for this request: the best matches of the query within the
+        filters, and the shopper's own products that match."""
+        privacy = self.privacy(request.user_id) if self.privacy is not None and request.user_id else None
+        return self._candidates(request, self._affinities(request, privacy)[0])
+
+    def _candidates(self, request: SearchRequest, affinities: Affinities | None) -> Hits:
+        own: list[int] = []
+        if affinities is not None and affinities.history:
+            catalog = self.engine.catalog
+            own = [
+                catalog.index[k[8:]] for k in affinities.history if k.startswith("product:") and k[8:] in catalog.index
+            ]
+        pool = max(self.engine.rules.ranking.candidate_pool, request.limit)
+        return self.products.search(request.query, request.filters, pool, own)
+
+    def _affinities(self, request: SearchRequest, privacy: UserPrivacy | None) -> tuple[Affinities | None, str | None]:
+        """(the shopper's profile read now, None), or (None, why personalization is skipped)."""
         session = self._session_events(request)
         if not request.context.personalization:
-            return [], None, "opted_out"
+            return None, "opted_out"
         if request.user_id is None and not session:
-            return [], None, "anonymous"
-        if not len(hits):
-            return [], None, "no_results"
-        started = self.timer()
+            return None, "anonymous"
         try:
             now = self.clock()
             affinities = None
@@ -120,15 +137,52 @@ class SearchService:
                 affinities = self.engine.read(Profile(request.user_id or "anonymous"), now, session)
             if affinities is not None and privacy is not None and not privacy.settings.features.price_tracking:
                 affinities = dataclasses.replace(affinities, price_preference=None)
-            if affinities is None or affinities.empty:
-                return [], None, "no_profile"
-            ranked = rerank(hits, affinities, self.matrix, request.limit)
         except Exception:  # fail open: a broken profile must never break search
             log.exception("personalization failed; serving plain results", extra={"user_id": request.user_id})
-            return [], None, "error"
+            return None, "error"
+        if affinities is None or affinities.empty:
+            return None, "no_profile"
+        return affinities, None
+
+    def _personalize(
+        self, request: SearchRequest, hits: Hits, affinities: Affinities | None, skipped: str | None
+    ) -> tuple[list[Ranked], str | None, bool]:
+        """(ranked, None, whether a learnt model ranked) when personalization applied, else
+        ([], why it was skipped, False)."""
+        if skipped in ("opted_out", "anonymous"):
+            return [], skipped, False
+        if not len(hits):
+            return [], "no_results", False
+        if skipped is not None or affinities is None:
+            return [], skipped or "no_profile", False
+        started = self.timer()
+        try:
+            ranker = self.ranker()
+            relevance = hits.relevance / hits.relevance[0]
+            views = frozenset(v.product_id for v in request.context.recent_views)
+            x = ranker.table.features(hits.rows, relevance, affinities, Session(views, frozenset(request.context.cart)))
+            ranking = ranker.rank(x)
+            top = ranking.order[: request.limit]
+            parts = ranker.contributions(x[top], ranking.learnt)
+            rules = self.engine.rules.ranking
+            products = self.engine.catalog.products
+            ranked = []
+            for place, i in enumerate(top):
+                product = products[hits.rows[i]]
+                found = reasons(
+                    product, dict(zip(FEATURES, parts[place], strict=True)), affinities, rules, self.engine.catalog
+                )
+                ranked.append(
+                    Ranked(
+                        product, float(hits.relevance[i]), int(i), float(ranking.score[i]), float(x[i, 1]), tuple(found)
+                    )
+                )
+        except Exception:  # fail open: a broken profile or model must never break search
+            log.exception("personalization failed; serving plain results", extra={"user_id": request.user_id})
+            return [], "error", False
         if (self.timer() - started) * 1000 > self.engine.rules.ranking.budget_ms:
-            return [], None, "over_budget"
-        return ranked, affinities, None
+            return [], "over_budget", False
+        return ranked, None, ranking.learnt
 
     def _session_events(self, request: SearchRequest) -> list[Interaction]:
         """The request's recent views as events at this instant."""
@@ -181,7 +235,7 @@ class SearchService:
         results = []
         for rank, item in enumerate(ranked):
             p = item.product
-            found = explain(p, affinities, rules, self.engine.catalog) if affinities is not None else []
+            found = list(item.reasons)
             learned = (
                 learned_badges(p.id, shopper, today, goes_with or {}, rules.reorder_min_confidence)
                 if shopper is not None

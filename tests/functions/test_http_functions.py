@@ -139,7 +139,14 @@ def test_search_opt_out_through_context():
         .post("/", json={"query": "yogurt", "user_id": "u1", "context": {"personalization": False}})
         .get_json()
     )
-    assert body["personalization"] == {"applied": False, "reason": "opted_out", "budget_ms": 50.0, "learned": False}
+    assert body["personalization"] == {
+        "applied": False,
+        "reason": "opted_out",
+        "budget_ms": 50.0,
+        "learned": False,
+        "ranking": None,
+        "model": None,
+    }
 
 
 @pytest.mark.parametrize(

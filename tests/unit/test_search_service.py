@@ -12,8 +12,9 @@ from shared.adapters.product_search.bm25s import Bm25sProductSearch
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
-from shared.domain.ranking import explain, rerank
-from shared.domain.search import Hits, SearchRequest
+from shared.domain.ranker import COLUMN, FEATURES
+from shared.domain.ranking import explain, reasons
+from shared.domain.search import SearchRequest
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 
@@ -41,11 +42,19 @@ def click(product_id: str, user: str = "u") -> Interaction:
 def test_plant_based_yogurt_first_after_an_oat_milk_click(rules, small_catalog):
     search, tracking = make(rules, small_catalog)
     before = search.search(SearchRequest(query="yogurt", user_id="u"))
-    assert before["personalization"] == {"applied": False, "reason": "no_profile", "budget_ms": 50.0, "learned": False}
+    assert before["personalization"] == {
+        "applied": False,
+        "reason": "no_profile",
+        "budget_ms": 50.0,
+        "learned": False,
+        "ranking": None,
+        "model": None,
+    }
     tracking.track([click("oat-milk")])
     after = search.search(SearchRequest(query="yogurt", user_id="u"))
     first = after["results"][0]
     assert after["personalization"]["applied"] is True
+    assert after["personalization"]["ranking"] == "rules"
     assert first["product_id"] == "oat-yogurt"
     assert "Because you clicked Oatly" in first["badges"]
     assert {r["facet"] for r in first["reasons"]} >= {"brand", "attribute"}
@@ -71,9 +80,10 @@ def test_weak_matches_are_never_promoted(rules, small_catalog):
 
     def order(oat_relevance: float) -> list[str]:
         picked = (("greek-yogurt", 1.0), ("skim-milk", floor + 0.01), ("oat-milk", oat_relevance))
-        rows = [next(i for i, p in enumerate(small_catalog.products) if p.id == pid) for pid, _ in picked]
-        hits = Hits(np.array(rows), np.array([r for _, r in picked]))
-        return [r.product.id for r in rerank(hits, affinities, search.matrix, limit=10)]
+        rows = np.array([small_catalog.index[pid] for pid, _ in picked])
+        ranker = search.ranker()
+        x = ranker.table.features(rows, np.array([r for _, r in picked]), affinities)
+        return [small_catalog.products[rows[i]].id for i in ranker.rank(x).order]
 
     # Below the floor the loved product stays under a weak but eligible match ...
     assert order(floor * 0.99) == ["greek-yogurt", "skim-milk", "oat-milk"]
@@ -135,7 +145,7 @@ def test_bad_search_requests(bad):
         SearchRequest.model_validate(bad)
 
 
-def test_matrix_scores_equal_the_explained_contributions(rules, small_catalog):
+def test_personal_feature_equals_the_explained_contributions(rules, small_catalog):
     search, tracking = make(rules, small_catalog)
     tracking.track(
         [click("oat-milk"), Interaction(event_type="purchase", user_id="u", product_id="skim-milk", timestamp=NOW)]
@@ -145,11 +155,32 @@ def test_matrix_scores_equal_the_explained_contributions(rules, small_catalog):
     )
     affinities = search.profiles.read("u", lambda p: search.engine.read(p, NOW.timestamp()))
     rows = np.arange(len(small_catalog))
-    scores = search.matrix.personal(rows, affinities)
+    scores = search.ranker().table.features(rows, np.ones(len(rows)), affinities)[:, COLUMN["personal"]]
     for product, score in zip(small_catalog.products, scores, strict=True):
         explained = sum(c.contribution for c in explain(product, affinities, rules.ranking, small_catalog))
         assert score == pytest.approx(explained, abs=1e-12), product.id
     assert any(scores > 0) and any(scores < 0)
+
+
+def test_reasons_sum_to_what_moved_each_result(rules, small_catalog):
+    """Every reason is a real contributor: relevance plus the reasons' contributions is the score."""
+    search, tracking = make(rules, small_catalog)
+    tracking.track(
+        [click("oat-milk"), Interaction(event_type="purchase", user_id="u", product_id="skim-milk", timestamp=NOW)]
+    )
+    affinities = search.profiles.read("u", lambda p: search.engine.read(p, NOW.timestamp()))
+    ranker = search.ranker()
+    rows = np.arange(len(small_catalog))
+    x = ranker.table.features(rows, np.linspace(1.0, 0.5, len(rows)), affinities)
+    ranking = ranker.rank(x)
+    parts = ranker.contributions(x, ranking.learnt)
+    for i, product in enumerate(small_catalog.products):
+        found = reasons(product, dict(zip(FEATURES, parts[i], strict=True)), affinities, rules.ranking, small_catalog)
+        explained = x[i, COLUMN["relevance"]] + sum(c.contribution for c in found)
+        assert ranking.score[i] == pytest.approx(explained, abs=1e-9), product.id
+    answer = search.search(SearchRequest(query="milk", user_id="u"))
+    skim = next(r for r in answer["results"] if r["product_id"] == "skim-milk")
+    assert "You buy this" in skim["badges"] and {"history", "product"} <= {r["facet"] for r in skim["reasons"]}
 
 
 def test_recent_views_personalize_the_very_next_search(rules, small_catalog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 
 import bm25s
 import numpy as np
@@ -76,7 +77,7 @@ class Bm25sProductSearch(ProductSearch):
             both(self._price <= filters.max_price)
         return mask
 
-    def search(self, query: str, filters: SearchFilters, limit: int) -> Hits:
+    def search(self, query: str, filters: SearchFilters, limit: int, include: Sequence[int] = ()) -> Hits:
         tokens = self._tokens(query)
         if not tokens or not self._products:
             return Hits.empty()
@@ -87,6 +88,8 @@ class Bm25sProductSearch(ProductSearch):
         matching = np.flatnonzero(scores > 0)
         if len(matching) > limit:
             top = np.argpartition(-scores[matching], limit - 1)[:limit]
-            matching = matching[top]
+            extra = np.asarray(include, dtype=np.int64)
+            extra = extra[(extra >= 0) & (extra < len(scores))]
+            matching = np.union1d(matching[top], extra[scores[extra] > 0])
         order = matching[np.lexsort((matching, -scores[matching]))]
         return Hits(order.astype(np.int64), scores[order].astype(np.float64))

@@ -1,0 +1,291 @@
+"""One ranker: features per (shopper, candidate), the rules score, and a learnt correction on top.
+
+The rules score is served when no model is published: normalised relevance, the design's live lift
+(strength * tanh of the weighted facet affinities), the long-horizon purchase count and the store's
+popularity. A learnt model (LightGBM LambdaRank, trained on replays with the rules score as its
+starting point) adds its own score to it, so a model only ever corrects the rules. Reasons come from
+the per-feature contributions of both parts: every reason shown moved the product.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from shared.domain.catalog import Catalog
+from shared.domain.profile import Affinities
+from shared.domain.rules import RankingRules
+
+FEATURES = (
+    "relevance",  # base relevance / the best candidate's
+    "personal",  # the design's personal score: weighted live facet affinities plus the price term
+    "product",  # live affinities (short horizon), per facet
+    "brand",
+    "category",
+    "attribute",
+    "price_fit",
+    "own_count",  # long horizon: decayed purchase count of the product
+    "own_days",  # days since the product's latest purchase (NEVER when none is remembered)
+    "own_brand_count",
+    "own_category_count",
+    "own_category_days",
+    "popularity",  # log(1 + orders with the product) / log(1 + the most ordered product's orders)
+    "category_share",  # the product's share of its category's orders
+    "viewed_now",  # this session: viewed or clicked in the request's recent views
+    "in_cart",
+)
+COLUMN = {name: i for i, name in enumerate(FEATURES)}
+NEVER = 9_999.0  # "days since" for what was never bought: far beyond any memory
+
+
+class ModelArtifactError(ValueError):
+    """A ranking model artifact that cannot be loaded; the message says why."""
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What the store's orders say about products: orders holding each one."""
+
+    popularity: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Session:
+    viewed: frozenset[str] = frozenset()
+    cart: frozenset[str] = frozenset()
+
+
+class FeatureTable:
+    """The catalog's facet columns, bound once per catalog and stats, so features for hundreds of
+    candidates are a few array lookups and one sparse product."""
+
+    def __init__(self, catalog: Catalog, rules: RankingRules, stats: StoreStats | None = None) -> None:
+        self.catalog = catalog
+        self.rules = rules
+        self.stats = stats or StoreStats()
+        self.columns: dict[str, int] = {}
+        single: dict[str, list[int]] = {"product": [], "brand": [], "category": []}
+        rows, cols = [], []
+        for row, product in enumerate(catalog.products):
+            found: dict[str, int] = {}
+            for facet, key in catalog.keys(product.id):
+                column = self.columns.setdefault(key, len(self.columns))
+                if facet == "attribute":
+                    rows.append(row)
+                    cols.append(column)
+                else:
+                    found[facet] = column
+            for name, columns in single.items():
+                columns.append(found.get(name, -1))
+        self.missing = len(self.columns)  # the slot of a facet a product lacks (always 0 / NEVER)
+        self.single = {facet: np.where(np.array(c) < 0, self.missing, c) for facet, c in single.items()}
+        self.attributes = sparse.csr_matrix(
+            (np.ones(len(rows)), (rows, cols)), shape=(len(catalog.products), self.missing + 1)
+        )
+        ratios = [catalog.price_ratio(p.id) for p in catalog.products]
+        self.price_tanh = np.tanh(np.array([0.0 if r is None else r for r in ratios]))
+        self.has_price = np.array([r is not None for r in ratios])
+        orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in catalog.products])
+        self.orders = orders
+        self.top_orders = math.log1p(orders.max()) if len(orders) and orders.max() > 0 else 1.0
+        self.popularity = np.log1p(orders) / self.top_orders
+        by_category: dict[str, float] = defaultdict(float)
+        for product, count in zip(catalog.products, orders, strict=True):
+            by_category[product.category.lower()] += count
+        totals = np.array([by_category[p.category.lower()] for p in catalog.products])
+        self.category_share = np.divide(orders, totals, out=np.zeros_like(orders), where=totals > 0)
+
+    def _vector(self, values: Mapping[str, float], default: float = 0.0) -> np.ndarray:
+        vector = np.full(self.missing + 1, default)
+        for key, value in values.items():
+            column = self.columns.get(key)
+            if column is not None:
+                vector[column] = value
+        return vector
+
+    def features(
+        self,
+        rows: np.ndarray,
+        relevance: np.ndarray,
+        affinities: Affinities | None,
+        session: Session = Session(),
+        popularity: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The (candidates x FEATURES) matrix; `relevance` is normalised by the caller;
+        `popularity` replaces the store's (a replay leaves out the shopper's own later orders)."""
+        x = np.zeros((len(rows), len(FEATURES)))
+        x[:, COLUMN["relevance"]] = relevance
+        x[:, COLUMN["own_days"]] = NEVER
+        x[:, COLUMN["own_category_days"]] = NEVER
+        pop = self.popularity[rows] if popularity is None else popularity
+        x[:, COLUMN["popularity"]] = pop
+        x[:, COLUMN["category_share"]] = self.category_share[rows]
+        if affinities is not None:
+            live = self._vector(affinities.scores)
+            weights = self.rules.facet_weights
+            personal = np.zeros(len(rows))
+            for facet in ("product", "brand", "category"):
+                values = live[self.single[facet][rows]]
+                x[:, COLUMN[facet]] = values
+                personal += weights[facet] * values
+            attribute = self.attributes[rows] @ live
+            x[:, COLUMN["attribute"]] = attribute
+            personal += weights["attribute"] * attribute
+            if affinities.price_preference is not None:
+                fit = math.tanh(affinities.price_preference) * self.price_tanh[rows]
+                x[:, COLUMN["price_fit"]] = fit
+                personal += self.rules.price_weight * fit
+            x[:, COLUMN["personal"]] = personal
+            if affinities.history:
+                counts = self._vector({k: c for k, (c, _) in affinities.history.items()})
+                days = self._vector({k: d for k, (_, d) in affinities.history.items()}, NEVER)
+                products, brands, categories = (self.single[f][rows] for f in ("product", "brand", "category"))
+                x[:, COLUMN["own_count"]] = counts[products]
+                x[:, COLUMN["own_days"]] = days[products]
+                x[:, COLUMN["own_brand_count"]] = counts[brands]
+                x[:, COLUMN["own_category_count"]] = counts[categories]
+                x[:, COLUMN["own_category_days"]] = days[categories]
+        if session.viewed or session.cart:
+            ids = [self.catalog.products[r].id for r in rows]
+            x[:, COLUMN["viewed_now"]] = [pid in session.viewed for pid in ids]
+            x[:, COLUMN["in_cart"]] = [pid in session.cart for pid in ids]
+        return x
+
+    def rows_of(self, product_ids: Collection[str]) -> list[int]:
+        """Catalog positions of the products the catalog knows."""
+        index = self.catalog.index
+        return [index[p] for p in product_ids if p in index]
+
+
+def rules_parts(x: np.ndarray, rules: RankingRules) -> np.ndarray:
+    """The rules score split by feature (candidates x FEATURES); its row sums are the rules score."""
+    parts = np.zeros_like(x)
+    parts[:, COLUMN["relevance"]] = x[:, COLUMN["relevance"]]
+    parts[:, COLUMN["personal"]] = rules.strength * np.tanh(x[:, COLUMN["personal"]])
+    parts[:, COLUMN["own_count"]] = rules.history_weight * np.log1p(np.maximum(x[:, COLUMN["own_count"]], 0.0))
+    parts[:, COLUMN["popularity"]] = rules.popularity_weight * x[:, COLUMN["popularity"]]
+    return parts
+
+
+class LearntModel:
+    """A LightGBM ranking model's raw scores and per-feature contributions."""
+
+    def __init__(self, text: str) -> None:
+        import lightgbm  # imported when a model is loaded: the rules ranking needs no LightGBM
+
+        try:
+            self.booster = lightgbm.Booster(model_str=text)
+        except Exception as exc:  # LightGBM raises its own error type on any malformed model text
+            raise ModelArtifactError(f"the model does not load: {exc}") from None
+        names = tuple(self.booster.feature_name())
+        if names != FEATURES:
+            raise ModelArtifactError(f"the model's features {names} are not this ranker's {FEATURES}")
+        self.text = text
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """(candidates x FEATURES) contributions (LightGBM's SHAP values; the bias column dropped)."""
+        out = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1), dtype=np.float64)
+        return out[:, : len(FEATURES)]
+
+
+@dataclass(frozen=True)
+class RankerArtifact:
+    """What the daily job publishes: the store's stats and, when one beat the serving ranking on a
+    held-out replay, a learnt model."""
+
+    version: str
+    stats: StoreStats
+    model: str | None = None  # LightGBM model text
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        document = {
+            "format": 1,
+            "version": self.version,
+            "features": list(FEATURES),
+            "popularity": dict(self.stats.popularity),
+            "model": self.model,
+            "metrics": dict(self.metrics),
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RankerArtifact:
+        """Parse an artifact, or raise ModelArtifactError saying what is wrong with it."""
+        try:
+            document = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelArtifactError(f"not a ranking artifact (not JSON: {exc})") from None
+        if not isinstance(document, dict) or document.get("format") != 1:
+            raise ModelArtifactError("not a ranking artifact of format 1")
+        if document.get("features") != list(FEATURES):
+            raise ModelArtifactError("the artifact's features are not this ranker's (made by another version)")
+        popularity = document.get("popularity")
+        if not isinstance(popularity, dict) or not all(isinstance(v, int | float) for v in popularity.values()):
+            raise ModelArtifactError("the artifact's popularity is not a map of numbers")
+        model = document.get("model")
+        if model is not None and not isinstance(model, str):
+            raise ModelArtifactError("the artifact's model is not LightGBM model text")
+        return cls(str(document.get("version")), StoreStats(popularity), model, document.get("metrics") or {})
+
+
+@dataclass
+class Ranking:
+    """Candidates in served order with their scores and each one's contributions by feature."""
+
+    order: np.ndarray  # indices into the candidates, best first
+    score: np.ndarray  # per candidate
+    learnt: bool  # a model's correction is part of the score
+
+
+class Ranker:
+    """Scores candidates with the rules and, when loaded, the learnt model."""
+
+    def __init__(self, table: FeatureTable, model: LearntModel | None = None, version: str | None = None) -> None:
+        self.table = table
+        self.model = model
+        self.version = version
+
+    def rank(self, x: np.ndarray, use_model: bool = True) -> Ranking:
+        """Order the candidates: by the rules score, then the model's correction re-orders the
+        rules' best `model_depth` (they stay above the rest, so a model reorders good answers)."""
+        rules = self.table.rules
+        score = rules_parts(x, rules).sum(axis=1)
+        # Weak matches (below min_relevance of the best) stay below the good ones, in base order.
+        eligible = x[:, COLUMN["relevance"]] >= rules.min_relevance
+        base = np.arange(len(x))
+        order = np.lexsort((base, np.where(eligible, -score, 0.0), ~eligible))
+        learnt = use_model and self.model is not None and len(x) > 0
+        if learnt:
+            assert self.model is not None
+            depth = min(rules.model_depth, int(eligible.sum()))
+            top = order[:depth]
+            score = score.copy()
+            score[top] += self.model.scores(x[top])
+            order = np.concatenate([top[np.lexsort((top, -score[top]))], order[depth:]])
+        return Ranking(order, score, learnt)
+
+    def contributions(self, x: np.ndarray, learnt: bool) -> np.ndarray:
+        """Per-feature contributions of the candidates in `x` (relevance included)."""
+        parts = rules_parts(x, self.table.rules)
+        if learnt and self.model is not None:
+            parts = parts + self.model.contributions(x)
+        return parts
+
+
+def ranker_of(artifact: RankerArtifact | None, catalog: Catalog, rules: RankingRules) -> Ranker:
+    """The ranker an artifact makes for a catalog: its stats, and its model when it has one."""
+    if artifact is None:
+        return Ranker(FeatureTable(catalog, rules))
+    model = LearntModel(artifact.model) if artifact.model is not None else None
+    return Ranker(FeatureTable(catalog, rules, artifact.stats), model, artifact.version)
