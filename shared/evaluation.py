@@ -1,4 +1,4 @@
-"""Offline next-basket evaluation: LeafLoaf's recommender against the frequency baselines on an order history.
+"""Offline next-basket evaluation: LeafLoaf's recommender against the frequency baselines and TIFU-KNN.
 
 Protocol (Li et al., "A Next Basket Recommendation Reality Check", TOIS 2023): per seed, a random share of the
 users with at least 2 orders become test users and their last basket is held out; everything else trains every
@@ -27,6 +27,7 @@ from shared.domain.nextbasket import (
     p_topfreq,
     recommend,
     split_last_basket,
+    tifu_knn,
 )
 
 INSTACART = "instacart-sample"
@@ -41,6 +42,7 @@ def methods(params: Params | None = None) -> dict[str, Recommender]:
         "g_topfreq": g_topfreq,
         "p_topfreq": p_topfreq,
         "gp_topfreq": gp_topfreq,
+        "tifu_knn": tifu_knn,
     }
 
 

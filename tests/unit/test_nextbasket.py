@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +15,8 @@ from shared.domain.nextbasket import (
     Basket,
     Params,
     RepeatStats,
+    TifuParams,
+    basket_groups,
     evaluate,
     g_topfreq,
     global_top,
@@ -25,6 +28,8 @@ from shared.domain.nextbasket import (
     recall_at_k,
     recommend,
     split_last_basket,
+    tifu_knn,
+    tifu_vector,
     timing_factor,
     tune,
 )
@@ -113,9 +118,51 @@ def test_test_baskets_never_reach_training_popularity_or_any_list():
     held_out = {f"fresh-{int(user[1:])}" for user in split.test}
     assert held_out.isdisjoint(global_top(split.train, 1000))
     users = sorted(split.test)
-    for lists in (recommend(split.train, users, 20), gp_topfreq(split.train, users, 20)):
+    for lists in (
+        recommend(split.train, users, 20),
+        gp_topfreq(split.train, users, 20),
+        tifu_knn(split.train, users, 20),
+    ):
         for user, ranked in lists.items():
             assert f"fresh-{int(user[1:])}" not in ranked
+
+
+# --- TIFU-KNN ---------------------------------------------------------------------------------------------------
+
+
+def test_baskets_split_into_groups_as_the_reference_code_does():
+    assert basket_groups(7, 3) == [range(0, 2), range(2, 4), range(4, 7)]  # the last 7 mod 3 groups one longer
+    assert basket_groups(6, 3) == [range(0, 2), range(2, 4), range(4, 6)]
+    assert basket_groups(2, 3) == [range(0, 1), range(1, 2)]  # fewer baskets than groups: a group each
+
+
+def test_tifu_vector_decays_baskets_over_the_whole_history_and_groups_from_the_group_count():
+    params = TifuParams(within_decay=0.5, group_decay=0.5, groups=2)
+    # Baskets weigh 0.5² = 0.25, 0.5 and 1 (decay counted over all 3 baskets, not restarted per group). Groups:
+    # [a] and [a b, b c]; group 1 weighs 0.5 and holds 1 basket, group 2 weighs 1 and holds 2; the sum is halved.
+    # a = (0.5 × 0.25 / 1 + 1 × 0.5 / 2) / 2 = 0.1875; b = (0.5 + 1) / 2 / 2 = 0.375; c = 1 / 2 / 2 = 0.25.
+    vector = tifu_vector(baskets("a", "a b", "b c"), params)
+    assert vector == pytest.approx({"a": 0.1875, "b": 0.375, "c": 0.25})
+    # 2 baskets, 3 groups: each basket is a group, still weighed 0.5² and 0.5¹ (exponents from the 3 groups).
+    # x = 0.5 (basket) × 0.25 (group) / 2 = 0.0625; y = 1 × 0.5 / 2 = 0.25.
+    assert tifu_vector(baskets("x", "y"), replace(params, groups=3)) == pytest.approx({"x": 0.0625, "y": 0.25})
+
+
+def test_tifu_knn_mixes_the_users_vector_with_the_mean_of_the_k_nearest_others():
+    # One group, no decay: a vector is the share of the user's baskets holding each product.
+    train = {
+        "me": baskets("a b", "a"),  # a 1, b 0.5
+        "n1": baskets("a c", "a c"),  # a 1, c 1: squared distance to me 0.25 + 1 = 1.25
+        "n2": baskets("a", "a c"),  # a 1, c 0.5: squared distance 0.25 + 0.25 = 0.5
+        "far": baskets("d", "d"),  # d 1: squared distance 1 + 0.25 + 1 = 2.25
+        "big": baskets("a b c d e", "a b c d e"),  # the largest dot product with me (1.5), but distance 3.25
+    }
+    mixed = TifuParams(neighbours=2, within_decay=1.0, group_decay=1.0, alpha=0.7, groups=1)
+    # The 2 nearest others (n2 and n1) average to a 1, c 0.75. alpha 0.7: a 0.7 + 0.3 = 1, b 0.35,
+    # c 0.225; d scores 0 and is not listed. (Summing the neighbours, or swapping alpha, puts c before b.)
+    assert tifu_knn(train, ["me"], 10, mixed) == {"me": ["a", "b", "c"]}
+    # alpha 0.5: b 0.25 < c 0.375. (Counting me as my own neighbour would give b 0.375 > c 0.125.)
+    assert tifu_knn(train, ["me"], 10, replace(mixed, alpha=0.5)) == {"me": ["a", "c", "b"]}
 
 
 # --- LeafLoaf ---------------------------------------------------------------------------------------------------
@@ -191,7 +238,7 @@ def test_evaluate_command_writes_the_report(tmp_path, capsys):
     assert set(result) == {"dataset", "users", "test_users", "seeds", "methods"}
     assert (result["dataset"], result["users"], result["seeds"]) == ("orders.csv", 40, [3, 4])
     assert 0 < result["test_users"] < 40
-    assert list(result["methods"]) == ["leafloaf", "g_topfreq", "p_topfreq", "gp_topfreq"]
+    assert list(result["methods"]) == ["leafloaf", "g_topfreq", "p_topfreq", "gp_topfreq", "tifu_knn"]
     for scores in result["methods"].values():
         assert list(scores) == ["recall@10", "ndcg@10", "phr@10", "recall@20", "ndcg@20"]
         assert all(0.0 <= value <= 1.0 for value in scores.values())
