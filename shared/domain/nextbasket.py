@@ -14,7 +14,7 @@ import random
 import statistics
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse
@@ -277,10 +277,15 @@ class Params:
         timing_weight: share of the repeat score given to the reorder-timing factor (0 = ignore timing). The
             factor is 1 when the days from the product's last purchase to the expected next order equal its
             median reorder gap and falls with their log ratio; products with no known cycle get 0.5.
+        neighbour_weight: weight of the user's nearest shoppers' mean usual scores, added to the user's own when
+            ranking their products (TIFU-KNN's (1 - alpha) / alpha; 0 = the user's history alone).
+        neighbours: how many nearest shoppers are averaged (TIFU-KNN's k; its Instacart setting).
     """
 
     decay: float = 0.9
     timing_weight: float = 0.3
+    neighbour_weight: float = 0.5
+    neighbours: int = 900
 
 
 @dataclass(frozen=True)
@@ -441,47 +446,105 @@ def _unit_rows(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
     return sparse.csr_matrix(sparse.diags(1.0 / norms) @ matrix)
 
 
-def usual_scores(history: Sequence[Basket], params: Params) -> dict[str, float]:
-    """The user's "my usual" scores: `repeat_scores` at the user's expected next order."""
-    return repeat_scores(repeat_stats(history, params.decay), expected_next_day(history), params.timing_weight)
+def usual_scores(
+    history: Sequence[Basket], params: Params, stats: Mapping[str, RepeatStats] | None = None
+) -> dict[str, float]:
+    """The user's "my usual" scores: `repeat_scores` at the user's expected next order, per decayed order.
+
+    Dividing by the decayed count of the user's orders makes a score about the share of orders holding the
+    product, as in TIFU-KNN's vectors, so shoppers with short and long histories compare (nearest neighbours).
+    `stats` are the history's `repeat_stats` at `params.decay`, when already at hand.
+    """
+    stats = repeat_stats(history, params.decay) if stats is None else stats
+    orders = sum(params.decay**age for age in range(len(history)))
+    scores = repeat_scores(stats, expected_next_day(history), params.timing_weight)
+    return {item: score / orders for item, score in scores.items()}
 
 
-# Order counts first (a decay of 0.999 only breaks their ties by recency, as P-TopFreq does), so on ties, or
-# on data with no recency or timing structure, tuning keeps P-TopFreq's order.
-CANDIDATES = tuple(Params(decay, timing) for decay in (0.999, 0.9, 0.8) for timing in (0.0, 0.3))
+def rank_usual(usual: Mapping[str, float], neighbours: Mapping[str, float], weight: float) -> list[str]:
+    """The user's own products by usual score plus `weight` × their neighbours' mean score; ties by id."""
+    score = {item: value + weight * neighbours.get(item, 0.0) for item, value in usual.items()}
+    return sorted(score, key=lambda item: (-score[item], item))
 
 
-def tune(train: Histories, k: int = 10, candidates: Sequence[Params] = CANDIDATES, sample: int = 2_000) -> Params:
-    """The knobs that best predict the training users' own last training basket from their earlier ones.
+# Order counts first (a decay of 0.999 only breaks their ties by recency, as P-TopFreq does) and no neighbours
+# first, so on ties, or on data with no recency, timing or neighbour structure, tuning keeps P-TopFreq's order.
+CANDIDATES = tuple(
+    Params(decay, timing, weight)
+    for decay in (0.999, 0.9, 0.8)
+    for timing in (0.0, 0.3)
+    for weight in (0.0, 0.1, 0.25, 0.5, 1.0)
+)
+
+
+def tune(
+    train: Histories,
+    k: int = 10,
+    candidates: Sequence[Params] = CANDIDATES,
+    sample: int = 2_000,
+    targets: int = 3,
+    chunk: int = 256,
+) -> Params:
+    """The knobs that best predict the training users' recent training baskets from their earlier ones.
 
     Model selection on the training data only (the held-out baskets are never seen): for a seeded sample of the
-    users with at least 3 training baskets, each candidate ranks the user's products by `usual_scores` on all but
-    the last basket, and the best Recall@k wins (the first of equals). So a store whose shoppers buy by habit
-    rather than by recency gets plain frequency, and one with clear cycles gets the timing factor.
+    users with at least 3 training baskets, each of their last `targets` baskets that has 2 or more before it is
+    predicted from those, and the best mean Recall@k wins (the first of equals). A candidate ranks the user's
+    products by `rank_usual`, the neighbours coming from the sampled users' whole training histories (the user
+    excepted). So a store whose shoppers buy by habit rather than by recency gets plain frequency, one with clear
+    cycles gets the timing factor, and one where similar shoppers tell more gets the neighbour blend.
 
     Args:
         train: training histories, oldest basket first.
         k: the list length the choice is made for.
         candidates: the knob settings to choose from.
         sample: at most this many users are scored.
+        targets: baskets predicted per user (several: a less noisy choice than the last basket alone).
+        chunk: predictions per block of dense arrays (bounds memory).
 
     Returns:
         The best candidate (the first one when no user has 3 baskets).
     """
     eligible = sorted(user for user, history in train.items() if len(history) >= 3)
     users = random.Random(0).sample(eligible, min(sample, len(eligible)))
-    if not users:
+    cases = [(user, n) for user in users for n in range(max(2, len(train[user]) - targets), len(train[user]))]
+    if not cases:
         return candidates[0]
-    truth = {user: train[user][-1].products for user in users}
+    truth = [train[user][n].products for user, n in cases]
+    by_scores: dict[Params, list[Params]] = {}  # candidates that differ only in their neighbour weight
+    for params in candidates:
+        by_scores.setdefault(replace(params, neighbour_weight=0.0), []).append(params)
 
-    def recall(params: Params) -> float:
-        lists = {}
-        for user in users:
-            scores = usual_scores(train[user][:-1], params)
-            lists[user] = sorted(scores, key=lambda item: (-scores[item], item))[:k]
-        return evaluate(lists, truth, [("recall", k)])[f"recall@{k}"]
+    @functools.lru_cache(maxsize=1)  # the stats depend on the decay alone: the timing weights share them
+    def stats(decay: float) -> tuple[list[dict[str, RepeatStats]], dict[str, dict[str, RepeatStats]]]:
+        before = [repeat_stats(train[user][:n], decay) for user, n in cases]
+        return before, {user: repeat_stats(train[user], decay) for user in users}
 
-    return max(candidates, key=recall)
+    recall = {}
+    for base, blends in by_scores.items():
+        before, whole = stats(base.decay)
+        usual = [usual_scores(train[user][:n], base, before[i]) for i, (user, n) in enumerate(cases)]
+        around: list[dict[str, float]] = [{} for _ in cases]
+        if any(params.neighbour_weight for params in blends):
+            model = Collaborative({user: usual_scores(train[user], base, whole[user]) for user in users})
+            around = _neighbour_scores(model, usual, [user for user, _ in cases], base.neighbours, chunk)
+        for params in blends:
+            weight = params.neighbour_weight
+            total = sum(recall_at_k(rank_usual(usual[i], around[i], weight), truth[i], k) for i in range(len(cases)))
+            recall[params] = total / len(cases)
+    return max(candidates, key=recall.__getitem__)
+
+
+def _neighbour_scores(
+    model: Collaborative, usual: Sequence[Mapping[str, float]], users: Sequence[str], k: int, chunk: int
+) -> list[dict[str, float]]:
+    """For each usual-score mapping (of `users[i]`), its nearest shoppers' mean score of each of its products."""
+    out = []
+    for start in range(0, len(usual), chunk):
+        block = usual[start : start + chunk]
+        mean = model.neighbour_mean(model.vectors(block), users[start : start + chunk], k)
+        out += [{item: mean[r, model.column[item]] for item in scores} for r, scores in enumerate(block)]
+    return out
 
 
 def recommend(
@@ -505,7 +568,7 @@ def recommend(
     """
     params = params or tune(train, k)
     profiles = {user: usual_scores(history, params) for user, history in train.items()}
-    return dict(recommend_from(profiles, users, k, global_top(train, k), chunk))
+    return dict(recommend_from(profiles, users, k, global_top(train, k), params, chunk))
 
 
 def recommend_from(
@@ -513,35 +576,40 @@ def recommend_from(
     users: Sequence[str],
     k: int,
     popular: Sequence[str],
+    params: Params | None = None,
     chunk: int = 256,
 ) -> Iterator[tuple[str, list[str]]]:
     """Next-basket lists from every shopper's "my usual" scores (what the scheduled job streams).
 
     Each product a user bought scores by `usual_scores` (order frequency decayed towards recent orders, scaled by
-    how due the product is on its reorder cycle at the expected next order); the user's own products head the
-    list in that order, as in P-TopFreq (a user with at least K products gets only their own). Free places go to
-    products similar to the user's (summed item-item cosine over who bought what), then to `popular`.
+    how due the product is on its reorder cycle at the expected next order), plus `neighbour_weight` × the mean
+    usual score of the user's nearest shoppers (TIFU-KNN's blend); the user's own products head the list in that
+    order, as in P-TopFreq (a user with at least K products gets only their own). Free places go to products
+    similar to the user's (summed item-item cosine over who bought what), then to `popular`.
 
     Args:
-        profiles: every training shopper's usual scores (item similarities come from who bought what).
+        profiles: every training shopper's usual scores (similar products and shoppers come from them).
         users: whom to recommend for.
         k: list length.
         popular: the most bought products, most first (the last fill).
+        params: the knobs the profiles were made with (only the neighbour ones are read); None = Params().
         chunk: users scored per block of dense arrays (bounds memory).
 
     Yields:
         (user id, up to K product ids, best first), in the order of `users`.
     """
+    params = params or Params()
     model = Collaborative(profiles)
     for start in range(0, len(users), chunk):
         block = list(users[start : start + chunk])
         own = model.vectors([profiles.get(u, {}) for u in block])
         similar = model.similar_items(own)
+        mean = model.neighbour_mean(own, block, params.neighbours) if params.neighbour_weight else None
         for r, user in enumerate(block):
-            usual = profiles.get(user, {})
-            cols = {item: model.column[item] for item in usual if item in model.column}
-            ranked = sorted(cols, key=lambda item: (-usual[item], item))
+            usual = {item: score for item, score in profiles.get(user, {}).items() if item in model.column}
+            around = {} if mean is None else {item: mean[r, model.column[item]] for item in usual}
+            ranked = rank_usual(usual, around, params.neighbour_weight)
             candidates = similar[r]
-            candidates[list(cols.values())] = 0.0  # explore: only products new to the user
+            candidates[[model.column[item] for item in usual]] = 0.0  # explore: only products new to the user
             picks = [model.items[c] for c in _top_k(candidates, k) if candidates[c] > 0]
             yield user, fill(ranked, [*picks, *popular], k)

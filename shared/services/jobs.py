@@ -161,7 +161,7 @@ class JobRunner:
             )
         ]
         users = sorted(profiles)
-        ranked = recommend_from(profiles, users, self.list_length, popular)
+        ranked = recommend_from(profiles, users, self.list_length, popular, params)
         return self.warehouse.replace_table("next_basket", NEXT_BASKET_COLUMNS, self._rows(ranked, profiles))
 
     def _rows(self, ranked: Iterator[tuple[str, list[str]]], profiles: dict[str, dict[str, float]]) -> Iterator[list]:

@@ -12,6 +12,7 @@ import pytest
 
 from shared.cli import main
 from shared.domain.nextbasket import (
+    CANDIDATES,
     Basket,
     Params,
     RepeatStats,
@@ -188,6 +189,12 @@ def test_recency_decay_prefers_what_the_user_buys_these_days():
     assert recommend({"me": history}, ["me"], 1, Params(decay=1.0))["me"] == ["old"]
 
 
+def test_the_neighbour_weight_lets_similar_shoppers_reorder_the_users_products():
+    train = {"me": baskets("x", "y"), **{f"o{i}": baskets("x", "x") for i in range(3)}}  # the others all buy x
+    assert recommend(train, ["me"], 2, Params(0.999, 0.0, 0.0))["me"] == ["y", "x"]  # mine alone: y, more recent
+    assert recommend(train, ["me"], 2, Params(0.999, 0.0, 1.0))["me"] == ["x", "y"]
+
+
 def test_free_places_go_to_similar_products_then_popular_ones():
     train = {
         "me": baskets("bread"),
@@ -286,4 +293,12 @@ def test_tuning_follows_the_data_habits_or_recent_tastes():
     # Drift: every shopper switched from "old" (4 baskets) to "new" (4 since) and keeps buying "new".
     drift = {f"d{u}": [Basket(("old",))] * 4 + [Basket(("new",))] * 4 for u in range(20)}
     assert tune(drift, k=1).decay < 0.999  # recency wins: "new"
-    assert tune({"solo": [Basket(("a",))]}) == Params(0.999, 0.0)  # nobody to tune on: the first candidate
+    assert tune({"solo": [Basket(("a",))]}) == Params(0.999, 0.0, 0.0)  # nobody to tune on: the first candidate
+
+
+def test_tuning_blends_in_neighbours_when_they_predict_better():
+    # Every shopper alternates between the shared staple "c" and a product of their own: their own history
+    # favours whichever came last, their neighbours favour "c", which is right in 2 of the 3 tuning baskets.
+    alternating = {f"u{u}": [Basket(("c",)), Basket((f"own{u}",))] * 3 + [Basket(("c",))] for u in range(20)}
+    assert tune(alternating, k=1).neighbour_weight > 0
+    assert tune(alternating, k=1, candidates=[p for p in CANDIDATES if not p.neighbour_weight]).neighbour_weight == 0
