@@ -18,6 +18,7 @@ def check_health(request: flask.Request) -> tuple[int, dict]:
     live = {  # no I/O: what this instance knows now (queues, counters, the store's last known state)
         "profile_store": services.profiles.health(),
         "event_bus": services.bus.health() | {"publisher": services.publisher.health()},
+        "ranking_model": services.rankers.health(),
     }
     backends = services.health.report(live)
     # Degraded still answers (from the cache, or plain results): 200 either way, the body says which.

@@ -26,6 +26,7 @@ from shared.ports.identity import IdentityVerifier
 from shared.ports.privacy_store import PrivacyStore
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
+from shared.ports.ranking_model import ModelStore
 from shared.ports.warehouse import Warehouse
 from shared.services.erasure import ErasureService
 from shared.services.features import FeaturePublisher
@@ -38,6 +39,7 @@ from shared.services.preferences import PreferencesService
 from shared.services.privacy import PrivacyService
 from shared.services.profile_cache import CachedProfileStore
 from shared.services.publisher import EventPublisher
+from shared.services.ranking import RankerProvider, RankerTrainer
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 from shared.telemetry import Telemetry
@@ -143,7 +145,31 @@ class Container:
 
     @cached_property
     def jobs(self) -> JobRunner:
-        return JobRunner(self.warehouse, after_run=self.feature_publisher, chunk_users=self.settings.jobs_chunk_users)
+        return JobRunner(
+            self.warehouse,
+            after_run=self.feature_publisher,
+            chunk_users=self.settings.jobs_chunk_users,
+            train_ranker=self.ranker_trainer,
+        )
+
+    @cached_property
+    def model_store(self) -> ModelStore:
+        from shared.adapters.ranking_model.archive import ArchiveModelStore
+
+        return ArchiveModelStore(self.archive)
+
+    @cached_property
+    def rankers(self) -> RankerProvider:
+        """The served ranker: the rules until the daily job publishes a model (the store is opened
+        in the background on the first search)."""
+        return RankerProvider(
+            lambda: self.model_store, self.catalog, self.rules.ranking, self.settings.features_refresh_s
+        )
+
+    @cached_property
+    def ranker_trainer(self) -> RankerTrainer:
+        # The publishing instance serves its new version at once.
+        return RankerTrainer(self.model_store, self.engine, self.products, self.rankers, published=self.rankers.refresh)
 
     @cached_property
     def identity(self) -> IdentityVerifier | None:
@@ -190,6 +216,7 @@ class Container:
 
     def __post_init__(self) -> None:
         self.search.features = lambda: self.features  # opened on the first search that needs it
+        self.search.ranker = self.rankers  # built now (no I/O): the first search does not wait for it
 
     @cached_property
     def loader(self) -> WarehouseLoader:

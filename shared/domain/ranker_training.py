@@ -48,7 +48,7 @@ class TrainingParams:
     negatives: int = 40  # best-scored non-relevant candidates kept per query, besides own products
     random_negatives: int = 10
     validation_share: float = 0.2  # shoppers held out to guard the model
-    max_users: int = 5_000  # shoppers replayed at most (bounds time and memory)
+    max_users: int = 2_000  # shoppers replayed at most (bounds time and memory)
     rounds: int = 100
     params: Mapping[str, object] = field(
         default_factory=lambda: {
@@ -282,4 +282,6 @@ def build_artifact(
     stats = StoreStats(store_popularity(histories))
     table = FeatureTable(engine.catalog, engine.rules.ranking, stats)
     trained = train(histories, engine, table, search, serving, params, progress=progress)
-    return RankerArtifact(version, stats, trained.model, trained.metrics)
+    # A model that lost to the serving one is not published: the serving model stays, with new stats.
+    model = trained.model or (serving.text if serving is not None else None)
+    return RankerArtifact(version, stats, model, trained.metrics)

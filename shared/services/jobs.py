@@ -54,6 +54,8 @@ class JobRunner:
         chunk_users: shoppers per chunk in the Python job (bounds its memory with the users' histories).
         list_length: products in each next-basket list.
         params: the recommender's knobs; None tunes them on each run's data.
+        train_ranker: trains and publishes the ranking model from shoppers' histories.
+        ranking_users: shoppers whose histories the ranking model is trained on, at most.
     """
 
     def __init__(
@@ -64,7 +66,11 @@ class JobRunner:
         chunk_users: int = 2_000,
         list_length: int = 20,
         params: Params | None = None,
+        train_ranker: Callable[[datetime, dict[str, list[Basket]]], dict[str, Any]] | None = None,
+        ranking_users: int = 2_000,
     ) -> None:
+        self.train_ranker = train_ranker  # the ranking_model job (shared.services.ranking.RankerTrainer)
+        self.ranking_users = ranking_users
         self.warehouse = warehouse
         self.after_run = after_run
         self.clock = clock
@@ -101,7 +107,7 @@ class JobRunner:
                 continue
             log.info("job %s/%s %s: running for the window ending %s", number, len(chosen), job.name, end.isoformat())
             job_started = time.perf_counter()
-            rows = self._next_basket() if job.python else self._run_sql(job, end)
+            rows = self._python_job(job.name, end) if job.python else self._run_sql(job, end)
             seconds = time.perf_counter() - job_started
             self._record(job.name, end, rows, seconds)
             log.info("job %s/%s %s: %s rows in %.1f s", number, len(chosen), job.name, rows, seconds)
@@ -140,7 +146,26 @@ class JobRunner:
             {"job": name, "window_end": end, "rows": rows, "seconds": seconds, "finished_at": self.clock()},
         )
 
-    # -- the Python job ------------------------------------------------------------------------------
+    # -- the Python jobs -----------------------------------------------------------------------------
+    def _python_job(self, name: str, end: datetime) -> int:
+        if name == "next_basket":
+            return self._next_basket()
+        return self._ranking_model(end)
+
+    def _ranking_model(self, end: datetime) -> int:
+        """Train the ranking model on the histories of up to `ranking_users` shoppers (the first by
+        id: ids carry no order) and publish it; the rows are the training rows."""
+        if self.train_ranker is None:
+            log.info("ranking_model: no trainer configured; skipped")
+            return 0
+        histories: dict[str, list[Basket]] = {}
+        for chunk in self._history_chunks():
+            histories |= dict(list(chunk.items())[: self.ranking_users - len(histories)])
+            if len(histories) >= self.ranking_users:
+                break
+        metrics = self.train_ranker(end, histories)
+        return int(metrics.get("training_rows", 0))
+
     def _next_basket(self) -> int:
         """Next-basket lists for every shopper: their usual scores are computed a chunk of shoppers
         at a time from order_lines (only the scores are kept), then ranked a block at a time."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import time
@@ -38,7 +39,7 @@ class SearchService:
         publish: Callable[[list[Interaction]], None] | None = None,
         features: Callable[[], FeatureStore | None] = lambda: None,
         privacy: Callable[[str], UserPrivacy] | None = None,
-        ranker: Callable[[], Ranker] | None = None,
+        ranker: Callable[[], Ranker] | None = None,  # the served ranker: rules, or a published model
     ) -> None:
         self.privacy = privacy  # the shopper's settings and tombstone
         self.publish = publish
@@ -48,8 +49,7 @@ class SearchService:
         self.profiles = profiles
         self.clock = clock
         self.timer = timer
-        rules_only = Ranker(FeatureTable(engine.catalog, engine.rules.ranking))
-        self.ranker = ranker or (lambda: rules_only)  # the served ranker: rules, or a published model
+        self.ranker = ranker or functools.cache(lambda: Ranker(FeatureTable(engine.catalog, engine.rules.ranking)))
 
     def search(self, request: SearchRequest) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""

@@ -243,7 +243,9 @@ def test_health_reports_every_backend():
     assert body["status"] == "healthy"
     backends = body["backends"]
     assert set(backends) == {"profile_store", "event_bus", "warehouse", "archive", "graph_memory", "privacy_store",
-                             "text_memory"}  # fmt: skip
+                             "text_memory", "ranking_model"}  # fmt: skip
+    assert backends["ranking_model"] == {"status": "healthy", "ranking": "rules", "version": None,
+                                        "reason": "no ranking model published"}  # fmt: skip
     assert backends["profile_store"] | {"probe_ms": 0} == {"status": "healthy", "kind": "MemoryProfileStore",
                                                            "probe_ms": 0}  # fmt: skip
     assert backends["text_memory"] == {"status": "disabled", "reason": "no LLM configured (LEAFLOAF_GRAPH_LLM)"}

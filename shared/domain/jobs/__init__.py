@@ -35,6 +35,9 @@ class Job:
 
 
 PYTHON_JOBS = {
+    "ranking_model": "The search ranking model (shared.domain.ranker_training): purchase replays of up to "
+    "2,000 shoppers' order_lines, a LambdaRank correction on the rules score, published as the window's "
+    "ranking artifact (with the store's popularity) only when it beats the serving ranking on held-out shoppers.",
     "next_basket": "Each shopper's next-basket list ('my usual' with reorder timing, then collaborative picks) "
     "from shared.domain.nextbasket, streamed from order_lines in chunks of shoppers.",
 }
@@ -62,5 +65,6 @@ DAILY: tuple[Job, ...] = (
     Job("user_cohorts"),
     Job("search_outcomes"),
     Job("next_basket", python=True),
+    Job("ranking_model", python=True),
 )
 SCHEDULES = {"hourly": HOURLY, "daily": DAILY}

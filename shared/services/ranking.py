@@ -1,0 +1,163 @@
+"""Use cases: train and publish the ranking model (a daily job), and serve the newest one.
+
+An instance serves the rules ranking until an artifact is published. It looks for a newer version
+at most every `refresh_s`, in a background thread (no request waits on the store), and swaps the
+ranker in at once. It never moves back to an older version, and keeps what it serves when an
+artifact is corrupt, made for other features, or too slow for the budget; /health says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from shared.domain.catalog import Catalog
+from shared.domain.engine import ProfileEngine
+from shared.domain.nextbasket import Histories
+from shared.domain.ranker import FeatureTable, ModelArtifactError, Ranker, RankerArtifact, ranker_of
+from shared.domain.ranker_training import TrainingParams, build_artifact
+from shared.domain.rules import RankingRules
+from shared.domain.search import SearchFilters
+from shared.ports.archive import ArchiveUnavailable
+from shared.ports.product_search import ProductSearch
+from shared.ports.ranking_model import ModelStore
+from shared.services.features import version_name
+
+log = logging.getLogger(__name__)
+
+
+class RankerProvider:
+    """The served ranker; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Callable[[], ModelStore],
+        catalog: Catalog,
+        rules: RankingRules,
+        refresh_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._store_factory = store  # opened in the background, on the first refresh
+        self._store: ModelStore | None = None
+        self.catalog = catalog
+        self.rules = rules
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self.timer = timer
+        self._ranker = Ranker(FeatureTable(catalog, rules))
+        self._lock = threading.Lock()
+        self._checked = float("-inf")
+        self._rejected: str | None = None  # a version that failed to load: not tried again
+        self._state: dict[str, Any] = {"ranking": "rules", "version": None, "reason": "no ranking model published"}
+
+    def __call__(self) -> Ranker:
+        if self.clock() - self._checked >= self.refresh_s and self._lock.acquire(blocking=False):
+            self._checked = self.clock()
+            threading.Thread(target=self._refresh_holding_lock, name="ranker-refresh", daemon=True).start()
+        return self._ranker
+
+    def health(self) -> dict[str, Any]:
+        """The ranking being served, from memory: "degraded" when the newest artifact was refused."""
+        return {"status": "degraded" if "refused" in self._state else "healthy"} | self._state
+
+    def refresh(self) -> None:
+        """Load the current artifact when it is newer than the one served (tests, and the publisher)."""
+        with self._lock:
+            self._load()
+
+    def _refresh_holding_lock(self) -> None:
+        try:
+            self._load()
+        finally:
+            self._lock.release()
+
+    def _load(self) -> None:
+        try:
+            if self._store is None:
+                self._store = self._store_factory()
+            found = self._store.current()
+        except (ArchiveUnavailable, OSError) as exc:
+            log.warning("could not look for a ranking model; serving %s: %s", self._ranker.version or "the rules", exc)
+            return
+        if found is None:
+            return
+        version, data = found
+        if version == self._rejected or (self._ranker.version is not None and version <= self._ranker.version):
+            return
+        try:
+            ranker = ranker_of(RankerArtifact.from_bytes(data), self.catalog, self.rules)
+        except ModelArtifactError as exc:
+            self._refuse(version, str(exc))
+            return
+        slow = self._scoring_ms(ranker)
+        if ranker.model is not None and slow > self.rules.budget_ms:
+            self._refuse(version, f"the model takes {slow:.1f} ms for {self.rules.candidate_pool} candidates")
+            ranker = Ranker(ranker.table, None, version)  # its stats are still good: the rules use them
+        else:
+            self._state = {"ranking": "learnt" if ranker.model else "rules", "version": version}
+        self._ranker = ranker
+        log.info("serving ranking %s (%s)", version, self._state["ranking"])
+
+    def _refuse(self, version: str, why: str) -> None:
+        self._rejected = version
+        serving = self._ranker.version
+        log.error("ranking model %s refused, serving %s: %s", version, serving or "the rules", why)
+        self._state = {
+            "ranking": "learnt" if self._ranker.model else "rules",
+            "version": serving,
+            "refused": version,
+            "reason": f"model {version} refused: {why}",
+        }
+
+    def _scoring_ms(self, ranker: Ranker) -> float:
+        """The slowest of three rankings of a full candidate pool (no profile) by this ranker."""
+        rows = np.arange(min(self.rules.candidate_pool, len(self.catalog)))
+        x = ranker.table.features(rows, np.linspace(1.0, 0.1, len(rows)), None)
+        worst = 0.0
+        for _ in range(3):
+            started = self.timer()
+            ranker.rank(x)
+            worst = max(worst, (self.timer() - started) * 1000)
+        return worst
+
+
+class RankerTrainer:
+    """The daily job's training: replays of the warehouse's orders, guarded against the serving model."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        engine: ProfileEngine,
+        products: ProductSearch,
+        serving: Callable[[], Ranker],
+        params: TrainingParams | None = None,
+        published: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.published = published
+        self.store = store
+        self.engine = engine
+        self.products = products
+        self.serving = serving
+        self.params = params or TrainingParams()
+
+    def __call__(self, window_end: datetime, histories: Histories) -> dict[str, Any]:
+        """Train on `histories`, publish the artifact as the window's version, return its metrics."""
+        pool = self.engine.rules.ranking.candidate_pool
+        artifact = build_artifact(
+            version_name(window_end),
+            histories,
+            ProfileEngine(self.engine.rules, self.engine.catalog),  # a replay's own facet index
+            lambda query, own: self.products.search(query, SearchFilters(), pool, own),
+            self.serving().model,
+            self.params,
+        )
+        self.store.publish(artifact.version, artifact.to_bytes())
+        self.published()
+        return dict(artifact.metrics)
