@@ -40,6 +40,17 @@ from shared.domain.search import Hits
 log = logging.getLogger(__name__)
 REPLAY_END = datetime(2026, 1, 5, 12, tzinfo=UTC)  # every replayed history is shifted to end here
 Search = Callable[[str, Sequence[int]], Hits]  # (query, own product rows) -> candidates
+CLICKED, ADDED, PURCHASED = 1.0, 2.0, 3.0  # graded relevance: a replayed order's products are purchases
+
+
+@dataclass(frozen=True)
+class LoggedSearch:
+    """A search answer the shopper saw (warehouse impressions), and what they did with each result."""
+
+    user: str
+    at: datetime
+    query: str
+    shown: tuple[tuple[str, float], ...]  # (product id, CLICKED / ADDED / PURCHASED or 0), in answer order
 
 
 @dataclass(frozen=True)
@@ -159,11 +170,47 @@ def replay_user(
                 seen_orders = orders[hits.rows] - np.array([future.get(pid, 0) for pid in ids])
                 popularity = np.log1p(np.maximum(seen_orders, 0.0)) / table.top_orders
                 x = table.features(hits.rows, hits.relevance / hits.relevance[0], affinities, popularity=popularity)
-                y = np.array([pid in relevant for pid in ids], dtype=np.float64)
+                y = np.where([pid in relevant for pid in ids], PURCHASED, 0.0)
                 chosen = keep(x, y) if keep is not None else np.arange(len(y))
                 into.add(x[chosen], y[chosen])
         for event in events[k]:
             engine.apply(profile, event)
+
+
+def impression_examples(
+    searches: Iterable[LoggedSearch],
+    events: Mapping[str, Sequence[Interaction]],
+    engine: ProfileEngine,
+    table: FeatureTable,
+    search: Search,
+    into: Examples,
+) -> int:
+    """Add one query per logged search with an outcome: the results shown, with the shopper's profile
+    as it was when they searched (their events replayed up to then). Returns the queries added."""
+    added = 0
+    by_user: dict[str, list[LoggedSearch]] = defaultdict(list)
+    for logged in searches:
+        by_user[logged.user].append(logged)
+    for user, logged_searches in sorted(by_user.items()):
+        profile = Profile(user)
+        history = sorted(events.get(user, ()), key=lambda e: e.timestamp)
+        applied = 0
+        for logged in sorted(logged_searches, key=lambda s: s.at):
+            while applied < len(history) and history[applied].timestamp < logged.at:
+                engine.apply(profile, history[applied])
+                applied += 1
+            grades = dict(logged.shown)
+            rows = table.rows_of(list(grades))
+            if not rows or not any(grades[table.catalog.products[r].id] for r in rows):
+                continue
+            hits = search(logged.query, rows)
+            found = dict(zip(hits.rows.tolist(), hits.relevance.tolist(), strict=True))
+            best = hits.relevance[0] if len(hits) else 1.0
+            relevance = np.array([found.get(r, 0.0) / best for r in rows])
+            x = table.features(np.array(rows), relevance, engine.read(profile, logged.at.timestamp()))
+            into.add(x, np.array([grades[table.catalog.products[r].id] for r in rows]))
+            added += 1
+    return added
 
 
 def subsample(
@@ -208,8 +255,10 @@ def train(
     params: TrainingParams = TrainingParams(),
     seed: int = 0,
     progress: Callable[[str], None] = log.info,
+    logged: tuple[Sequence[LoggedSearch], Mapping[str, Sequence[Interaction]]] = ((), {}),
 ) -> Trained:
-    """Fit a LambdaRank correction on replays of some shoppers and guard it on the others.
+    """Fit a LambdaRank correction on replays of some shoppers, and on the logged searches (with the
+    shoppers' events) of the same shoppers, and guard it on the other shoppers' replays.
 
     Returns:
         The model text when it beats the serving ranking (the serving model, else the rules) on the
@@ -232,12 +281,16 @@ def train(
             replay_user(user, histories[user], engine, table, search, params.targets, keep, fit)
         if number % 1_000 == 0 or number == len(users):
             progress(f"ranking model: replayed {number}/{len(users)} shoppers ({len(fit.groups)} training queries)")
+    searches, events = logged
+    impressions = impression_examples((s for s in searches if s.user not in held), events, engine, table, search, fit)
     x, y = fit.arrays()
     metrics: dict[str, float | int | str] = {
+        "impression_queries": impressions,
         "shoppers": len(users),
         "training_queries": len(fit.groups),
         "training_rows": len(y),
         "guard_queries": len(guard.groups),
+        "guard_shoppers": len(held),
     }
     if len(fit.groups) < 10 or len(guard.groups) < 10:
         metrics["outcome"] = "too few replayed queries to train and guard a model"
@@ -276,12 +329,13 @@ def build_artifact(
     serving: LearntModel | None = None,
     params: TrainingParams = TrainingParams(),
     progress: Callable[[str], None] = log.info,
+    logged: tuple[Sequence[LoggedSearch], Mapping[str, Sequence[Interaction]]] = ((), {}),
 ) -> RankerArtifact:
     """What the daily job publishes: the store's popularity and, when it beats the serving ranking
-    on held-out replays, a model trained on these histories."""
+    on held-out replays, a model trained on these histories (and logged searches)."""
     stats = StoreStats(store_popularity(histories))
     table = FeatureTable(engine.catalog, engine.rules.ranking, stats)
-    trained = train(histories, engine, table, search, serving, params, progress=progress)
+    trained = train(histories, engine, table, search, serving, params, progress=progress, logged=logged)
     # A model that lost to the serving one is not published: the serving model stays, with new stats.
     model = trained.model or (serving.text if serving is not None else None)
     return RankerArtifact(version, stats, model, trained.metrics)

@@ -10,15 +10,18 @@ between two hourly ones makes the next hourly run rebuild it first).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.domain.events import as_utc
+from shared.domain.events import Interaction, as_utc
 from shared.domain.jobs import SCHEDULES, Job
 from shared.domain.nextbasket import Basket, Params, recommend_from, tune, usual_scores
+from shared.domain.ranker_training import ADDED, CLICKED, PURCHASED, LoggedSearch
 from shared.ports.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,8 @@ JOB_RUNS_DDL = (
 )
 NEXT_BASKET_COLUMNS = (("user_id", "STRING"), ("position", "INT64"), ("product_id", "STRING"), ("usual", "BOOL"))
 DAY_SECONDS = 86_400.0
+Logged = tuple[list[LoggedSearch], dict[str, list[Interaction]]]
+TrainRanker = Callable[[datetime, dict[str, list[Basket]], Logged], dict[str, Any]]
 
 
 class UnknownSchedule(ValueError):
@@ -56,6 +61,7 @@ class JobRunner:
         params: the recommender's knobs; None tunes them on each run's data.
         train_ranker: trains and publishes the ranking model from shoppers' histories.
         ranking_users: shoppers whose histories the ranking model is trained on, at most.
+        ranking_impressions: the latest search impressions the ranking model learns from, at most.
     """
 
     def __init__(
@@ -66,11 +72,13 @@ class JobRunner:
         chunk_users: int = 2_000,
         list_length: int = 20,
         params: Params | None = None,
-        train_ranker: Callable[[datetime, dict[str, list[Basket]]], dict[str, Any]] | None = None,
+        train_ranker: TrainRanker | None = None,
         ranking_users: int = 2_000,
+        ranking_impressions: int = 100_000,
     ) -> None:
         self.train_ranker = train_ranker  # the ranking_model job (shared.services.ranking.RankerTrainer)
         self.ranking_users = ranking_users
+        self.ranking_impressions = ranking_impressions
         self.warehouse = warehouse
         self.after_run = after_run
         self.clock = clock
@@ -163,8 +171,43 @@ class JobRunner:
             histories |= dict(list(chunk.items())[: self.ranking_users - len(histories)])
             if len(histories) >= self.ranking_users:
                 break
-        metrics = self.train_ranker(end, histories)
+        metrics = self.train_ranker(end, histories, self._logged_searches(end))
         return int(metrics.get("training_rows", 0))
+
+    def _logged_searches(self, end: datetime) -> tuple[list[LoggedSearch], dict[str, list[Interaction]]]:
+        """The latest `ranking_impressions` impressions with their outcomes (the search_outcomes job's
+        table), grouped by search, and every event of those shoppers before the window's end."""
+        if "search_outcomes" not in self._latest_windows():
+            return [], {}
+        rows = self.warehouse.query(
+            "SELECT search_id, user_id, searched_at, search_query, product_id, clicked, added_to_cart, purchased "
+            "FROM search_outcomes ORDER BY searched_at DESC, search_id, position LIMIT @n",
+            {"n": self.ranking_impressions},
+        )
+        shown: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        for row in rows:
+            grade = (
+                PURCHASED if row["purchased"] else ADDED if row["added_to_cart"] else CLICKED if row["clicked"] else 0.0
+            )
+            shown[row["search_id"]].append((row["product_id"], grade))
+        first = {row["search_id"]: row for row in rows}
+        searches = [
+            LoggedSearch(r["user_id"], as_utc(r["searched_at"]), r["search_query"], tuple(shown[sid]))
+            for sid, r in first.items()
+        ]
+        events: dict[str, list[Interaction]] = defaultdict(list)
+        for row in self.warehouse.query(
+            "SELECT user_id, raw_event_data FROM raw_user_actions WHERE event_type != 'search' "
+            "AND event_timestamp < @window_end AND user_id IN (SELECT user_id FROM "
+            "(SELECT user_id FROM search_outcomes ORDER BY searched_at DESC LIMIT @n)) "
+            "ORDER BY user_id, event_timestamp",
+            {"window_end": end, "n": self.ranking_impressions},
+        ):
+            data = row["raw_event_data"]
+            events[row["user_id"]].append(
+                Interaction.model_validate(json.loads(data) if isinstance(data, str) else data)
+            )
+        return searches, dict(events)
 
     def _next_basket(self) -> int:
         """Next-basket lists for every shopper: their usual scores are computed a chunk of shoppers

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +19,10 @@ import numpy as np
 
 from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
+from shared.domain.events import Interaction
 from shared.domain.nextbasket import Histories
 from shared.domain.ranker import FeatureTable, ModelArtifactError, Ranker, RankerArtifact, ranker_of
-from shared.domain.ranker_training import TrainingParams, build_artifact
+from shared.domain.ranker_training import LoggedSearch, TrainingParams, build_artifact
 from shared.domain.rules import RankingRules
 from shared.domain.search import SearchFilters
 from shared.ports.archive import ArchiveUnavailable
@@ -147,8 +148,14 @@ class RankerTrainer:
         self.serving = serving
         self.params = params or TrainingParams()
 
-    def __call__(self, window_end: datetime, histories: Histories) -> dict[str, Any]:
-        """Train on `histories`, publish the artifact as the window's version, return its metrics."""
+    def __call__(
+        self,
+        window_end: datetime,
+        histories: Histories,
+        logged: tuple[Sequence[LoggedSearch], Mapping[str, Sequence[Interaction]]] = ((), {}),
+    ) -> dict[str, Any]:
+        """Train on `histories` (and the `logged` searches with their shoppers' events), publish the
+        artifact as the window's version, and return its metrics."""
         pool = self.engine.rules.ranking.candidate_pool
         artifact = build_artifact(
             version_name(window_end),
@@ -157,6 +164,7 @@ class RankerTrainer:
             lambda query, own: self.products.search(query, SearchFilters(), pool, own),
             self.serving().model,
             self.params,
+            logged=logged,
         )
         self.store.publish(artifact.version, artifact.to_bytes())
         self.published()

@@ -150,3 +150,44 @@ def test_the_learnt_model_ranks_the_due_product_first(tmp_path, rules):
                 hits[name].append(answer["results"][0]["product_id"] in due)
     learnt, plain_rules = np.mean(hits["learnt"]), np.mean(hits["rules"])
     assert learnt > 0.9 and learnt > plain_rules + 0.3, (learnt, plain_rules)
+
+
+def logged_searches(shoppers: int = 70) -> list[Interaction]:
+    """In the last week, each shopper searches each category, sees all its products, and buys one."""
+    events = []
+    for s in range(shoppers):
+        for c in CATEGORIES:
+            search_id, at = f"search-{s}-{c}", T0 + timedelta(weeks=WEEKS - 1, hours=s % 12, minutes=-5)
+            shown = [f"{c}-{i}" for i in range(12)]
+            context = {"search_query": c, "results_shown": shown, "search_id": search_id}
+            events.append(
+                Interaction(
+                    event_id=search_id, event_type="search", user_id=f"shopper-{s:03d}", timestamp=at, context=context
+                )
+            )
+            events.append(
+                Interaction(
+                    event_id=f"{search_id}-click",
+                    event_type="click_product",
+                    user_id=f"shopper-{s:03d}",
+                    product_id=shown[s % 12],
+                    timestamp=at + timedelta(minutes=1),
+                    context={"search_id": search_id, "position": s % 12},
+                )
+            )
+    return events
+
+
+def test_the_job_learns_from_logged_searches_too(tmp_path, warehouse, rules):
+    """Impressions with outcomes (search_outcomes) join the replays, with each shopper's profile as it
+    was when they searched."""
+    warehouse.insert(warehouse_rows(logged_searches(), CATALOG, rules, NOW))
+    archive = LocalFolderArchive(tmp_path / "archive")
+    engine = ProfileEngine(rules, CATALOG)
+    provider = RankerProvider(lambda: ArchiveModelStore(archive), CATALOG, rules.ranking)
+    trainer = RankerTrainer(ArchiveModelStore(archive), engine, Bm25sProductSearch(CATALOG), provider)
+    runner = JobRunner(warehouse, clock=lambda: NOW, train_ranker=trainer)
+    runner.run("daily", only=["order_lines", "search_outcomes", "ranking_model"])
+    metrics = RankerArtifact.from_bytes(ArchiveModelStore(archive).current()[1]).metrics
+    # every shopper's three searches had a click; the guard's shoppers (a fifth) are left out
+    assert metrics["impression_queries"] == 3 * (70 - metrics["guard_shoppers"])
