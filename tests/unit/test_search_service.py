@@ -214,3 +214,16 @@ def test_recent_views_already_in_the_profile_count_once(rules, small_catalog):
     )
     doubled = search.profiles.read("u", lambda p: engine.read(p, now, fresh))
     assert doubled.of("brand:oatly") == pytest.approx(2 * stored.of("brand:oatly"), rel=1e-6)
+
+
+def test_own_products_that_match_always_join_the_candidates(rules, small_catalog):
+    narrow = rules.model_copy(update={"ranking": rules.ranking.model_copy(update={"candidate_pool": 1})})
+    search, tracking = make(narrow, small_catalog)
+    request = SearchRequest(query="milk", user_id="u", limit=1)
+    best = [small_catalog.products[r].id for r in search.candidates(request).rows]
+    assert len(best) == 1 and "whole-milk" not in best
+    tracking.track([Interaction(event_type="purchase", user_id="u", product_id="whole-milk", timestamp=NOW)])
+    tracking.track([Interaction(event_type="purchase", user_id="u", product_id="spicy-chips", timestamp=NOW)])
+    pool = [small_catalog.products[r].id for r in search.candidates(request).rows]
+    assert set(pool) == {*best, "whole-milk"}  # chips do not match "milk": they stay out
+    assert search.search(request)["results"][0]["product_id"] == "whole-milk"
