@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
 from shared.domain.catalog import Catalog
 from shared.domain.profile import Affinities
@@ -72,23 +71,27 @@ class FeatureTable:
         self.stats = stats or StoreStats()
         self.columns: dict[str, int] = {}
         single: dict[str, list[int]] = {"product": [], "brand": [], "category": []}
-        rows, cols = [], []
-        for row, product in enumerate(catalog.products):
+        attributes: list[list[int]] = []
+        for product in catalog.products:
             found: dict[str, int] = {}
+            mine: list[int] = []
             for facet, key in catalog.keys(product.id):
                 column = self.columns.setdefault(key, len(self.columns))
                 if facet == "attribute":
-                    rows.append(row)
-                    cols.append(column)
+                    mine.append(column)
                 else:
                     found[facet] = column
             for name, columns in single.items():
                 columns.append(found.get(name, -1))
+            attributes.append(sorted(mine))  # summed in column order, as a sparse product would
         self.missing = len(self.columns)  # the slot of a facet a product lacks (always 0 / NEVER)
         self.single = {facet: np.where(np.array(c) < 0, self.missing, c) for facet, c in single.items()}
-        self.attributes = sparse.csr_matrix(
-            (np.ones(len(rows)), (rows, cols)), shape=(len(catalog.products), self.missing + 1)
-        )
+        # Each product's attribute columns, padded with the missing slot to the widest product's
+        # count: a candidate's attribute affinity is a few gathers and adds, no sparse indexing.
+        width = max((len(a) for a in attributes), default=0)
+        self.attribute_columns = np.full((len(attributes), width), self.missing, dtype=np.int64)
+        for row, columns in enumerate(attributes):
+            self.attribute_columns[row, : len(columns)] = columns
         ratios = [catalog.price_ratio(p.id) for p in catalog.products]
         self.price_tanh = np.tanh(np.array([0.0 if r is None else r for r in ratios]))
         self.has_price = np.array([r is not None for r in ratios])
@@ -135,7 +138,9 @@ class FeatureTable:
                 values = live[self.single[facet][rows]]
                 x[:, COLUMN[facet]] = values
                 personal += weights[facet] * values
-            attribute = self.attributes[rows] @ live
+            attribute = np.zeros(len(rows))
+            for columns in self.attribute_columns[rows].T:  # one attribute slot of every candidate at a time
+                attribute += live[columns]
             x[:, COLUMN["attribute"]] = attribute
             personal += weights["attribute"] * attribute
             if affinities.price_preference is not None:
@@ -152,10 +157,10 @@ class FeatureTable:
                 x[:, COLUMN["own_brand_count"]] = counts[brands]
                 x[:, COLUMN["own_category_count"]] = counts[categories]
                 x[:, COLUMN["own_category_days"]] = days[categories]
-        if session.viewed or session.cart:
-            ids = [self.catalog.products[r].id for r in rows]
-            x[:, COLUMN["viewed_now"]] = [pid in session.viewed for pid in ids]
-            x[:, COLUMN["in_cart"]] = [pid in session.cart for pid in ids]
+        if session.viewed:  # product ids are unique in a catalog: a candidate is viewed when its row is
+            x[:, COLUMN["viewed_now"]] = np.isin(rows, self.rows_of(session.viewed))
+        if session.cart:
+            x[:, COLUMN["in_cart"]] = np.isin(rows, self.rows_of(session.cart))
         return x
 
     def rows_of(self, product_ids: Collection[str]) -> list[int]:
