@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.domain.catalog import Catalog, Product
 from shared.domain.events import Interaction
+from shared.domain.nextbasket import Basket, Histories
 
 QUERIES = (
     "milk", "oat milk", "greek yogurt", "yogurt", "chips", "spicy chips", "organic eggs", "gluten free bread",
@@ -59,3 +60,29 @@ def shoppers(catalog: Catalog, users: int, events_per_user: int, seed: int = 1) 
         by_category[product.category].append(product)
     for u in range(users):
         yield shopper_events(by_category, f"user-{u}", events_per_user, rng)
+
+
+def purchase_histories(catalog: Catalog, users: int, orders: int, seed: int = 1) -> Histories:
+    """Order histories with planted preferences, to train a ranking model on: each shopper has three
+    favourite categories and nine staples in them (each in about half of their orders), tries a
+    few other products of those categories, and adds some of the store's best sellers (Zipf)."""
+    rng = random.Random(seed)
+    by_category: dict[str, list[str]] = defaultdict(list)
+    for product in catalog.products:
+        by_category[product.category].append(product.id)
+    categories = sorted(by_category)
+    sellers = rng.sample([p.id for p in catalog.products], min(2_000, len(catalog.products)))
+    zipf = [1 / (rank + 1) for rank in range(len(sellers))]
+    histories: dict[str, list[Basket]] = {}
+    for u in range(users):
+        favourites = rng.sample(categories, min(3, len(categories)))
+        staples = [rng.choice(by_category[c]) for c in favourites for _ in range(3)]
+        baskets, day = [], 0.0
+        for _ in range(orders):
+            basket = {p for p in staples if rng.random() < 0.5}
+            basket.update(rng.choice(by_category[rng.choice(favourites)]) for _ in range(rng.randint(1, 3)))
+            basket.update(rng.choices(sellers, zipf, k=rng.randint(1, 3)))
+            baskets.append(Basket(tuple(sorted(basket)), day))
+            day += rng.uniform(4, 10)  # about weekly
+        histories[f"shopper-{u}"] = baskets
+    return histories
