@@ -30,7 +30,7 @@ from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventType, Interaction
 from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, recall_at_k, split_last_basket
-from shared.domain.ranker import ranker_of
+from shared.domain.ranker import Ranker, ranker_of
 from shared.domain.ranker_training import build_artifact
 from shared.domain.rules import Rules
 from shared.domain.search import SearchFilters, SearchRequest
@@ -40,7 +40,8 @@ from shared.services.tracking import TrackingService
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)  # the held-out orders' time: every replay ends here
 DEPTH = 100  # the served answer's longest list; every method's list is cut here (MRR@100)
-METHODS = ("plain", "popularity", "own_then_popularity", "leafloaf")
+# leafloaf_rules: the same service with the rules ranking alone (what serves before a model is published)
+METHODS = ("plain", "popularity", "own_then_popularity", "leafloaf_rules", "leafloaf")
 Log = Callable[[str], None]
 
 
@@ -145,6 +146,8 @@ def evaluate_split(
     log(f"seed {seed}: ranking trained on the training orders in {time.perf_counter() - started:.1f} s")
     ranker = ranker_of(artifact, catalog, rules.ranking)
     service = SearchService(engine, products, profiles, clock=NOW.timestamp, ranker=lambda: ranker)
+    rules_only = Ranker(ranker.table, None, artifact.version)
+    cold = SearchService(engine, products, profiles, clock=NOW.timestamp, ranker=lambda: rules_only)
     popularity = Counter[str](artifact.stats.popularity)
     started = time.perf_counter()
     for user in test_users:
@@ -162,6 +165,7 @@ def evaluate_split(
             candidates = [catalog.products[row].id for row in service.candidates(request).rows]
             ranked = baselines(candidates, popularity, own)
             ranked["leafloaf"] = [r["product_id"] for r in service.search(request)["results"]]
+            ranked["leafloaf_rules"] = [r["product_id"] for r in cold.search(request)["results"]]
             for name in METHODS:
                 for metric, value in scores(ranked[name], query.relevant).items():
                     totals[name][metric] += value

@@ -98,11 +98,11 @@ class FeatureTable:
         orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in catalog.products])
         self.orders = orders
         self.top_orders = math.log1p(orders.max()) if len(orders) and orders.max() > 0 else 1.0
-        self.popularity = np.log1p(orders) / self.top_orders
         by_category: dict[str, float] = defaultdict(float)
         for product, count in zip(catalog.products, orders, strict=True):
             by_category[product.category.lower()] += count
         totals = np.array([by_category[p.category.lower()] for p in catalog.products])
+        self.popularity = np.log1p(orders) / self.top_orders
         self.category_share = np.divide(orders, totals, out=np.zeros_like(orders), where=totals > 0)
 
     def _vector(self, values: Mapping[str, float], default: float = 0.0) -> np.ndarray:
@@ -119,16 +119,13 @@ class FeatureTable:
         relevance: np.ndarray,
         affinities: Affinities | None,
         session: Session = Session(),
-        popularity: np.ndarray | None = None,
     ) -> np.ndarray:
-        """The (candidates x FEATURES) matrix; `relevance` is normalised by the caller;
-        `popularity` replaces the store's (a replay leaves out the shopper's own later orders)."""
+        """The (candidates x FEATURES) matrix; `relevance` is normalised by the caller."""
         x = np.zeros((len(rows), len(FEATURES)))
         x[:, COLUMN["relevance"]] = relevance
         x[:, COLUMN["own_days"]] = NEVER
         x[:, COLUMN["own_category_days"]] = NEVER
-        pop = self.popularity[rows] if popularity is None else popularity
-        x[:, COLUMN["popularity"]] = pop
+        x[:, COLUMN["popularity"]] = self.popularity[rows]
         x[:, COLUMN["category_share"]] = self.category_share[rows]
         if affinities is not None:
             live = self._vector(affinities.scores)

@@ -155,21 +155,17 @@ def replay_user(
     events = purchase_events(user, baskets, days, days[-1])
     profile = Profile(user)
     first_target = max(1, len(baskets) - targets)
-    orders = table.orders
     for k, basket in enumerate(baskets):
         if k >= first_target:
             now = (REPLAY_END - timedelta(days=days[-1] - days[k])).timestamp()
             affinities = engine.read(profile, now)
-            future = order_counts(baskets[k:])
             own = table.rows_of([key[8:] for key in affinities.history if key.startswith("product:")])
             for category, relevant in category_queries(basket, table).items():
                 hits = search(category, own)
                 if not len(hits) or not any(table.catalog.products[r].id in relevant for r in hits.rows):
                     continue
                 ids = [table.catalog.products[r].id for r in hits.rows]
-                seen_orders = orders[hits.rows] - np.array([future.get(pid, 0) for pid in ids])
-                popularity = np.log1p(np.maximum(seen_orders, 0.0)) / table.top_orders
-                x = table.features(hits.rows, hits.relevance / hits.relevance[0], affinities, popularity=popularity)
+                x = table.features(hits.rows, hits.relevance / hits.relevance[0], affinities)
                 y = np.where([pid in relevant for pid in ids], PURCHASED, 0.0)
                 chosen = keep(x, y) if keep is not None else np.arange(len(y))
                 into.add(x[chosen], y[chosen])
@@ -274,11 +270,23 @@ def train(
     held = set(rng.sample(users, round(params.validation_share * len(users))))
     fit, guard = Examples(), Examples()
     keep = subsample(table.rules, params.negatives, params.random_negatives, rng)
+    # Cross-fitted popularity: a shopper's replays see the store's popularity counted over the other
+    # half of the shoppers, so it never holds their own orders (the one predicted included): a count
+    # lowered by the predicted order would tell the model which product it is.
+    fold = {user: i % 2 for i, user in enumerate(rng.sample(users, len(users)))}
+    halves = [
+        FeatureTable(
+            table.catalog,
+            table.rules,
+            StoreStats(store_popularity({u: baskets for u, baskets in histories.items() if fold.get(u) != half})),
+        )
+        for half in (0, 1)
+    ]
     for number, user in enumerate(users, start=1):
         if user in held:
-            replay_user(user, histories[user], engine, table, search, 1, None, guard)
+            replay_user(user, histories[user], engine, halves[fold[user]], search, 1, None, guard)
         else:
-            replay_user(user, histories[user], engine, table, search, params.targets, keep, fit)
+            replay_user(user, histories[user], engine, halves[fold[user]], search, params.targets, keep, fit)
         if number % 1_000 == 0 or number == len(users):
             progress(f"ranking model: replayed {number}/{len(users)} shoppers ({len(fit.groups)} training queries)")
     searches, events = logged
