@@ -659,7 +659,7 @@ def main() -> int:
         if run == set(SECTIONS) or not target.exists():
             target.write_text("\n\n".join([header, *sections.values()]) + "\n")
         else:
-            note = f"_Rerun alone with {args.command} on {time.strftime('%Y-%m-%d')}, {args.load}._"
+            note = f"_Rerun alone with {args.command} on {time.strftime('%Y-%m-%d')}: {machine()}, {args.load}._"
             target.write_text(merged(target.read_text(), sections, note))
         say(f"wrote {target.relative_to(ROOT)}")
     return 0
