@@ -227,13 +227,19 @@ def subsample(
     return keep
 
 
+def guard_scores(ranker: Ranker, examples: Examples) -> np.ndarray:
+    """NDCG@10 of the ranker's served order on each replayed query."""
+    return np.array(
+        [
+            ndcg_at_k([str(i) for i in ranker.rank(x).order], {str(i) for i in np.flatnonzero(y > 0)}, 10)
+            for x, y in zip(examples.x, examples.y, strict=True)
+        ]
+    )
+
+
 def guard_ndcg(ranker: Ranker, examples: Examples) -> float:
     """NDCG@10 of the ranker's served order over the replayed queries, averaged."""
-    total = 0.0
-    for x, y in zip(examples.x, examples.y, strict=True):
-        order = ranker.rank(x).order
-        total += ndcg_at_k([str(i) for i in order], {str(i) for i in np.flatnonzero(y > 0)}, 10)
-    return round(total / len(examples.x), 4) if examples.x else 0.0
+    return round(float(guard_scores(ranker, examples).mean()), 4) if examples.x else 0.0
 
 
 @dataclass(frozen=True)
@@ -308,14 +314,22 @@ def train(
     data = lightgbm.Dataset(x, y, group=fit.groups, init_score=init, feature_name=list(FEATURES), free_raw_data=True)
     booster = lightgbm.train(dict(params.params), data, num_boost_round=params.rounds)
     model = LearntModel(booster.model_to_string())
-    metrics["guard_ndcg@10_rules"] = guard_ndcg(Ranker(table), guard)
-    metrics["guard_ndcg@10_model"] = guard_ndcg(Ranker(table, model), guard)
-    baseline = metrics["guard_ndcg@10_rules"]
+    # The model must beat the serving ranking (a model, else the rules) by more than twice the standard
+    # error of the per-query difference: a gain within the noise of the held-out replays is no gain.
+    candidates = {"rules": guard_scores(Ranker(table), guard)}
     if serving is not None:
-        metrics["guard_ndcg@10_serving"] = guard_ndcg(Ranker(table, serving), guard)
-        baseline = max(float(baseline), float(metrics["guard_ndcg@10_serving"]))
-    better = float(metrics["guard_ndcg@10_model"]) > float(baseline)
-    metrics["outcome"] = "published" if better else "kept the serving ranking: the new model did not beat it"
+        candidates["serving"] = guard_scores(Ranker(table, serving), guard)
+    new = guard_scores(Ranker(table, model), guard)
+    for name, scores in [*candidates.items(), ("model", new)]:
+        metrics[f"guard_ndcg@10_{name}"] = round(float(scores.mean()), 4)
+    best = max(candidates.values(), key=lambda scores: float(scores.mean()))
+    difference = new - best
+    gain, error = float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    metrics["guard_gain"], metrics["guard_gain_se"] = round(gain, 4), round(error, 4)
+    better = gain > 2 * error
+    metrics["outcome"] = (
+        "published" if better else "kept the serving ranking: the new model did not beat it by 2 standard errors"
+    )
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     progress(f"ranking model: {metrics['outcome']} ({metrics})")
     return Trained(model.text if better else None, metrics)
