@@ -42,7 +42,7 @@ from shared.domain.engine import ProfileEngine
 from shared.domain.profile import Profile
 from shared.domain.ranker import FeatureTable, LearntModel, Ranker
 from shared.domain.ranker_training import build_artifact
-from shared.domain.rules import Rules, load_rules
+from shared.domain.rules import HISTORY, Rules, load_rules
 from shared.domain.search import Hits, SearchFilters, SearchRequest
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
@@ -141,7 +141,7 @@ def dict_profile_bytes(engine: ProfileEngine, profiles: list[Profile]) -> float:
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     kept = []
-    classes = list(engine.rules.decay)
+    classes = [*engine.rules.decay, HISTORY]  # the engine's classes: the live ones, then the ranking's memory
     for profile in profiles:
         doc: dict = {}
         for acc_id, value, ref in profile.accumulators():
