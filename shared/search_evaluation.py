@@ -31,7 +31,7 @@ from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventType, Interaction
 from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, recall_at_k, split_last_basket
 from shared.domain.ranker import Ranker, ranker_of
-from shared.domain.ranker_training import build_artifact
+from shared.domain.ranker_training import TrainingParams, build_artifact
 from shared.domain.rules import Rules
 from shared.domain.search import SearchFilters, SearchRequest
 from shared.evaluation import load_histories
@@ -122,6 +122,7 @@ def evaluate_split(
     users: int | None,
     log: Log,
     search_index: Bm25sProductSearch | None = None,
+    training: TrainingParams | None = None,
 ) -> tuple[dict[str, dict[str, float]], int, int]:
     """One seed: (method -> summed metrics over the queries, test shoppers, queries)."""
     split = split_last_basket(histories, test_fraction, seed)
@@ -141,6 +142,7 @@ def evaluate_split(
         split.train,
         ProfileEngine(rules, catalog),
         lambda query, own: products.search(query, SearchFilters(), pool, own),
+        params=training or TrainingParams(),
         progress=log,
     )
     log(f"seed {seed}: ranking trained on the training orders in {time.perf_counter() - started:.1f} s")
@@ -186,6 +188,7 @@ def run(
     test_fraction: float = 0.2,
     users: int | None = None,
     log: Log = lambda message: None,
+    training: TrainingParams | None = None,
 ) -> dict[str, Any]:
     """Evaluate every method per seed and average the per-query metrics, then over the seeds.
 
@@ -199,7 +202,9 @@ def run(
     averaged: dict[str, dict[str, float]] = {name: defaultdict(float) for name in METHODS}
     test_users = asked = 0
     for current in seed_list:
-        totals, test_users, asked = evaluate_split(histories, catalog, rules, current, test_fraction, users, log, index)
+        totals, test_users, asked = evaluate_split(
+            histories, catalog, rules, current, test_fraction, users, log, index, training
+        )
         for name, metrics in totals.items():
             for metric, value in metrics.items():
                 averaged[name][metric] += value / asked / seeds

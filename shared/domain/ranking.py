@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from shared.domain.catalog import Catalog, Product
 from shared.domain.profile import Affinities
@@ -99,36 +99,45 @@ def reasons(
 ) -> list[Contribution]:
     """A product's contributions by feature (rules and model parts summed) as reasons by facet,
     strongest first. The live lift is split over the facets that make it, in `explain`'s shares."""
-    merged: dict[tuple[str, str], Contribution] = {}
-
-    def add(c: Contribution) -> None:
-        key = (c.facet, c.value)
-        old = merged.get(key)
-        merged[key] = c if old is None else replace(old, contribution=old.contribution + c.contribution)
-
+    sums: dict[tuple[str, str], float] = {}
+    about: dict[tuple[str, str], tuple[float, str | None]] = {}  # (facet, value) -> affinity, decay class
     lift = parts.get("personal", 0.0)
     found = explain(product, affinities, rules, catalog) if affinities is not None else []
     total = sum(c.contribution for c in found)
     for c in found:
-        add(replace(c, contribution=lift * c.contribution / total) if total else replace(c, contribution=0.0))
-    labels = {"product": product.name, "brand": product.brand or "", "category": product.category}
-    strongest_attribute = max(
-        product.attributes, key=lambda a: abs(affinities.of(f"attribute:{a}")) if affinities else 0.0, default=""
-    )
+        key = (c.facet, c.value)
+        sums[key] = sums.get(key, 0.0) + (lift * c.contribution / total if total else 0.0)
+        about.setdefault(key, (c.affinity, c.dominant))
+    labels = {
+        "product": product.name,
+        "brand": product.brand or "",
+        "category": product.category,
+        "history": product.name,
+        "popularity": product.category,
+    }
     for feature, value in parts.items():
-        if feature not in _FEATURE_FACET or not value:
+        if not value or feature not in _FEATURE_FACET:
             continue
         facet, dominant = _FEATURE_FACET[feature]
-        label = {
-            "attribute": strongest_attribute,
-            "price": "cheaper" if (catalog.price_ratio(product.id) or 0) < 0 else "pricier",
-            "history": product.name,
-            "popularity": product.category,
-            "session": dominant or "",
-        }.get(facet, labels.get(facet, ""))
-        dominant_class = dominant or (affinities.dominant.get(f"{facet}:{label.lower()}") if affinities else None)
-        add(Contribution(facet, label, 0.0, value, dominant_class))
-    return sorted((c for c in merged.values() if c.contribution), key=lambda c: -abs(c.contribution))
+        if facet == "attribute":
+            label = max(
+                product.attributes,
+                key=lambda a: abs(affinities.of(f"attribute:{a}")) if affinities else 0.0,
+                default="",
+            )
+        elif facet == "price":
+            label = "cheaper" if (catalog.price_ratio(product.id) or 0) < 0 else "pricier"
+        else:
+            label = dominant if facet == "session" else labels.get(facet, "")
+        key = (facet, label or "")
+        sums[key] = sums.get(key, 0.0) + value
+        if key not in about:
+            about[key] = (
+                0.0,
+                dominant or (affinities.dominant.get(f"{facet}:{key[1].lower()}") if affinities else None),
+            )
+    merged = [Contribution(f, v, about[f, v][0], c, about[f, v][1]) for (f, v), c in sums.items() if c]
+    return sorted(merged, key=lambda c: -abs(c.contribution))
 
 
 def confidence(found: list[Contribution], rules: RankingRules) -> float:
