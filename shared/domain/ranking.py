@@ -128,8 +128,8 @@ def reasons(
         elif facet == "price":
             label = "cheaper" if (catalog.price_ratio(product.id) or 0) < 0 else "pricier"
         else:
-            label = dominant if facet == "session" else labels.get(facet, "")
-        key = (facet, label or "")
+            label = (dominant or "") if facet == "session" else labels.get(facet, "")
+        key = (facet, label)
         sums[key] = sums.get(key, 0.0) + value
         if key not in about:
             about[key] = (
