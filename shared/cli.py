@@ -166,6 +166,19 @@ def _positive(text: str) -> int:
     return value
 
 
+def _split_arguments(command: argparse.ArgumentParser) -> None:
+    """The order history and its split, as both evaluations take them."""
+    command.add_argument(
+        "--orders",
+        help="order CSV (user_id,order_id,order_number,product_id[,days_since_prior_order|timestamp]); "
+        "'instacart' or omitted: the installed Instacart sample",
+    )
+    command.add_argument("--json", type=Path, help="also write the report to this JSON file")
+    command.add_argument("--seed", type=int, default=0, help="first seed of the test-user split")
+    command.add_argument("--seeds", type=_positive, default=1, help="how many seeds (seed, seed+1, ...) to average")
+    command.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of users with 2+ orders held out")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m shared.cli", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -218,15 +231,7 @@ def parser() -> argparse.ArgumentParser:
         "evaluate",
         help="next-basket evaluation: LeafLoaf vs G-, P- and GP-TopFreq on an order history (Recall/NDCG/PHR)",
     )
-    ev.add_argument(
-        "--orders",
-        help="order CSV (user_id,order_id,order_number,product_id[,days_since_prior_order|timestamp]); "
-        "'instacart' or omitted: the installed Instacart sample",
-    )
-    ev.add_argument("--json", type=Path, help="also write the report to this JSON file")
-    ev.add_argument("--seed", type=int, default=0, help="first seed of the test-user split")
-    ev.add_argument("--seeds", type=_positive, default=1, help="how many seeds (seed, seed+1, ...) to average")
-    ev.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of users with 2+ orders held out")
+    _split_arguments(ev)
     ev.set_defaults(run=_evaluate)
 
     es = commands.add_parser(
@@ -235,20 +240,13 @@ def parser() -> argparse.ArgumentParser:
         "orderings of the same candidates on real orders (NDCG@10, Recall@10, MRR)",
     )
     es.add_argument(
-        "--orders",
-        help="order CSV as for 'evaluate'; 'instacart' or omitted: the installed Instacart sample",
-    )
-    es.add_argument(
         "--catalog",
         type=Path,
         required=True,
         help="catalog file in the import format (.jsonl/.csv), or the folder of Instacart's products, "
         "aisles and departments CSV files",
     )
-    es.add_argument("--json", type=Path, help="also write the report to this JSON file")
-    es.add_argument("--seed", type=int, default=0, help="first seed of the test-user split")
-    es.add_argument("--seeds", type=_positive, default=1, help="how many seeds (seed, seed+1, ...) to average")
-    es.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of users with 2+ orders held out")
+    _split_arguments(es)
     es.add_argument("--users", type=_positive, help="at most this many test shoppers per seed (default: all)")
     es.set_defaults(run=_evaluate_search)
     return root

@@ -146,7 +146,9 @@ def table(report: dict[str, Any]) -> str:
     metrics = list(next(iter(report["methods"].values())))
     width = max(len(name) for name in report["methods"])
     lines = [
-        f"{report['dataset']}: {report['users']} users, {report['test_users']} test users, seeds {report['seeds']}",
+        f"{report['dataset']}: {report['users']} users, {report['test_users']} test users, "
+        + (f"{report['queries']} queries (last seed), " if "queries" in report else "")
+        + f"seeds {report['seeds']}",
         " ".join([f"{'method':<{width}}", *(f"{m:>9}" for m in metrics)]),
     ]
     for name, scores in report["methods"].items():

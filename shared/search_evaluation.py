@@ -18,7 +18,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +27,24 @@ from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.datasets import OrderFileError
 from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
-from shared.domain.events import EventType, Interaction
 from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, recall_at_k, split_last_basket
 from shared.domain.ranker import Ranker, ranker_of
-from shared.domain.ranker_training import TrainingParams, build_artifact
+from shared.domain.ranker_training import (
+    REPLAY_END,
+    TrainingParams,
+    build_artifact,
+    category_queries,
+    order_counts,
+    purchase_events,
+    replay_days,
+)
 from shared.domain.rules import Rules
 from shared.domain.search import SearchFilters, SearchRequest
-from shared.evaluation import load_histories
+from shared.evaluation import load_histories, table
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 
-NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)  # the held-out orders' time: every replay ends here
+NOW = REPLAY_END  # the held-out orders' time: every replay ends here
 DEPTH = 100  # the served answer's longest list; every method's list is cut here (MRR@100)
 # leafloaf_rules: the same service with the rules ranking alone (what serves before a model is published)
 METHODS = ("plain", "popularity", "own_then_popularity", "leafloaf_rules", "leafloaf")
@@ -65,42 +71,9 @@ def scores(ranked: Sequence[str], truth: Collection[str]) -> dict[str, float]:
     }
 
 
-def replay_days(baskets: Sequence[Basket]) -> list[float]:
-    """Each basket's day: as given, else one week per order."""
-    return [b.day if b.day is not None else 7.0 * i for i, b in enumerate(baskets)]
-
-
-def purchases(user: str, baskets: Sequence[Basket], days: Sequence[float], end_day: float) -> list[Interaction]:
-    """The baskets as purchase events, shifted so that `end_day` falls on NOW."""
-    return [
-        Interaction(
-            event_id=f"replay:{i}:{product}"[:128],
-            event_type=EventType.PURCHASE,
-            user_id=user,
-            product_id=product,
-            timestamp=NOW - timedelta(days=end_day - day),
-        )
-        for i, (basket, day) in enumerate(zip(baskets, days, strict=True))
-        for product in basket.products
-    ]
-
-
 def queries(user: str, basket: Basket, catalog: Catalog) -> list[Query]:
     """One query per category of the held-out basket: its name; relevant = its products in the basket."""
-    by_category: dict[str, set[str]] = defaultdict(set)
-    for product_id in basket.products:
-        product = catalog.get(product_id)
-        if product is not None:
-            by_category[product.category].add(product_id)
-    return [Query(user, category, frozenset(found)) for category, found in sorted(by_category.items())]
-
-
-def order_counts(baskets: Sequence[Basket]) -> Counter[str]:
-    """How many of the baskets hold each product."""
-    counts: Counter[str] = Counter()
-    for basket in baskets:
-        counts.update(set(basket.products))
-    return counts
+    return [Query(user, category, frozenset(found)) for category, found in category_queries(basket, catalog).items()]
 
 
 def baselines(candidates: Sequence[str], popularity: Counter[str], own: Counter[str]) -> dict[str, list[str]]:
@@ -155,7 +128,7 @@ def evaluate_split(
     for user in test_users:
         history = list(split.train[user])
         days = replay_days([*history, split.test[user]])
-        tracking.track(purchases(user, history, days[:-1], days[-1]))
+        tracking.track([event for order in purchase_events(user, history, days[:-1], days[-1]) for event in order])
     log(f"seed {seed}: tracked {len(test_users)} test shoppers' orders in {time.perf_counter() - started:.1f} s")
     totals: dict[str, dict[str, float]] = {name: defaultdict(float) for name in METHODS}
     asked = 0
@@ -216,19 +189,6 @@ def run(
         "seeds": seed_list,
         "methods": {name: {m: round(v, 4) for m, v in metrics.items()} for name, metrics in averaged.items()},
     }
-
-
-def table(report: dict[str, Any]) -> str:
-    """The report as an aligned text table, one method per row."""
-    metrics = ("ndcg@10", "recall@10", "mrr")
-    lines = [
-        f"{report['dataset']}: {report['users']} users, {report['test_users']} test users, "
-        f"{report['queries']} queries per seed (last seed), seeds {report['seeds']}",
-        " ".join([f"{'method':<20}", *(f"{m:>9}" for m in metrics)]),
-    ]
-    for name, values in report["methods"].items():
-        lines.append(" ".join([f"{name:<20}", *(f"{values[m]:>9.4f}" for m in metrics)]))
-    return "\n".join(lines)
 
 
 def evaluate_search(

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventType, Interaction
 from shared.domain.nextbasket import Basket, Histories, ndcg_at_k
@@ -130,11 +131,11 @@ def order_counts(baskets: Iterable[Basket]) -> Counter[str]:
     return counts
 
 
-def category_queries(basket: Basket, table: FeatureTable) -> dict[str, set[str]]:
+def category_queries(basket: Basket, catalog: Catalog) -> dict[str, set[str]]:
     """The basket's categories (by name) and its products in each."""
     found: dict[str, set[str]] = defaultdict(set)
     for product_id in basket.products:
-        product = table.catalog.get(product_id)
+        product = catalog.get(product_id)
         if product is not None:
             found[product.category].add(product_id)
     return dict(sorted(found.items()))
@@ -160,7 +161,7 @@ def replay_user(
             now = (REPLAY_END - timedelta(days=days[-1] - days[k])).timestamp()
             affinities = engine.read(profile, now)
             own = table.rows_of([key[8:] for key in affinities.history if key.startswith("product:")])
-            for category, relevant in category_queries(basket, table).items():
+            for category, relevant in category_queries(basket, table.catalog).items():
                 hits = search(category, own)
                 if not len(hits) or not any(table.catalog.products[r].id in relevant for r in hits.rows):
                     continue

@@ -16,6 +16,7 @@ from shared.cli import main
 from shared.domain.catalog import Catalog, Product
 from shared.domain.events import EventType
 from shared.domain.nextbasket import Basket
+from shared.domain.ranker_training import purchase_events
 from shared.evaluation import load_histories
 from shared.search_evaluation import (
     DEPTH,
@@ -24,7 +25,6 @@ from shared.search_evaluation import (
     Query,
     baselines,
     order_counts,
-    purchases,
     queries,
     reciprocal_rank,
     run,
@@ -109,7 +109,8 @@ def test_order_counts_count_orders_not_units():
 
 
 def test_replayed_purchases_end_at_now():
-    events = purchases("ann", [Basket(("a", "b"), 0.0), Basket(("a",), 10.0)], [0.0, 10.0], 14.0)
+    orders = purchase_events("ann", [Basket(("a", "b"), 0.0), Basket(("a",), 10.0)], [0.0, 10.0], 14.0)
+    events = [event for order in orders for event in order]
     assert [(e.product_id, e.timestamp) for e in events] == [
         ("a", NOW - timedelta(days=14)),
         ("b", NOW - timedelta(days=14)),
