@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,13 +105,21 @@ class FeatureTable:
         self.popularity = np.log1p(orders) / self.top_orders
         self.category_share = np.divide(orders, totals, out=np.zeros_like(orders), where=totals > 0)
 
-    def _vector(self, values: Mapping[str, float], default: float = 0.0) -> np.ndarray:
-        vector = np.full(self.missing + 1, default)
-        for key, value in values.items():
-            column = self.columns.get(key)
-            if column is not None:
-                vector[column] = value
-        return vector
+    def _values(self, values: Mapping[str, float]) -> Callable[..., np.ndarray]:
+        """A lookup of `values` (by facet key) at facet columns: a profile holds a few hundred keys, so
+        sorting them and searching beats filling a vector as wide as the catalog's facets."""
+        known = [(self.columns[key], value) for key, value in values.items() if key in self.columns]
+        columns = np.array([c for c, _ in known], dtype=np.int64)
+        order = np.argsort(columns)
+        columns, found = columns[order], np.array([v for _, v in known], dtype=np.float64)[order]
+
+        def at(wanted: np.ndarray, default: float = 0.0) -> np.ndarray:
+            if not len(columns):
+                return np.full(wanted.shape, default)
+            place = np.minimum(np.searchsorted(columns, wanted), len(columns) - 1)
+            return np.where(columns[place] == wanted, found[place], default)
+
+        return at
 
     def features(
         self,
@@ -128,16 +136,16 @@ class FeatureTable:
         x[:, COLUMN["popularity"]] = self.popularity[rows]
         x[:, COLUMN["category_share"]] = self.category_share[rows]
         if affinities is not None:
-            live = self._vector(affinities.scores)
+            live = self._values(affinities.scores)
             weights = self.rules.facet_weights
             personal = np.zeros(len(rows))
             for facet in ("product", "brand", "category"):
-                values = live[self.single[facet][rows]]
+                values = live(self.single[facet][rows])
                 x[:, COLUMN[facet]] = values
                 personal += weights[facet] * values
             attribute = np.zeros(len(rows))
-            for columns in self.attribute_columns[rows].T:  # one attribute slot of every candidate at a time
-                attribute += live[columns]
+            for slot in live(self.attribute_columns[rows]).T:  # one attribute slot of every candidate at a time
+                attribute += slot
             x[:, COLUMN["attribute"]] = attribute
             personal += weights["attribute"] * attribute
             if affinities.price_preference is not None:
@@ -146,14 +154,14 @@ class FeatureTable:
                 personal += self.rules.price_weight * fit
             x[:, COLUMN["personal"]] = personal
             if affinities.history:
-                counts = self._vector({k: c for k, (c, _) in affinities.history.items()})
-                days = self._vector({k: d for k, (_, d) in affinities.history.items()}, NEVER)
+                counts = self._values({k: c for k, (c, _) in affinities.history.items()})
+                days = self._values({k: d for k, (_, d) in affinities.history.items()})
                 products, brands, categories = (self.single[f][rows] for f in ("product", "brand", "category"))
-                x[:, COLUMN["own_count"]] = counts[products]
-                x[:, COLUMN["own_days"]] = days[products]
-                x[:, COLUMN["own_brand_count"]] = counts[brands]
-                x[:, COLUMN["own_category_count"]] = counts[categories]
-                x[:, COLUMN["own_category_days"]] = days[categories]
+                x[:, COLUMN["own_count"]] = counts(products)
+                x[:, COLUMN["own_days"]] = days(products, NEVER)
+                x[:, COLUMN["own_brand_count"]] = counts(brands)
+                x[:, COLUMN["own_category_count"]] = counts(categories)
+                x[:, COLUMN["own_category_days"]] = days(categories, NEVER)
         if session.viewed:  # product ids are unique in a catalog: a candidate is viewed when its row is
             x[:, COLUMN["viewed_now"]] = np.isin(rows, self.rows_of(session.viewed))
         if session.cart:

@@ -8,11 +8,13 @@ strongest ones, and a confidence. The plain order is here too, for answers witho
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 from shared.domain.catalog import Catalog, Product
 from shared.domain.profile import Affinities
+from shared.domain.ranker import COLUMN, FEATURES
 from shared.domain.rules import RankingRules
 from shared.domain.search import Hits
 
@@ -70,74 +72,87 @@ def explain(product: Product, affinities: Affinities, rules: RankingRules, catal
     return sorted(found, key=lambda c: -abs(c.contribution))
 
 
-# What each ranking feature speaks about, as a reason: (facet, decay class behind it); relevance is
-# the query's match, not a reason. The personal feature is split by facet with `explain`.
-_FEATURE_FACET = {
-    "product": ("product", None),
-    "brand": ("brand", None),
-    "category": ("category", None),
-    "attribute": ("attribute", None),
-    "price_fit": ("price", None),
-    "own_count": ("history", "purchase"),
-    "own_days": ("history", "purchase"),
-    "own_brand_count": ("brand", "purchase"),
-    "own_category_count": ("category", "purchase"),
-    "own_category_days": ("category", "purchase"),
-    "popularity": ("popularity", None),
-    "category_share": ("popularity", None),
-    "viewed_now": ("session", "viewed"),
-    "in_cart": ("session", "cart"),
+# Reasons group the ranking features by what they speak about; relevance (the query's match) is not
+# a reason. The personal feature (the live lift) is split over the facets that make it.
+GROUPS = ("product", "brand", "category", "attribute", "price", "history", "popularity", "viewed", "cart")
+_GROUP_OF = {
+    "product": "product",
+    "brand": "brand",
+    "own_brand_count": "brand",
+    "category": "category",
+    "own_category_count": "category",
+    "own_category_days": "category",
+    "attribute": "attribute",
+    "price_fit": "price",
+    "own_count": "history",
+    "own_days": "history",
+    "popularity": "popularity",
+    "category_share": "popularity",
+    "viewed_now": "viewed",
+    "in_cart": "cart",
 }
+_LIFT = {"product": "product", "brand": "brand", "category": "category", "attribute": "attribute", "price_fit": "price"}
+
+
+def _grouping(rules: RankingRules) -> tuple[np.ndarray, np.ndarray]:
+    """(features x groups) matrices: where each part goes, and each live affinity's weight in the lift."""
+    parts, lift = np.zeros((len(FEATURES), len(GROUPS))), np.zeros((len(FEATURES), len(GROUPS)))
+    for feature, group in _GROUP_OF.items():
+        parts[COLUMN[feature], GROUPS.index(group)] = 1.0
+    for feature, group in _LIFT.items():
+        weight = rules.price_weight if group == "price" else rules.facet_weights[group]  # type: ignore[index]
+        lift[COLUMN[feature], GROUPS.index(group)] = weight
+    return parts, lift
+
+
+def grouped(x: np.ndarray, parts: np.ndarray, rules: RankingRules) -> np.ndarray:
+    """(results x GROUPS) contributions of results with features `x` and score parts `parts` (both
+    results x FEATURES): they sum to the score minus relevance."""
+    to_group, lift_weights = _grouping(rules)
+    personal = x[:, COLUMN["personal"]]
+    share = np.divide(parts[:, COLUMN["personal"]], personal, out=np.zeros(len(x)), where=personal != 0)
+    return parts @ to_group + share[:, None] * (x @ lift_weights)
 
 
 def reasons(
-    product: Product,
-    parts: Mapping[str, float],
-    affinities: Affinities | None,
-    rules: RankingRules,
-    catalog: Catalog,
+    product: Product, contributions: np.ndarray, affinities: Affinities | None, catalog: Catalog
 ) -> list[Contribution]:
-    """A product's contributions by feature (rules and model parts summed) as reasons by facet,
-    strongest first. The live lift is split over the facets that make it, in `explain`'s shares."""
-    sums: dict[tuple[str, str], float] = {}
-    about: dict[tuple[str, str], tuple[float, str | None]] = {}  # (facet, value) -> affinity, decay class
-    lift = parts.get("personal", 0.0)
-    found = explain(product, affinities, rules, catalog) if affinities is not None else []
-    total = sum(c.contribution for c in found)
-    for c in found:
-        key = (c.facet, c.value)
-        sums[key] = sums.get(key, 0.0) + (lift * c.contribution / total if total else 0.0)
-        about.setdefault(key, (c.affinity, c.dominant))
-    labels = {
-        "product": product.name,
-        "brand": product.brand or "",
-        "category": product.category,
-        "history": product.name,
-        "popularity": product.category,
-    }
-    for feature, value in parts.items():
-        if not value or feature not in _FEATURE_FACET:
+    """A product's grouped contributions (a row of `grouped`) as reasons, strongest first."""
+    found = []
+    for g in np.flatnonzero(contributions):
+        group, value = GROUPS[g], float(contributions[g])
+        if group in ("viewed", "cart"):
+            found.append(Contribution("session", group, 0.0, value, group))
             continue
-        facet, dominant = _FEATURE_FACET[feature]
-        if facet == "attribute":
+        if group == "attribute":
             label = max(
                 product.attributes,
                 key=lambda a: abs(affinities.of(f"attribute:{a}")) if affinities else 0.0,
                 default="",
             )
-        elif facet == "price":
-            label = "cheaper" if (catalog.price_ratio(product.id) or 0) < 0 else "pricier"
-        else:
-            label = (dominant or "") if facet == "session" else labels.get(facet, "")
-        key = (facet, label)
-        sums[key] = sums.get(key, 0.0) + value
-        if key not in about:
-            about[key] = (
-                0.0,
-                dominant or (affinities.dominant.get(f"{facet}:{key[1].lower()}") if affinities else None),
+            key = f"attribute:{label}"
+        elif group == "price":
+            label, key = "cheaper" if (catalog.price_ratio(product.id) or 0) < 0 else "pricier", ""
+        elif group in ("product", "history"):
+            label, key = product.name, f"product:{product.id}"
+        elif group == "brand":
+            label, key = product.brand or "", f"brand:{(product.brand or '').lower()}"
+        else:  # category, popularity
+            label, key = product.category, f"category:{product.category.lower()}"
+        live = affinities.dominant.get(key) if affinities is not None else None
+        dominant = (
+            "purchase" if group == "history" else live or ("purchase" if group in ("brand", "category") else None)
+        )
+        found.append(
+            Contribution(
+                "history" if group == "history" else group,
+                label,
+                affinities.of(key) if affinities else 0.0,
+                value,
+                dominant,
             )
-    merged = [Contribution(f, v, about[f, v][0], c, about[f, v][1]) for (f, v), c in sums.items() if c]
-    return sorted(merged, key=lambda c: -abs(c.contribution))
+        )
+    return sorted(found, key=lambda c: -abs(c.contribution))
 
 
 def confidence(found: list[Contribution], rules: RankingRules) -> float:
@@ -189,7 +204,7 @@ def badges(found: list[Contribution], min_reason: float, most: int = 2) -> list[
     for c in found:
         if abs(c.contribution) < min_reason or len(shown) == most:
             break
-        text = badge(c)
-        if text not in shown:
+        text = badge(c) if c.value else ""  # no wording for a facet the product lacks (no brand, no attributes)
+        if text and text not in shown:
             shown.append(text)
     return shown

@@ -81,7 +81,7 @@ class RankingRules(_Strict):
     history_weight: float = Field(default=1.0, ge=0)
     popularity_weight: float = Field(default=0.6, ge=0)
     # How many of the rules' best candidates a learnt model re-scores (its cost grows with them).
-    model_depth: int = Field(default=500, ge=1, le=1000)
+    model_depth: int = Field(default=200, ge=1, le=1000)
 
 
 class Rules(_Strict):

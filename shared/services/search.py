@@ -15,8 +15,8 @@ from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventContext, EventType, Interaction
 from shared.domain.features import ShopperFeatures, complements, learned_badges, lift_learned
 from shared.domain.profile import Affinities, Profile
-from shared.domain.ranker import FEATURES, FeatureTable, Ranker, Session
-from shared.domain.ranking import Ranked, badges, confidence, plain, reasons
+from shared.domain.ranker import FeatureTable, Ranker, Session
+from shared.domain.ranking import Ranked, badges, confidence, grouped, plain, reasons
 from shared.domain.search import Hits, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
@@ -166,12 +166,11 @@ class SearchService:
             parts = ranker.contributions(x[top], ranking.learnt)
             rules = self.engine.rules.ranking
             products = self.engine.catalog.products
+            by_group = grouped(x[top], parts, rules)
             ranked = []
             for place, i in enumerate(top):
                 product = products[hits.rows[i]]
-                found = reasons(
-                    product, dict(zip(FEATURES, parts[place], strict=True)), affinities, rules, self.engine.catalog
-                )
+                found = reasons(product, by_group[place], affinities, self.engine.catalog)
                 ranked.append(
                     Ranked(
                         product, float(hits.relevance[i]), int(i), float(ranking.score[i]), float(x[i, 1]), tuple(found)

@@ -12,8 +12,8 @@ from shared.adapters.product_search.bm25s import Bm25sProductSearch
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
-from shared.domain.ranker import COLUMN, FEATURES
-from shared.domain.ranking import explain, reasons
+from shared.domain.ranker import COLUMN
+from shared.domain.ranking import explain, grouped, reasons
 from shared.domain.search import SearchRequest
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
@@ -173,9 +173,9 @@ def test_reasons_sum_to_what_moved_each_result(rules, small_catalog):
     rows = np.arange(len(small_catalog))
     x = ranker.table.features(rows, np.linspace(1.0, 0.5, len(rows)), affinities)
     ranking = ranker.rank(x)
-    parts = ranker.contributions(x, ranking.learnt)
+    by_group = grouped(x, ranker.contributions(x, ranking.learnt), rules.ranking)
     for i, product in enumerate(small_catalog.products):
-        found = reasons(product, dict(zip(FEATURES, parts[i], strict=True)), affinities, rules.ranking, small_catalog)
+        found = reasons(product, by_group[i], affinities, small_catalog)
         explained = x[i, COLUMN["relevance"]] + sum(c.contribution for c in found)
         assert ranking.score[i] == pytest.approx(explained, abs=1e-9), product.id
     answer = search.search(SearchRequest(query="milk", user_id="u"))
