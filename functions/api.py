@@ -65,11 +65,11 @@ class Reason(_Answer):
 class SearchResult(_Answer):
     product_id: str
     name: str
-    brand: str
+    brand: str | None  # a catalog may have no brand or price for a product
     category: str
     department: str
     attributes: list[str]
-    price: float
+    price: float | None
     size: float | None
     unit: str | None
     rank: int

@@ -281,3 +281,20 @@ def test_found_by_the_api_fuzz_test_old_timestamps_and_long_session_ids():
     view = {"product_id": "p" * 128}  # no event_id: the session id derived from it must stay a valid id
     search = client("search_personalized").post("/", json={"query": "milk", "context": {"recent_views": [view]}})
     assert search.status_code == 200
+
+
+def test_search_over_a_catalog_without_brands_or_prices(tmp_path):
+    """A real catalog often lacks brands and prices (Instacart's does): search answers with them null."""
+    from shared.domain.catalog import Product
+
+    settings = Settings(catalog_path=tmp_path / "none.jsonl", profile_store="memory")
+    bare = [Product(id=f"p{i}", name=f"Greek Yogurt {i}", category="yogurt", department="dairy") for i in range(3)]
+    bootstrap.install(bootstrap.build(settings, catalog=Catalog(bare)))
+    client("track_interaction").post("/", json={"event_type": "purchase", "user_id": "u1", "product_id": "p2"})
+    answer = client("search_personalized").post("/", json={"query": "yogurt", "user_id": "u1"}).get_json()
+    first = answer["results"][0]
+    assert first["product_id"] == "p2" and first["brand"] is None and first["price"] is None
+    assert "You buy this" in first["badges"]
+    from functions.api import SearchResponse
+
+    SearchResponse.model_validate(answer)  # the OpenAPI answer model allows the missing fields
