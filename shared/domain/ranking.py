@@ -174,9 +174,9 @@ _PRODUCT_BADGE = {
 
 
 def badge(c: Contribution) -> str:
-    """A short shopper-facing reason for one contribution."""
-    if c.facet == "history":
-        return "You buy this" if c.contribution > 0 else "Shown lower: you bought this recently"
+    """A short shopper-facing reason for one contribution ("" when none fits)."""
+    if c.facet == "history":  # below the average: never bought, or bought too recently; no one wording fits
+        return "You buy this" if c.contribution > 0 else ""
     if c.facet == "popularity":
         return f"Popular in {c.value}" if c.contribution > 0 else f"Less often bought in {c.value}"
     if c.facet == "session":
@@ -205,6 +205,7 @@ def badges(found: list[Contribution], min_reason: float, most: int = 2) -> list[
         if abs(c.contribution) < min_reason or len(shown) == most:
             break
         text = badge(c) if c.value else ""  # no wording for a facet the product lacks (no brand, no attributes)
+        # An empty wording shows no badge; the reason stays in `reasons`.
         if text and text not in shown:
             shown.append(text)
     return shown
