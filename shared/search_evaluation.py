@@ -16,8 +16,9 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,12 @@ from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.datasets import OrderFileError
 from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
+from shared.domain.events import Interaction
 from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, recall_at_k, split_last_basket
 from shared.domain.ranker import Ranker, ranker_of
 from shared.domain.ranker_training import (
     REPLAY_END,
+    PurchaseDays,
     TrainingParams,
     build_artifact,
     category_queries,
@@ -41,6 +44,7 @@ from shared.domain.ranker_training import (
 from shared.domain.rules import Rules
 from shared.domain.search import SearchFilters, SearchRequest
 from shared.evaluation import load_histories, table
+from shared.ports.feature_store import Document, FeatureStore
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 
@@ -74,6 +78,53 @@ def scores(ranked: Sequence[str], truth: Collection[str]) -> dict[str, float]:
 def queries(user: str, basket: Basket, catalog: Catalog) -> list[Query]:
     """One query per category of the held-out basket: its name; relevant = its products in the basket."""
     return [Query(user, category, frozenset(found)) for category, found in category_queries(basket, catalog).items()]
+
+
+def reorder_document(events: Sequence[Interaction]) -> dict:
+    """The features document the jobs publish about a shopper's reorder cycles (reorder_predictions:
+    cycle, confidence, next expected day), from their purchases."""
+    bought = PurchaseDays()
+    for event in events:
+        bought.add(event)
+    return {
+        "reorder": {
+            product: {
+                "cycle_days": cycle,
+                "confidence": confidence,
+                "next_expected": (bought.days[product][-1] + timedelta(days=cycle)).date().isoformat(),
+            }
+            for product, (cycle, confidence) in bought.cycles().items()
+        }
+    }
+
+
+class MemoryFeatureStore(FeatureStore):
+    """Feature documents in memory: the evaluation's stand-in for the published snapshot."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, Document]] = {"user": {}, "product": {}}
+        self._version: str | None = None
+
+    def publish(self, version: str, sources: Iterable[tuple[str, Iterable[tuple[str, Document]]]]) -> dict[str, int]:
+        for kind, documents in sources:
+            self.documents[kind].update(documents)
+        self._version = version
+        return {kind: len(documents) for kind, documents in self.documents.items()}
+
+    def user(self, user_id: str) -> Document | None:
+        return self.documents["user"].get(user_id)
+
+    def product(self, product_id: str) -> Document | None:
+        return self.documents["product"].get(product_id)
+
+    def version(self) -> str | None:
+        return self._version
+
+    def built_at(self) -> datetime | None:
+        return NOW if self._version is not None else None
+
+    def discard_older(self) -> int:
+        return 0
 
 
 def baselines(candidates: Sequence[str], popularity: Counter[str], own: Counter[str]) -> dict[str, list[str]]:
@@ -125,10 +176,17 @@ def evaluate_split(
     cold = SearchService(engine, products, profiles, clock=NOW.timestamp, ranker=lambda: rules_only)
     popularity = Counter[str](artifact.stats.popularity)
     started = time.perf_counter()
+    learnt: dict[str, dict] = {}
     for user in test_users:
         history = list(split.train[user])
         days = replay_days([*history, split.test[user]])
-        tracking.track([event for order in purchase_events(user, history, days[:-1], days[-1]) for event in order])
+        events = [event for order in purchase_events(user, history, days[:-1], days[-1]) for event in order]
+        tracking.track(events)
+        learnt[user] = reorder_document(events)
+    # What the hourly jobs would have published for them (their reorder cycles): served as ./dev run does.
+    jobs = MemoryFeatureStore()
+    jobs.publish("replay", [("user", learnt.items())])
+    service.features = cold.features = lambda: jobs
     log(f"seed {seed}: tracked {len(test_users)} test shoppers' orders in {time.perf_counter() - started:.1f} s")
     totals: dict[str, dict[str, float]] = {name: defaultdict(float) for name in METHODS}
     asked = 0

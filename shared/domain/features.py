@@ -38,6 +38,11 @@ class ShopperFeatures:
         return date.fromisoformat(str(cycle["next_expected"])[:10]) <= today
 
 
+def reorder_cycles(shopper: ShopperFeatures) -> dict[str, tuple[float, float]]:
+    """product id -> (cycle days, confidence), as the ranking reads the jobs' reorder cycles."""
+    return {p: (float(c.get("cycle_days", 0)), float(c.get("confidence", 0))) for p, c in shopper.reorder.items()}
+
+
 def learned_badges(
     product_id: str, shopper: ShopperFeatures, today: date, goes_with: Mapping[str, str], min_confidence: float
 ) -> list[str]:

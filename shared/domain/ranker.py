@@ -35,6 +35,8 @@ FEATURES = (
     "own_brand_count",
     "own_category_count",
     "own_category_days",
+    "due",  # days since the latest purchase / the product's reorder cycle (the jobs'; 0 when none)
+    "cycle_confidence",  # that cycle's confidence (0 when none)
     "popularity",  # log(1 + orders with the product) / log(1 + the most ordered product's orders)
     "category_share",  # the product's share of its category's orders
     "viewed_now",  # this session: viewed or clicked in the request's recent views
@@ -42,6 +44,7 @@ FEATURES = (
 )
 COLUMN = {name: i for i, name in enumerate(FEATURES)}
 NEVER = 9_999.0  # "days since" for what was never bought: far beyond any memory
+MAX_DUE = 10.0  # ten cycles overdue is as overdue as it gets
 
 
 class ModelArtifactError(ValueError):
@@ -57,8 +60,12 @@ class StoreStats:
 
 @dataclass(frozen=True)
 class Session:
+    """What the request says about the shopper beyond the profile: this session's views and cart, and
+    the reorder cycles the jobs learnt (product id -> (cycle days, confidence))."""
+
     viewed: frozenset[str] = frozenset()
     cart: frozenset[str] = frozenset()
+    cycles: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class FeatureTable:
@@ -162,11 +169,27 @@ class FeatureTable:
                 x[:, COLUMN["own_brand_count"]] = counts(brands)
                 x[:, COLUMN["own_category_count"]] = counts(categories)
                 x[:, COLUMN["own_category_days"]] = days(categories, NEVER)
+        if session.cycles:
+            self._due(x, rows, session.cycles)
         if session.viewed:  # product ids are unique in a catalog: a candidate is viewed when its row is
             x[:, COLUMN["viewed_now"]] = np.isin(rows, self.rows_of(session.viewed))
         if session.cart:
             x[:, COLUMN["in_cart"]] = np.isin(rows, self.rows_of(session.cart))
         return x
+
+    def _due(self, x: np.ndarray, rows: np.ndarray, cycles: Mapping[str, tuple[float, float]]) -> None:
+        """Fill due-ness and cycle confidence for the candidates with a reorder cycle."""
+        index = self.catalog.index
+        known = sorted((index[p], cycle) for p, cycle in cycles.items() if p in index and cycle[0] > 0)
+        if not known:
+            return
+        cycle_rows = np.array([r for r, _ in known])
+        place = np.minimum(np.searchsorted(cycle_rows, rows), len(cycle_rows) - 1)
+        hit = cycle_rows[place] == rows
+        days = np.array([c[0] for _, c in known])[place]
+        # A cycle without a remembered purchase (memory ended) counts as long overdue, capped.
+        x[:, COLUMN["due"]] = np.where(hit, np.minimum(x[:, COLUMN["own_days"]] / days, MAX_DUE), 0.0)
+        x[:, COLUMN["cycle_confidence"]] = np.where(hit, np.array([c[1] for _, c in known])[place], 0.0)
 
     def rows_of(self, product_ids: Collection[str]) -> list[int]:
         """Catalog positions of the products the catalog knows."""

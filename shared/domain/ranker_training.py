@@ -23,6 +23,7 @@ import numpy as np
 from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventType, Interaction
+from shared.domain.memory import cycle_of
 from shared.domain.nextbasket import Basket, Histories, ndcg_at_k
 from shared.domain.profile import Profile
 from shared.domain.ranker import (
@@ -32,6 +33,7 @@ from shared.domain.ranker import (
     LearntModel,
     Ranker,
     RankerArtifact,
+    Session,
     StoreStats,
     rules_parts,
 )
@@ -141,6 +143,24 @@ def category_queries(basket: Basket, catalog: Catalog) -> dict[str, set[str]]:
     return dict(sorted(found.items()))
 
 
+class PurchaseDays:
+    """Each product's purchase days so far, for its reorder cycle as the jobs compute it then
+    (`reorder_predictions` and graph memory's `cycle_of` agree on real shoppers: tests/contract/test_jobs.py)."""
+
+    def __init__(self) -> None:
+        self.days: dict[str, list[datetime]] = defaultdict(list)
+
+    def add(self, event: Interaction) -> None:
+        if event.event_type is EventType.PURCHASE and event.product_id:
+            days = self.days[event.product_id]
+            if not days or days[-1].date() != event.timestamp.date():  # one trip a day
+                days.append(event.timestamp)
+
+    def cycles(self) -> dict[str, tuple[float, float]]:
+        found = ((product, cycle_of(days)) for product, days in self.days.items() if len(days) >= 2)
+        return {product: cycle for product, cycle in found if cycle is not None}
+
+
 def replay_user(
     user: str,
     baskets: Sequence[Basket],
@@ -154,24 +174,26 @@ def replay_user(
     """Replay one shopper's orders, adding a query per category of each of their last `targets` orders."""
     days = replay_days(baskets)
     events = purchase_events(user, baskets, days, days[-1])
-    profile = Profile(user)
+    profile, bought = Profile(user), PurchaseDays()
     first_target = max(1, len(baskets) - targets)
     for k, basket in enumerate(baskets):
         if k >= first_target:
             now = (REPLAY_END - timedelta(days=days[-1] - days[k])).timestamp()
             affinities = engine.read(profile, now)
+            session = Session(cycles=bought.cycles())
             own = table.rows_of([key[8:] for key in affinities.history if key.startswith("product:")])
             for category, relevant in category_queries(basket, table.catalog).items():
                 hits = search(category, own)
                 if not len(hits) or not any(table.catalog.products[r].id in relevant for r in hits.rows):
                     continue
                 ids = [table.catalog.products[r].id for r in hits.rows]
-                x = table.features(hits.rows, hits.relevance / hits.relevance[0], affinities)
+                x = table.features(hits.rows, hits.relevance / hits.relevance[0], affinities, session)
                 y = np.where([pid in relevant for pid in ids], PURCHASED, 0.0)
                 chosen = keep(x, y) if keep is not None else np.arange(len(y))
                 into.add(x[chosen], y[chosen])
         for event in events[k]:
             engine.apply(profile, event)
+            bought.add(event)
 
 
 def impression_examples(
@@ -189,12 +211,13 @@ def impression_examples(
     for logged in searches:
         by_user[logged.user].append(logged)
     for user, logged_searches in sorted(by_user.items()):
-        profile = Profile(user)
+        profile, bought = Profile(user), PurchaseDays()
         history = sorted(events.get(user, ()), key=lambda e: e.timestamp)
         applied = 0
         for logged in sorted(logged_searches, key=lambda s: s.at):
             while applied < len(history) and history[applied].timestamp < logged.at:
                 engine.apply(profile, history[applied])
+                bought.add(history[applied])
                 applied += 1
             grades = dict(logged.shown)
             rows = table.rows_of(list(grades))
@@ -204,7 +227,8 @@ def impression_examples(
             found = dict(zip(hits.rows.tolist(), hits.relevance.tolist(), strict=True))
             best = hits.relevance[0] if len(hits) else 1.0
             relevance = np.array([found.get(r, 0.0) / best for r in rows])
-            x = table.features(np.array(rows), relevance, engine.read(profile, logged.at.timestamp()))
+            affinities = engine.read(profile, logged.at.timestamp())
+            x = table.features(np.array(rows), relevance, affinities, Session(cycles=bought.cycles()))
             into.add(x, np.array([grades[table.catalog.products[r].id] for r in rows]))
             added += 1
     return added

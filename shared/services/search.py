@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventContext, EventType, Interaction
-from shared.domain.features import ShopperFeatures, complements, learned_badges, lift_learned
+from shared.domain.features import ShopperFeatures, complements, learned_badges, lift_learned, reorder_cycles
 from shared.domain.profile import Affinities, Profile
 from shared.domain.ranker import FeatureTable, Ranker, Session
 from shared.domain.ranking import Ranked, badges, confidence, grouped, plain, reasons
@@ -64,11 +64,11 @@ class SearchService:
         affinities, skipped = self._affinities(request, privacy)
         hits = self._candidates(request, affinities)
         searched = self.timer()
-        ranked, skipped, learnt = self._personalize(request, hits, affinities, skipped)
+        shopper, goes_with = self._learned(request, privacy)
+        ranked, skipped, learnt = self._personalize(request, hits, affinities, skipped, shopper)
         ranked_at = self.timer()
         if skipped:
             ranked, affinities = plain(hits, self.engine.catalog, request.limit), None
-        shopper, goes_with = self._learned(request, privacy)
         today = datetime.fromtimestamp(self.clock(), UTC).date()
         if shopper is not None:
             ranked = lift_learned(ranked, shopper, today, rules)
@@ -145,7 +145,12 @@ class SearchService:
         return affinities, None
 
     def _personalize(
-        self, request: SearchRequest, hits: Hits, affinities: Affinities | None, skipped: str | None
+        self,
+        request: SearchRequest,
+        hits: Hits,
+        affinities: Affinities | None,
+        skipped: str | None,
+        shopper: ShopperFeatures | None = None,
     ) -> tuple[list[Ranked], str | None, bool]:
         """(ranked, None, whether a learnt model ranked) when personalization applied, else
         ([], why it was skipped, False)."""
@@ -160,7 +165,9 @@ class SearchService:
             ranker = self.ranker()
             relevance = hits.relevance / hits.relevance[0]
             views = frozenset(v.product_id for v in request.context.recent_views)
-            x = ranker.table.features(hits.rows, relevance, affinities, Session(views, frozenset(request.context.cart)))
+            cycles = reorder_cycles(shopper) if shopper is not None else {}
+            session = Session(views, frozenset(request.context.cart), cycles)
+            x = ranker.table.features(hits.rows, relevance, affinities, session)
             ranking = ranker.rank(x)
             top = ranking.order[: request.limit]
             parts = ranker.contributions(x[top], ranking.learnt)
