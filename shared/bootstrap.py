@@ -169,7 +169,7 @@ class Container:
     @cached_property
     def ranker_trainer(self) -> RankerTrainer:
         # The publishing instance serves its new version at once.
-        return RankerTrainer(self.model_store, self.engine, self.products, self.rankers, published=self.rankers.refresh)
+        return RankerTrainer(self.model_store, self.engine, self.products, published=self.rankers.refresh)
 
     @cached_property
     def identity(self) -> IdentityVerifier | None:

@@ -377,10 +377,12 @@ def build_artifact(
     params: TrainingParams = TrainingParams(),
     progress: Callable[[str], None] = log.info,
     logged: tuple[Sequence[LoggedSearch], Mapping[str, Sequence[Interaction]]] = ((), {}),
+    popularity: Mapping[str, float] | None = None,
 ) -> RankerArtifact:
-    """What the daily job publishes: the store's popularity and, when it beats the serving ranking
-    on held-out replays, a model trained on these histories (and logged searches)."""
-    stats = StoreStats(store_popularity(histories))
+    """What the daily job publishes: the store's popularity (orders per product; default: counted
+    over `histories`) and, when it beats the serving ranking on held-out replays, a model trained on
+    these histories (and logged searches)."""
+    stats = StoreStats(dict(popularity) if popularity is not None else store_popularity(histories))
     table = FeatureTable(engine.catalog, engine.rules.ranking, stats)
     trained = train(histories, engine, table, search, serving, params, progress=progress, logged=logged)
     # A model that lost to the serving one is not published: the serving model stays, with new stats.

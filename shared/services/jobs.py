@@ -34,7 +34,7 @@ JOB_RUNS_DDL = (
 NEXT_BASKET_COLUMNS = (("user_id", "STRING"), ("position", "INT64"), ("product_id", "STRING"), ("usual", "BOOL"))
 DAY_SECONDS = 86_400.0
 Logged = tuple[list[LoggedSearch], dict[str, list[Interaction]]]
-TrainRanker = Callable[[datetime, dict[str, list[Basket]], Logged], dict[str, Any]]
+TrainRanker = Callable[[datetime, dict[str, list[Basket]], Logged, dict[str, float]], dict[str, Any]]
 
 
 class UnknownSchedule(ValueError):
@@ -171,7 +171,14 @@ class JobRunner:
             histories |= dict(list(chunk.items())[: self.ranking_users - len(histories)])
             if len(histories) >= self.ranking_users:
                 break
-        metrics = self.train_ranker(end, histories, self._logged_searches(end))
+        popularity = {
+            row["product_id"]: float(row["orders"])
+            for row in self.warehouse.query(
+                "SELECT product_id, COUNT(DISTINCT CONCAT(user_id, '/', order_id)) AS orders "
+                "FROM order_lines GROUP BY product_id"
+            )
+        }  # over every shopper: the replays are capped, the store's popularity is not
+        metrics = self.train_ranker(end, histories, self._logged_searches(end), popularity)
         return int(metrics.get("training_rows", 0))
 
     def _logged_searches(self, end: datetime) -> tuple[list[LoggedSearch], dict[str, list[Interaction]]]:

@@ -21,7 +21,7 @@ from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
 from shared.domain.nextbasket import Histories
-from shared.domain.ranker import FeatureTable, ModelArtifactError, Ranker, RankerArtifact, ranker_of
+from shared.domain.ranker import FeatureTable, LearntModel, ModelArtifactError, Ranker, RankerArtifact, ranker_of
 from shared.domain.ranker_training import LoggedSearch, TrainingParams, build_artifact
 from shared.domain.rules import RankingRules
 from shared.domain.search import SearchFilters
@@ -137,7 +137,6 @@ class RankerTrainer:
         store: ModelStore,
         engine: ProfileEngine,
         products: ProductSearch,
-        serving: Callable[[], Ranker],
         params: TrainingParams | None = None,
         published: Callable[[], None] = lambda: None,
     ) -> None:
@@ -145,7 +144,6 @@ class RankerTrainer:
         self.store = store
         self.engine = engine
         self.products = products
-        self.serving = serving
         self.params = params or TrainingParams()
 
     def __call__(
@@ -153,19 +151,35 @@ class RankerTrainer:
         window_end: datetime,
         histories: Histories,
         logged: tuple[Sequence[LoggedSearch], Mapping[str, Sequence[Interaction]]] = ((), {}),
+        popularity: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         """Train on `histories` (and the `logged` searches with their shoppers' events), publish the
-        artifact as the window's version, and return its metrics."""
+        artifact as the window's version with the store's `popularity` (orders per product; default:
+        counted over `histories`), and return its metrics."""
         pool = self.engine.rules.ranking.candidate_pool
         artifact = build_artifact(
             version_name(window_end),
             histories,
             ProfileEngine(self.engine.rules, self.engine.catalog),  # a replay's own facet index
             lambda query, own: self.products.search(query, SearchFilters(), pool, own),
-            self.serving().model,
+            self._published_model(),
             self.params,
             logged=logged,
+            popularity=popularity,
         )
         self.store.publish(artifact.version, artifact.to_bytes())
         self.published()
         return dict(artifact.metrics)
+
+    def _published_model(self) -> LearntModel | None:
+        """The model instances serve: the current artifact's, read from the store (not from this
+        process's ranker, which may not have loaded it yet)."""
+        found = self.store.current()
+        if found is None:
+            return None
+        try:
+            model = RankerArtifact.from_bytes(found[1]).model
+            return LearntModel(model) if model is not None else None
+        except ModelArtifactError as exc:  # instances refused it too: they serve an older model or the rules
+            log.warning("the current ranking artifact %s does not load (%s); guarding against the rules", found[0], exc)
+            return None

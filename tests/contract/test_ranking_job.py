@@ -86,9 +86,7 @@ def test_the_job_trains_guards_publishes_and_serving_loads_the_model(tmp_path, w
     archive = LocalFolderArchive(tmp_path / "archive")
     engine = ProfileEngine(rules, CATALOG)
     provider = RankerProvider(lambda: ArchiveModelStore(archive), CATALOG, rules.ranking)
-    trainer = RankerTrainer(
-        ArchiveModelStore(archive), engine, Bm25sProductSearch(CATALOG), provider, published=provider.refresh
-    )
+    trainer = RankerTrainer(ArchiveModelStore(archive), engine, Bm25sProductSearch(CATALOG), published=provider.refresh)
     runner = JobRunner(warehouse, clock=lambda: NOW, train_ranker=trainer)
 
     report = runner.run("daily", only=["order_lines", "ranking_model"])
@@ -130,7 +128,7 @@ def test_the_learnt_model_ranks_the_due_product_first(tmp_path, rules):
     engine = ProfileEngine(rules, CATALOG)
     products = Bm25sProductSearch(CATALOG)
     provider = RankerProvider(lambda: ArchiveModelStore(archive), CATALOG, rules.ranking)
-    trainer = RankerTrainer(ArchiveModelStore(archive), engine, products, provider, published=provider.refresh)
+    trainer = RankerTrainer(ArchiveModelStore(archive), engine, products, published=provider.refresh)
     JobRunner(warehouse, clock=lambda: NOW, train_ranker=trainer).run("daily", only=["order_lines", "ranking_model"])
     warehouse.close()
     profiles = MemoryProfileStore()
@@ -184,10 +182,48 @@ def test_the_job_learns_from_logged_searches_too(tmp_path, warehouse, rules):
     warehouse.insert(warehouse_rows(logged_searches(), CATALOG, rules, NOW))
     archive = LocalFolderArchive(tmp_path / "archive")
     engine = ProfileEngine(rules, CATALOG)
-    provider = RankerProvider(lambda: ArchiveModelStore(archive), CATALOG, rules.ranking)
-    trainer = RankerTrainer(ArchiveModelStore(archive), engine, Bm25sProductSearch(CATALOG), provider)
+    trainer = RankerTrainer(ArchiveModelStore(archive), engine, Bm25sProductSearch(CATALOG))
     runner = JobRunner(warehouse, clock=lambda: NOW, train_ranker=trainer)
     runner.run("daily", only=["order_lines", "search_outcomes", "ranking_model"])
     metrics = RankerArtifact.from_bytes(ArchiveModelStore(archive).current()[1]).metrics
     # every shopper's three searches had a click; the guard's shoppers (a fifth) are left out
     assert metrics["impression_queries"] == 3 * (70 - metrics["guard_shoppers"])
+
+
+def test_replays_are_capped_but_the_published_popularity_counts_every_shopper(tmp_path, rules):
+    warehouse = DuckDbWarehouse(tmp_path / "w.duckdb")
+    warehouse.insert(warehouse_rows(alternating_orders(), CATALOG, rules, NOW))
+    archive = LocalFolderArchive(tmp_path / "archive")
+    trainer = RankerTrainer(ArchiveModelStore(archive), ProfileEngine(rules, CATALOG), Bm25sProductSearch(CATALOG))
+    runner = JobRunner(warehouse, clock=lambda: NOW, train_ranker=trainer, ranking_users=10)
+    runner.run("daily", only=["order_lines", "ranking_model"])
+    warehouse.close()
+    artifact = RankerArtifact.from_bytes(ArchiveModelStore(archive).current()[1])
+    assert artifact.metrics["shoppers"] == 10
+    # 70 shoppers x 8 weekly orders x 3 categories, one product each
+    assert sum(artifact.stats.popularity.values()) == 70 * WEEKS * len(CATEGORIES)
+
+
+def test_a_job_process_that_never_served_keeps_the_published_model(tmp_path, rules):
+    """The guard compares against the model instances serve (read from the store), so a losing model
+    never replaces it, whatever the job's own process has loaded."""
+    warehouse = DuckDbWarehouse(tmp_path / "w.duckdb")
+    warehouse.insert(warehouse_rows(alternating_orders(), CATALOG, rules, NOW))
+    archive = LocalFolderArchive(tmp_path / "archive")
+    store = ArchiveModelStore(archive)
+    products = Bm25sProductSearch(CATALOG)
+    JobRunner(
+        warehouse, clock=lambda: NOW, train_ranker=RankerTrainer(store, ProfileEngine(rules, CATALOG), products)
+    ).run("daily", only=["order_lines", "ranking_model"])
+    first = RankerArtifact.from_bytes(store.current()[1])
+    assert first.model is not None
+    fresh = RankerTrainer(store, ProfileEngine(rules, CATALOG), products)  # a new process: nothing loaded
+    JobRunner(warehouse, clock=lambda: NOW + timedelta(days=1), train_ranker=fresh).run(
+        "daily", only=["order_lines", "ranking_model"]
+    )
+    warehouse.close()
+    second = RankerArtifact.from_bytes(store.current()[1])
+    assert "guard_ndcg@10_serving" in second.metrics  # guarded against the published model
+    assert second.model is not None
+    if second.metrics["outcome"] != "published":
+        assert second.model == first.model
