@@ -45,6 +45,8 @@ FEATURES = (
 COLUMN = {name: i for i, name in enumerate(FEATURES)}
 NEVER = 9_999.0  # "days since" for what was never bought: far beyond any memory
 MAX_DUE = 10.0  # ten cycles overdue is as overdue as it gets
+# Each feature's value when nothing is known (no affinity, never bought, no session signal).
+ABSENT = np.array([NEVER if name in ("own_days", "own_category_days") else 0.0 for name in FEATURES])
 
 
 class ModelArtifactError(ValueError):
@@ -279,6 +281,7 @@ class Ranking:
     order: np.ndarray  # indices into the candidates, best first
     score: np.ndarray  # per candidate
     learnt: bool  # a model's correction is part of the score
+    scored: np.ndarray  # per candidate: the model re-scored it
 
 
 class Ranker:
@@ -299,20 +302,26 @@ class Ranker:
         base = np.arange(len(x))
         order = np.lexsort((base, np.where(eligible, -score, 0.0), ~eligible))
         learnt = use_model and self.model is not None and len(x) > 0
+        scored = np.zeros(len(x), dtype=bool)
         if learnt:
             assert self.model is not None
             depth = min(rules.model_depth, int(eligible.sum()))
             top = order[:depth]
             score = score.copy()
             score[top] += self.model.scores(x[top])
+            scored[top] = True
             order = np.concatenate([top[np.lexsort((top, -score[top]))], order[depth:]])
-        return Ranking(order, score, learnt)
+        return Ranking(order, score, learnt, scored)
 
-    def contributions(self, x: np.ndarray, learnt: bool) -> np.ndarray:
-        """Per-feature contributions of the candidates in `x` (relevance included)."""
+    def contributions(self, x: np.ndarray, scored: np.ndarray | None = None) -> np.ndarray:
+        """Per-feature contributions of the candidates in `x` (relevance included): the rules' parts,
+        plus the model's for the candidates it `scored`, on the features the shopper has a value for.
+        A model's contributions are measured against its training average, so a feature at its
+        "nothing known" value (never bought, no affinity) would read as a reason that is not true."""
         parts = rules_parts(x, self.table.rules)
-        if learnt and self.model is not None:
-            parts = parts + self.model.contributions(x)
+        if self.model is not None and scored is not None and scored.any():
+            model = self.model.contributions(x[scored]) * (x[scored] != ABSENT)
+            parts[scored] += model
         return parts
 
 

@@ -170,7 +170,7 @@ class SearchService:
             x = ranker.table.features(hits.rows, relevance, affinities, session)
             ranking = ranker.rank(x)
             top = ranking.order[: request.limit]
-            parts = ranker.contributions(x[top], ranking.learnt)
+            parts = ranker.contributions(x[top], ranking.scored[top])
             rules = self.engine.rules.ranking
             products = self.engine.catalog.products
             by_group = grouped(x[top], parts, rules)

@@ -136,3 +136,21 @@ def test_search_serves_the_loaded_model_and_says_which(store, provider, rules, s
         "model": "20260101T000000Z",
     }
     assert len(answer["results"]) == 3
+
+
+def test_a_models_reasons_are_only_what_the_shopper_has(store, provider, rules, small_catalog):
+    """A model's contributions are measured against its training average: a feature at its "nothing
+    known" value (never bought) must not show as a reason, such as "You buy this"."""
+    engine = ProfileEngine(rules, small_catalog)
+    profiles = MemoryProfileStore()
+    click = Interaction(event_type="click_product", user_id="u", product_id="oat-milk", timestamp=NOW)
+    TrackingService(engine, profiles).track([click])
+    search = SearchService(engine, Bm25sProductSearch(small_catalog), profiles, clock=NOW.timestamp, ranker=provider)
+    store.publish("20260101T000000Z", artifact("20260101T000000Z", tiny_model()))
+    provider.refresh()
+    answer = search.search(SearchRequest(query="milk", user_id="u"))
+    assert answer["personalization"]["ranking"] == "learnt"
+    facets = {r["facet"] for result in answer["results"] for r in result["reasons"]}
+    assert "history" not in facets and not any("You buy this" in r["badges"] for r in answer["results"])
+    oat = next(r for r in answer["results"] if r["product_id"] == "oat-milk")
+    assert {r["facet"] for r in oat["reasons"]} & {"product", "brand", "attribute"}  # the click is a reason

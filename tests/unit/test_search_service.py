@@ -173,7 +173,7 @@ def test_reasons_sum_to_what_moved_each_result(rules, small_catalog):
     rows = np.arange(len(small_catalog))
     x = ranker.table.features(rows, np.linspace(1.0, 0.5, len(rows)), affinities)
     ranking = ranker.rank(x)
-    by_group = grouped(x, ranker.contributions(x, ranking.learnt), rules.ranking)
+    by_group = grouped(x, ranker.contributions(x, ranking.scored), rules.ranking)
     for i, product in enumerate(small_catalog.products):
         found = reasons(product, by_group[i], affinities, small_catalog)
         explained = x[i, COLUMN["relevance"]] + sum(c.contribution for c in found)
