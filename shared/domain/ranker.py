@@ -266,8 +266,11 @@ class RankerArtifact:
         if document.get("features") != list(FEATURES):
             raise ModelArtifactError("the artifact's features are not this ranker's (made by another version)")
         popularity = document.get("popularity")
-        if not isinstance(popularity, dict) or not all(isinstance(v, int | float) for v in popularity.values()):
-            raise ModelArtifactError("the artifact's popularity is not a map of numbers")
+        if not isinstance(popularity, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in popularity.values()
+        ):
+            raise ModelArtifactError("the artifact's popularity is not a map of finite counts")
         model = document.get("model")
         if model is not None and not isinstance(model, str):
             raise ModelArtifactError("the artifact's model is not LightGBM model text")

@@ -15,7 +15,7 @@ from shared.adapters.product_search.bm25s import Bm25sProductSearch
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
-from shared.domain.ranker import FEATURES, LearntModel, ModelArtifactError, RankerArtifact, StoreStats
+from shared.domain.ranker import FEATURES, ModelArtifactError, RankerArtifact, StoreStats
 from shared.domain.search import SearchRequest
 from shared.ports.archive import ArchiveUnavailable
 from shared.ports.ranking_model import ModelStore
@@ -51,6 +51,14 @@ def tiny_model(seed: int = 0) -> str:
     return lightgbm.train({"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 5}, data, 5).model_to_string()
 
 
+def multiclass_model() -> str:
+    rng = np.random.default_rng(1)
+    x, y = rng.random((90, len(FEATURES))), np.arange(90) % 3
+    data = lightgbm.Dataset(x, y, feature_name=list(FEATURES))
+    params = {"objective": "multiclass", "num_class": 3, "verbose": -1, "min_data_in_leaf": 5}
+    return lightgbm.train(params, data, 2).model_to_string()
+
+
 def artifact(version: str, model: str | None = None) -> bytes:
     return RankerArtifact(version, StoreStats({"oat-milk": 3.0, "skim-milk": 1.0}), model).to_bytes()
 
@@ -84,6 +92,11 @@ def test_rules_until_a_model_is_published_then_the_newest_never_an_older(store, 
         (artifact("v")[:40], "not JSON"),  # truncated
         (json.dumps({"format": 1, "features": ["relevance"], "popularity": {}}).encode(), "features"),
         (artifact("v", "tree\nnot a model"), "does not load"),
+        (
+            json.dumps({"format": 1, "features": list(FEATURES), "popularity": {"oat-milk": float("nan")}}).encode(),
+            "finite counts",
+        ),
+        (artifact("v", multiclass_model()), "ValueError"),  # loads, but does not score as a ranker
     ],
 )
 def test_a_bad_artifact_keeps_the_served_model_and_is_reported(store, provider, data, why):
@@ -95,8 +108,9 @@ def test_a_bad_artifact_keeps_the_served_model_and_is_reported(store, provider, 
     health = provider.health()
     assert health["status"] == "degraded" and health["refused"] == "20260102T000000Z"
     assert why in health["reason"]
-    with pytest.raises(ModelArtifactError):
-        RankerArtifact.from_bytes(data) if why != "does not load" else LearntModel("tree\nnot a model")
+    if why not in ("does not load", "ValueError"):
+        with pytest.raises(ModelArtifactError):
+            RankerArtifact.from_bytes(data)
 
 
 def test_a_store_that_fails_keeps_the_served_ranker(store, provider):
@@ -112,7 +126,7 @@ def test_a_model_too_slow_for_the_budget_is_refused_and_the_rules_serve(store, r
     provider = RankerProvider(lambda: store, small_catalog, rules.ranking, timer=lambda: next(ticks))
     store.publish("20260101T000000Z", artifact("20260101T000000Z", tiny_model()))
     provider.refresh()
-    assert provider().model is None and provider().version == "20260101T000000Z"  # its stats, no model
+    assert provider().model is None and provider().version is None  # still the rules it served
     health = provider.health()
     assert health["status"] == "degraded" and "the model takes 1000.0 ms for 500 candidates" in health["reason"]
 
