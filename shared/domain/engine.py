@@ -23,6 +23,7 @@ from shared.domain.rules import HISTORY, PURCHASE_KINDS, Facet, Rules
 
 PRICE_NUM, PRICE_DEN = "price:num", "price:den"
 HISTORY_FACETS = frozenset(("product", "brand", "category"))  # what the long-horizon purchase memory counts
+HISTORY_COUNT = {EventType.PURCHASE: 1.0, EventType.RETURNED: -1.0}
 ProductPlan = tuple[tuple[tuple[str, int], ...], float | None]
 
 
@@ -121,11 +122,13 @@ class ProfileEngine:
         product_fid = fids[0][1]
         t = event.epoch_seconds
         n = self._n
+        counted = HISTORY_COUNT.get(event.event_type)
+        if counted:  # a purchase counts one in the long-horizon memory, a return takes it back
+            history = [fid * n + self._history for facet, fid in fids if facet in HISTORY_FACETS]
+            profile.add(history, counted, t, self.rules.ranking.history.factor)
         if event.event_type is EventType.PURCHASE:
             name = purchase_kind(event, self.rules, profile.quantity(product_fid) is not None)
             profile.set_quantity(product_fid, event.quantity)
-            history = [fid * n + self._history for facet, fid in fids if facet in HISTORY_FACETS]
-            profile.add(history, 1.0, t, self.rules.ranking.history.factor)
         else:
             name = event.event_type.value
         signal, cls, factor, facets = self._plans[name]
@@ -258,9 +261,12 @@ class ProfileEngine:
             t = event.epoch_seconds
             if event.event_type is EventType.PURCHASE:
                 bought.add(facts.product_id)
+            if event.event_type in HISTORY_COUNT:
                 for facet, key in facts.keys:
                     if facet in HISTORY_FACETS:
-                        interactions[(self.facets.id_of(key), self._history)].append((1.0, t))
+                        interactions[(self.facets.id_of(key), self._history)].append(
+                            (HISTORY_COUNT[event.event_type], t)
+                        )
             signal = self.rules.signals[name]
             weight = signal.weight_for(event.context.time_on_page)
             if weight == 0.0:

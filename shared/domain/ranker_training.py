@@ -3,9 +3,10 @@
 A replay walks a shopper's orders through the profile engine, as tracking would. Before each of
 their last few orders, every category of that order is searched by its name, as in the search
 replay evaluation; the products of that category in the order are relevant. The model learns a
-LambdaRank correction on top of the rules score (the rules score is its starting point). The
-store's popularity leaves out the shopper's own orders from that one on, so a replay never sees
-its own future. Shoppers are split once more: the model is fitted on some and guarded on the rest.
+LambdaRank correction on top of the rules score (the rules score is its starting point). A replay
+reads the store's popularity cross-fitted (counted over the other half of the shoppers, scaled to
+the store), so it never holds the shopper's own orders, the predicted one included. Shoppers are
+split once more: the model is fitted on some and guarded on the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -200,17 +202,20 @@ def impression_examples(
     searches: Iterable[LoggedSearch],
     events: Mapping[str, Sequence[Interaction]],
     engine: ProfileEngine,
-    table: FeatureTable,
+    table_of: Callable[[str], FeatureTable],
     search: Search,
     into: Examples,
 ) -> int:
     """Add one query per logged search with an outcome: the results shown, with the shopper's profile
-    as it was when they searched (their events replayed up to then). Returns the queries added."""
+    as it was when they searched (their events replayed up to then), and the store's popularity of
+    `table_of(shopper)` (cross-fitted: it must not count the purchase that is the label). Returns
+    the queries added."""
     added = 0
     by_user: dict[str, list[LoggedSearch]] = defaultdict(list)
     for logged in searches:
         by_user[logged.user].append(logged)
     for user, logged_searches in sorted(by_user.items()):
+        table = table_of(user)
         profile, bought = Profile(user), PurchaseDays()
         history = sorted(events.get(user, ()), key=lambda e: e.timestamp)
         applied = 0
@@ -250,6 +255,14 @@ def subsample(
         return np.sort(np.concatenate([np.flatnonzero(must), best, sampled]))
 
     return keep
+
+
+def cross_fitted(table: FeatureTable, histories: Histories) -> FeatureTable:
+    """`table` with the popularity of `histories` scaled to the store's total orders."""
+    counted = store_popularity(histories)
+    total, part = sum(table.stats.popularity.values()), sum(counted.values())
+    factor = total / part if part and total else 1.0
+    return FeatureTable(table.catalog, table.rules, StoreStats({p: n * factor for p, n in counted.items()}))
 
 
 def guard_scores(ranker: Ranker, examples: Examples) -> np.ndarray:
@@ -303,16 +316,10 @@ def train(
     keep = subsample(table.rules, params.negatives, params.random_negatives, rng)
     # Cross-fitted popularity: a shopper's replays see the store's popularity counted over the other
     # half of the shoppers, so it never holds their own orders (the one predicted included): a count
-    # lowered by the predicted order would tell the model which product it is.
+    # lowered by the predicted order would tell the model which product it is. It is scaled to the
+    # store's total, so the values are those serving sees.
     fold = {user: i % 2 for i, user in enumerate(rng.sample(users, len(users)))}
-    halves = [
-        FeatureTable(
-            table.catalog,
-            table.rules,
-            StoreStats(store_popularity({u: baskets for u, baskets in histories.items() if fold.get(u) != half})),
-        )
-        for half in (0, 1)
-    ]
+    halves = [cross_fitted(table, {u: b for u, b in histories.items() if fold.get(u) != half}) for half in (0, 1)]
     for number, user in enumerate(users, start=1):
         if user in held:
             replay_user(user, histories[user], engine, halves[fold[user]], search, 1, None, guard)
@@ -321,7 +328,14 @@ def train(
         if number % 1_000 == 0 or number == len(users):
             progress(f"ranking model: replayed {number}/{len(users)} shoppers ({len(fit.groups)} training queries)")
     searches, events = logged
-    impressions = impression_examples((s for s in searches if s.user not in held), events, engine, table, search, fit)
+    impressions = impression_examples(
+        (s for s in searches if s.user not in held),
+        events,
+        engine,
+        lambda user: halves[fold.get(user, zlib.crc32(user.encode()) % 2)],
+        search,
+        fit,
+    )
     x, y = fit.arrays()
     metrics: dict[str, float | int | str] = {
         "impression_queries": impressions,

@@ -227,3 +227,17 @@ def test_own_products_that_match_always_join_the_candidates(rules, small_catalog
     pool = [small_catalog.products[r].id for r in search.candidates(request).rows]
     assert set(pool) == {*best, "whole-milk"}  # chips do not match "milk": they stay out
     assert search.search(request)["results"][0]["product_id"] == "whole-milk"
+
+
+def test_a_returned_product_is_no_longer_counted_as_bought(rules, small_catalog):
+    search, tracking = make(rules, small_catalog)
+    bought = Interaction(event_type="purchase", user_id="u", product_id="whole-milk", timestamp=NOW)
+    tracking.track([bought])
+    before = search.search(SearchRequest(query="milk", user_id="u"))["results"][0]
+    assert before["product_id"] == "whole-milk" and "You buy this" in before["badges"]
+    tracking.track([Interaction(event_type="returned", user_id="u", product_id="whole-milk", timestamp=NOW)])
+    history = search.profiles.read("u", lambda p: search.engine.read(p, NOW.timestamp())).history
+    assert history["product:whole-milk"][0] == pytest.approx(0.0, abs=1e-9)
+    after = search.search(SearchRequest(query="milk", user_id="u"))["results"]
+    whole = next(r for r in after if r["product_id"] == "whole-milk")
+    assert "You buy this" not in whole["badges"] and "history" not in {r["facet"] for r in whole["reasons"]}
