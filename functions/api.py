@@ -126,6 +126,11 @@ class PriceSensitivity(_Answer):
     label: Literal["budget", "neutral", "premium", "unknown", "not_tracked"]
 
 
+class PurchaseMemory(_Answer):
+    count: float  # purchases, decaying 0.99 a day (a return takes one back)
+    days_since: float  # since the latest purchase or return
+
+
 class LivePreferences(_Answer):
     user_id: str
     known: bool
@@ -137,6 +142,7 @@ class LivePreferences(_Answer):
     attributes: dict[str, float]
     price_sensitivity: PriceSensitivity
     preferred_quantities: dict[str, int]
+    purchase_memory: dict[str, PurchaseMemory] = {}  # facet key ("product:p1") -> the ranking's purchase memory
 
 
 class MemoryFact(_Answer):

@@ -31,7 +31,8 @@ ERASURE_DEADLINE = timedelta(hours=72)
 # What each part of a data export is used for.
 DATA_USES = {
     "privacy_settings": "your choices: what is collected and used, and how long raw events are kept",
-    "live_profile": "re-ranking your searches in real time (decayed affinities, price sensitivity, quantities)",
+    "live_profile": "re-ranking your searches in real time (decayed affinities, price sensitivity, quantities, "
+    "and a year-long memory of what you bought for the search ranking)",
     "warehouse": "your raw events and what the scheduled jobs learnt from them (reorder cycles, usual "
     "basket, segments, associations); raw events are kept data_retention_days",
     "archive": "the durable copy of every event (JSONL), for replay and audits; kept data_retention_days",

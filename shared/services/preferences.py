@@ -68,6 +68,11 @@ class PreferencesService:
                 "label": price_label(preference),
             },
             "preferred_quantities": self.engine.preferred_quantities(profile),
+            # The ranking's long-horizon purchase memory (not part of the affinities above).
+            "purchase_memory": {
+                key: {"count": round(count, 3), "days_since": round(days, 1)}
+                for key, (count, days) in sorted(affinities.history.items(), key=lambda kv: -kv[1][0])[:top]
+            },
         }
 
 

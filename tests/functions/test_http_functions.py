@@ -177,6 +177,9 @@ def test_live_preferences():
     assert prefs["known"] is True
     assert prefs["brands"] == {"organic valley": 0.8}
     assert prefs["preferred_quantities"] == {"whole-milk": 2}
+    memory = prefs["purchase_memory"]  # the ranking's long horizon is shown (and exported) too
+    assert set(memory) == {"product:whole-milk", "brand:organic valley", "category:milk"}
+    assert memory["product:whole-milk"]["count"] == pytest.approx(1.0, abs=0.01)
     unknown = client("get_live_preferences").get("/api/users/nobody/preferences/live").get_json()
     assert unknown["known"] is False and unknown["categories"] == {}
     by_query = client("get_live_preferences").get("/?user_id=u1").get_json()

@@ -186,12 +186,14 @@ def test_each_feature_flag_stops_its_signals(services):
     bought = {"event_id": "p0", "event_type": "purchase", "user_id": "ann", "product_id": "whole-milk"}
     track.post("/", json=bought, headers=headers())
     live = client("get_live_preferences").get("/api/users/ann/preferences/live", headers=headers()).get_json()
-    assert "whole-milk" in live["products"]
+    assert "whole-milk" in live["products"] and "product:whole-milk" in live["purchase_memory"]
     opt(services, "ann", features={"search_history": False, "purchase_history": False})
     live = client("get_live_preferences").get("/api/users/ann/preferences/live", headers=headers()).get_json()
     assert "whole-milk" not in live["products"]  # what purchases taught is no longer used
+    assert live["purchase_memory"] == {}
     services.published.clear()
-    search.post("/", json={"query": "milk", "user_id": "ann"}, headers=headers())
+    answer = search.post("/", json={"query": "milk", "user_id": "ann"}, headers=headers()).get_json()
+    assert not any(r["facet"] == "history" for item in answer["results"] for r in item["reasons"])
     assert [e.event_type for e in services.published] == []  # the search was not kept
     purchase = {"event_id": "p1", "event_type": "purchase", "user_id": "ann", "product_id": "oat-milk", "quantity": 2}
     answer = track.post("/", json={"events": [purchase, view("ann")]}, headers=headers()).get_json()
