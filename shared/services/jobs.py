@@ -61,7 +61,7 @@ class JobRunner:
         params: the recommender's knobs; None tunes them on each run's data.
         train_ranker: trains and publishes the ranking model from shoppers' histories.
         ranking_users: shoppers whose histories the ranking model is trained on, at most.
-        ranking_impressions: the latest search impressions the ranking model learns from, at most.
+        ranking_searches: the latest searches (with their impressions) the ranking model learns from, at most.
     """
 
     def __init__(
@@ -74,11 +74,11 @@ class JobRunner:
         params: Params | None = None,
         train_ranker: TrainRanker | None = None,
         ranking_users: int = 2_000,
-        ranking_impressions: int = 100_000,
+        ranking_searches: int = 20_000,
     ) -> None:
         self.train_ranker = train_ranker  # the ranking_model job (shared.services.ranking.RankerTrainer)
         self.ranking_users = ranking_users
-        self.ranking_impressions = ranking_impressions
+        self.ranking_searches = ranking_searches
         self.warehouse = warehouse
         self.after_run = after_run
         self.clock = clock
@@ -182,14 +182,21 @@ class JobRunner:
         return int(metrics.get("training_rows", 0))
 
     def _logged_searches(self, end: datetime) -> tuple[list[LoggedSearch], dict[str, list[Interaction]]]:
-        """The latest `ranking_impressions` impressions with their outcomes (the search_outcomes job's
-        table), grouped by search, and every event of those shoppers before the window's end."""
+        """The latest `ranking_searches` searches with the outcome of every result they showed (the
+        search_outcomes job's table), and their shoppers' events of the year before the window's end
+        (older ones are out of every profile memory)."""
         if "search_outcomes" not in self._latest_windows():
             return [], {}
+        latest = (
+            "WITH latest AS (SELECT search_id, MIN(searched_at) AS first_seen FROM search_outcomes "
+            "GROUP BY search_id ORDER BY first_seen DESC, search_id LIMIT @n) "
+        )
+        params = {"n": self.ranking_searches}
         rows = self.warehouse.query(
-            "SELECT search_id, user_id, searched_at, search_query, product_id, clicked, added_to_cart, purchased "
-            "FROM search_outcomes ORDER BY searched_at DESC, search_id, position LIMIT @n",
-            {"n": self.ranking_impressions},
+            latest + "SELECT o.search_id, o.user_id, o.searched_at, o.search_query, o.product_id, o.clicked, "
+            "o.added_to_cart, o.purchased FROM search_outcomes AS o JOIN latest ON latest.search_id = o.search_id "
+            "ORDER BY o.searched_at DESC, o.search_id, o.position",
+            params,
         )
         shown: dict[str, list[tuple[str, float]]] = defaultdict(list)
         for row in rows:
@@ -204,11 +211,11 @@ class JobRunner:
         ]
         events: dict[str, list[Interaction]] = defaultdict(list)
         for row in self.warehouse.query(
-            "SELECT user_id, raw_event_data FROM raw_user_actions WHERE event_type != 'search' "
-            "AND event_timestamp < @window_end AND user_id IN (SELECT user_id FROM "
-            "(SELECT user_id FROM search_outcomes ORDER BY searched_at DESC LIMIT @n)) "
+            latest + "SELECT user_id, raw_event_data FROM raw_user_actions WHERE event_type != 'search' "
+            "AND event_timestamp >= @since AND event_timestamp < @window_end AND user_id IN "
+            "(SELECT DISTINCT o.user_id FROM search_outcomes AS o JOIN latest ON latest.search_id = o.search_id) "
             "ORDER BY user_id, event_timestamp",
-            {"window_end": end, "n": self.ranking_impressions},
+            params | {"window_end": end, "since": end - timedelta(days=365)},
         ):
             data = row["raw_event_data"]
             events[row["user_id"]].append(
