@@ -169,7 +169,14 @@ class Container:
     @cached_property
     def ranker_trainer(self) -> RankerTrainer:
         # The publishing instance serves its new version at once.
-        return RankerTrainer(self.model_store, self.engine, self.products, published=self.rankers.refresh)
+        store = self.privacy.store
+        return RankerTrainer(
+            self.model_store,
+            self.engine,
+            self.products,
+            published=self.rankers.refresh,
+            being_erased=lambda: _being_erased(store),
+        )
 
     @cached_property
     def identity(self) -> IdentityVerifier | None:

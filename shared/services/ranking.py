@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -141,8 +141,10 @@ class RankerTrainer:
         products: ProductSearch,
         params: TrainingParams | None = None,
         published: Callable[[], None] = lambda: None,
+        being_erased: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         self.published = published
+        self.being_erased = being_erased  # shoppers whose deletion is pending: never trained on
         self.store = store
         self.engine = engine
         self.products = products
@@ -159,6 +161,14 @@ class RankerTrainer:
         artifact as the window's version with the store's `popularity` (orders per product; default:
         counted over `histories`), and return its metrics."""
         pool = self.engine.rules.ranking.candidate_pool
+        erased = set(self.being_erased())
+        if erased:
+            histories = {user: baskets for user, baskets in histories.items() if user not in erased}
+            searches, events = logged
+            logged = (
+                [s for s in searches if s.user not in erased],
+                {u: e for u, e in events.items() if u not in erased},
+            )
         artifact = build_artifact(
             version_name(window_end),
             histories,

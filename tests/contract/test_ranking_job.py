@@ -227,3 +227,19 @@ def test_a_job_process_that_never_served_keeps_the_published_model(tmp_path, rul
     assert second.model is not None
     if second.metrics["outcome"] != "published":
         assert second.model == first.model
+
+
+def test_shoppers_being_erased_are_never_trained_on(tmp_path, rules):
+    warehouse = DuckDbWarehouse(tmp_path / "w.duckdb")
+    warehouse.insert(warehouse_rows(alternating_orders(), CATALOG, rules, NOW))
+    archive = LocalFolderArchive(tmp_path / "archive")
+    erased = {f"shopper-{s:03d}" for s in range(10)}
+    trainer = RankerTrainer(
+        ArchiveModelStore(archive),
+        ProfileEngine(rules, CATALOG),
+        Bm25sProductSearch(CATALOG),
+        being_erased=lambda: erased,
+    )
+    JobRunner(warehouse, clock=lambda: NOW, train_ranker=trainer).run("daily", only=["order_lines", "ranking_model"])
+    warehouse.close()
+    assert RankerArtifact.from_bytes(ArchiveModelStore(archive).current()[1]).metrics["shoppers"] == 60
