@@ -8,6 +8,7 @@ artifact is corrupt, made for other features, or too slow for the budget; /healt
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -54,7 +55,8 @@ class RankerProvider:
         self._ranker = Ranker(FeatureTable(catalog, rules))
         self._lock = threading.Lock()
         self._checked = float("-inf")
-        self._rejected: str | None = None  # a version that failed to load: not tried again
+        self._rejected: tuple[str, str] | None = None  # (version, digest) that failed to load: not tried again
+        self._digest: str | None = None  # of the artifact served
         self._state: dict[str, Any] = {"ranking": "rules", "version": None, "reason": "no ranking model published"}
 
     def __call__(self) -> Ranker:
@@ -89,23 +91,28 @@ class RankerProvider:
             return
         if found is None or version is None:
             return
-        if version == self._rejected or (self._ranker.version is not None and version <= self._ranker.version):
-            return
+        digest = hashlib.sha256(found[1]).hexdigest()
+        served = self._ranker.version
+        if (version, digest) == self._rejected or (
+            served is not None and (version < served or (version == served and digest == self._digest))
+        ):
+            return  # never an older version; the same version again only when it was re-published
         try:
             ranker = ranker_of(RankerArtifact.from_bytes(found[1]), self.catalog, self.rules)
             slow = self._scoring_ms(ranker)  # also proves the model scores and explains this ranker's rows
         except Exception as exc:  # corrupt, incompatible, or failing to score: keep what is served
-            self._refuse(version, str(exc) if isinstance(exc, ModelArtifactError) else f"{type(exc).__name__}: {exc}")
+            why = str(exc) if isinstance(exc, ModelArtifactError) else f"{type(exc).__name__}: {exc}"
+            self._refuse(version, digest, why)
             return
         if ranker.model is not None and slow > self.rules.budget_ms:
-            self._refuse(version, f"the model takes {slow:.1f} ms for {self.rules.candidate_pool} candidates")
+            self._refuse(version, digest, f"the model takes {slow:.1f} ms for {self.rules.candidate_pool} candidates")
             return
-        self._ranker = ranker
+        self._ranker, self._digest = ranker, digest
         self._state = {"ranking": "learnt" if ranker.model else "rules", "version": version}
         log.info("serving ranking %s (%s)", version, self._state["ranking"])
 
-    def _refuse(self, version: str, why: str) -> None:
-        self._rejected = version
+    def _refuse(self, version: str, digest: str, why: str) -> None:
+        self._rejected = (version, digest)
         serving = self._ranker.version
         log.error("ranking model %s refused, serving %s: %s", version, serving or "the rules", why)
         self._state = {

@@ -168,3 +168,12 @@ def test_a_models_reasons_are_only_what_the_shopper_has(store, provider, rules, 
     assert "history" not in facets and not any("You buy this" in r["badges"] for r in answer["results"])
     oat = next(r for r in answer["results"] if r["product_id"] == "oat-milk")
     assert {r["facet"] for r in oat["reasons"]} & {"product", "brand", "attribute"}  # the click is a reason
+
+
+def test_a_version_published_again_is_loaded_again(store, provider):
+    store.publish("20260101T000000Z", artifact("20260101T000000Z"))
+    provider.refresh()
+    assert provider().version == "20260101T000000Z" and provider().model is None
+    store.publish("20260101T000000Z", artifact("20260101T000000Z", tiny_model()))  # a forced re-run
+    provider.refresh()
+    assert provider().model is not None
