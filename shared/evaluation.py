@@ -178,9 +178,6 @@ def evaluate_orders(
         The report (see `run`).
     """
 
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
     started = time.perf_counter()
     dataset, histories = load_histories(orders)
     log(
@@ -188,9 +185,19 @@ def evaluate_orders(
         f"in {time.perf_counter() - started:.1f} s"
     )
     report = run(histories, dataset, seed, seeds, test_fraction, params, log)
+    write_report(report, json_path, started)
+    return report
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr; the table goes to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def write_report(report: dict[str, Any], json_path: str | Path | None, started: float) -> None:
+    """Write the report as JSON (when asked), print its table and the time since `started`."""
     if json_path is not None:
         Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
         log(f"wrote {json_path}")
     print(table(report))
     log(f"done in {time.perf_counter() - started:.1f} s")
-    return report

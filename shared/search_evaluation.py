@@ -11,9 +11,7 @@ training orders only, by the daily job's training code.
 
 from __future__ import annotations
 
-import json
 import random
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -43,7 +41,7 @@ from shared.domain.ranker_training import (
 )
 from shared.domain.rules import Rules
 from shared.domain.search import SearchFilters, SearchRequest
-from shared.evaluation import load_histories, table
+from shared.evaluation import load_histories, log, write_report
 from shared.ports.feature_store import Document, FeatureStore
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
@@ -261,9 +259,6 @@ def evaluate_search(
 ) -> dict[str, Any]:
     """Load the orders and the catalog, evaluate, write the JSON report (if asked) and print the table."""
 
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
     started = time.perf_counter()
     dataset, histories = load_histories(orders)
     catalog = Catalog(load_catalog_file(catalog_path))
@@ -272,9 +267,5 @@ def evaluate_search(
         f"{len(catalog)} products in {time.perf_counter() - started:.1f} s"
     )
     report = run(histories, catalog, rules, dataset, seed, seeds, test_fraction, users, log)
-    if json_path is not None:
-        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
-        log(f"wrote {json_path}")
-    print(table(report))
-    log(f"done in {time.perf_counter() - started:.1f} s")
+    write_report(report, json_path, started)
     return report
