@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
@@ -28,6 +27,7 @@ from shared.domain.rules import RankingRules
 from shared.domain.search import SearchFilters
 from shared.ports.product_search import ProductSearch
 from shared.ports.ranking_model import ModelStore
+from shared.refresh import BackgroundRefresh
 from shared.services.features import version_name
 
 log = logging.getLogger(__name__)
@@ -49,20 +49,15 @@ class RankerProvider:
         self._store: ModelStore | None = None
         self.catalog = catalog
         self.rules = rules
-        self.refresh_s = refresh_s
-        self.clock = clock
         self.timer = timer
         self._ranker = Ranker(FeatureTable(catalog, rules))
-        self._lock = threading.Lock()
-        self._checked = float("-inf")
+        self._refresh = BackgroundRefresh(self._load, refresh_s, clock, "ranker-refresh")
         self._rejected: tuple[str, str] | None = None  # (version, digest) that failed to load: not tried again
         self._digest: str | None = None  # of the artifact served
         self._state: dict[str, Any] = {"ranking": "rules", "version": None, "reason": "no ranking model published"}
 
     def __call__(self) -> Ranker:
-        if self.clock() - self._checked >= self.refresh_s and self._lock.acquire(blocking=False):
-            self._checked = self.clock()
-            threading.Thread(target=self._refresh_holding_lock, name="ranker-refresh", daemon=True).start()
+        self._refresh.due()
         return self._ranker
 
     def health(self) -> dict[str, Any]:
@@ -71,14 +66,7 @@ class RankerProvider:
 
     def refresh(self) -> None:
         """Load the current artifact when it is newer than the one served (tests, and the publisher)."""
-        with self._lock:
-            self._load()
-
-    def _refresh_holding_lock(self) -> None:
-        try:
-            self._load()
-        finally:
-            self._lock.release()
+        self._refresh.now()
 
     def _load(self) -> None:
         try:

@@ -14,7 +14,6 @@ import json
 import logging
 import sqlite3
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from shared.ports.archive import Archive, ArchiveUnavailable
 from shared.ports.feature_store import Document, FeatureStore
+from shared.refresh import BackgroundRefresh
 
 log = logging.getLogger(__name__)
 PREFIX = "features/"
@@ -39,10 +39,7 @@ class SnapshotFeatureStore(FeatureStore):
     ) -> None:
         self.archive = archive
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="leafloaf-features-"))
-        self.refresh_s = refresh_s
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._checked = float("-inf")
+        self._refresh = BackgroundRefresh(self._load_current, refresh_s, clock, "features-refresh")
         self._version: str | None = None
         self._db: sqlite3.Connection | None = None
         self._path: Path | None = None
@@ -69,7 +66,7 @@ class SnapshotFeatureStore(FeatureStore):
             data = path.read_bytes()
         self.archive.put(_object(version), data)
         self.archive.put(CURRENT, version.encode())  # written last: readers never see half a version
-        with self._lock:  # this instance serves what it just published without downloading it
+        with self._refresh.lock:  # this instance serves what it just published without downloading it
             self._serve(version, data)
         return counts
 
@@ -80,11 +77,11 @@ class SnapshotFeatureStore(FeatureStore):
         return self._read("product", product_id)
 
     def version(self) -> str | None:
-        self._refresh()
+        self._refresh.due()  # until the first version arrives, there are no features
         return self._version
 
     def built_at(self) -> datetime | None:
-        self._refresh()
+        self._refresh.due()  # until the first version arrives, there are no features
         db = self._db
         if db is None:
             return None
@@ -102,20 +99,12 @@ class SnapshotFeatureStore(FeatureStore):
         return len(old)
 
     def _read(self, kind: str, key: str) -> Document | None:
-        self._refresh()
+        self._refresh.due()  # until the first version arrives, there are no features
         db = self._db
         if db is None:
             return None
         row = db.execute(f"SELECT doc FROM {kind} WHERE id = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
-
-    def _refresh(self) -> None:
-        """When refresh_s has passed, look for a new version in the background: a request never
-        waits on the object store (until the first version arrives, there are no features)."""
-        if self.clock() - self._checked < self.refresh_s or not self._lock.acquire(blocking=False):
-            return
-        self._checked = self.clock()
-        threading.Thread(target=self._load_current, name="features-refresh", daemon=True).start()
 
     def _load_current(self) -> None:
         """Download the version CURRENT names, if newer than the one served (runs holding the lock)."""
@@ -130,8 +119,6 @@ class SnapshotFeatureStore(FeatureStore):
             self._serve(version, data)
         except (ArchiveUnavailable, OSError):
             log.warning("could not refresh the features snapshot; serving version %s", self._version, exc_info=True)
-        finally:
-            self._lock.release()
 
     def _serve(self, version: str, data: bytes) -> None:
         path = self.cache_dir / f"{version.replace(':', '-')}.sqlite3"
