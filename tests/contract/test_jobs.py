@@ -5,7 +5,6 @@ shoppers included; and the loop back to search through a published features snap
 from __future__ import annotations
 
 import time
-import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
@@ -14,17 +13,17 @@ import pytest
 from shared.adapters.archive.local import LocalFolderArchive
 from shared.adapters.feature_store.snapshot import SnapshotFeatureStore
 from shared.adapters.warehouse.duckdb import DuckDbWarehouse
-from shared.config import Settings
 from shared.datasets import instacart_sample, order_records, purchase_events, read_order_rows
 from shared.domain.catalog import Catalog
 from shared.domain.events import Interaction
 from shared.domain.memory import cycle_of, distinct_days
 from shared.domain.nextbasket import Basket, Params, recommend_from, usual_scores
 from shared.domain.pipeline import warehouse_rows
-from shared.ports.warehouse import Warehouse, WarehouseUnavailable
+from shared.ports.warehouse import WarehouseUnavailable
 from shared.services.features import FeaturePublisher
 from shared.services.jobs import JobRunner
 from tests.conftest import SMALL_CATALOG
+from tests.emulator_fixtures import new_warehouse
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 NOW = T0 + timedelta(days=70)
@@ -60,19 +59,7 @@ def store_history() -> list[Interaction]:
 
 @pytest.fixture(params=["duckdb", "bigquery"])
 def warehouse(request, tmp_path, rules):
-    if request.param == "duckdb":
-        store: Warehouse = DuckDbWarehouse(tmp_path / "warehouse.duckdb")
-    else:  # the same SQL as BigQuery takes it, on bqemulator
-        emulator = request.getfixturevalue("bigquery_emulator")
-        from shared.adapters.warehouse.bigquery import BigQueryWarehouse
-
-        store = BigQueryWarehouse.from_settings(
-            Settings(
-                bigquery_endpoint=emulator.url,
-                warehouse_project=emulator.project,
-                warehouse_dataset=f"jobs_{uuid.uuid4().hex[:10]}",
-            )
-        )
+    store = new_warehouse(request, tmp_path, request.param, "jobs")
     store.insert(warehouse_rows(store_history(), Catalog(SMALL_CATALOG), rules, NOW))
     yield store
     store.close()

@@ -9,7 +9,6 @@ both equally (same count); a model that reads the days since the latest purchase
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -19,15 +18,14 @@ from shared.adapters.archive.local import LocalFolderArchive
 from shared.adapters.product_search.bm25s import Bm25sProductSearch
 from shared.adapters.ranking_model.archive import ArchiveModelStore
 from shared.adapters.warehouse.duckdb import DuckDbWarehouse
-from shared.config import Settings
 from shared.domain.catalog import Catalog, Product
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
 from shared.domain.pipeline import warehouse_rows
 from shared.domain.ranker import RankerArtifact
-from shared.ports.warehouse import Warehouse
 from shared.services.jobs import JobRunner
 from shared.services.ranking import RankerProvider, RankerTrainer
+from tests.emulator_fixtures import new_warehouse
 
 T0 = datetime(2025, 9, 1, 9, tzinfo=UTC)
 WEEKS = 8
@@ -64,19 +62,7 @@ def alternating_orders(shoppers: int = 70, seed: int = 3) -> list[Interaction]:
 
 @pytest.fixture(params=["duckdb", "bigquery"])
 def warehouse(request, tmp_path, rules):
-    if request.param == "duckdb":
-        store: Warehouse = DuckDbWarehouse(tmp_path / "warehouse.duckdb")
-    else:
-        emulator = request.getfixturevalue("bigquery_emulator")
-        from shared.adapters.warehouse.bigquery import BigQueryWarehouse
-
-        store = BigQueryWarehouse.from_settings(
-            Settings(
-                bigquery_endpoint=emulator.url,
-                warehouse_project=emulator.project,
-                warehouse_dataset=f"ranking_{uuid.uuid4().hex[:10]}",
-            )
-        )
+    store = new_warehouse(request, tmp_path, request.param, "ranking")
     store.insert(warehouse_rows(alternating_orders(), CATALOG, rules, NOW))
     yield store
     store.close()

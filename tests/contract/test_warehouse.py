@@ -5,33 +5,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from shared.adapters.warehouse.duckdb import DuckDbWarehouse
-from shared.config import Settings
 from shared.domain.catalog import Catalog
 from shared.domain.events import Interaction, as_utc
 from shared.domain.pipeline import EVENT_TABLES, warehouse_rows
 from shared.ports.warehouse import Warehouse, WarehouseUnavailable
 from shared.services.jobs import JobRunner
 from tests.conftest import SMALL_CATALOG
+from tests.emulator_fixtures import new_warehouse
 
 
 @pytest.fixture(params=["duckdb", "bigquery"])
 def warehouse(request, tmp_path):
-    if request.param == "duckdb":
-        store: Warehouse = DuckDbWarehouse(tmp_path / "warehouse.duckdb")
-    else:
-        emulator = request.getfixturevalue("bigquery_emulator")
-        from shared.adapters.warehouse.bigquery import BigQueryWarehouse
-
-        dataset = f"test_{uuid.uuid4().hex[:10]}"
-        store = BigQueryWarehouse.from_settings(
-            Settings(bigquery_endpoint=emulator.url, warehouse_project=emulator.project, warehouse_dataset=dataset)
-        )
+    store = new_warehouse(request, tmp_path, request.param, "test")
     yield store
     store.close()
 
