@@ -27,7 +27,7 @@ from shared.datasets import OrderFileError
 from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
-from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, recall_at_k, split_last_basket
+from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, order_counts, recall_at_k, split_last_basket
 from shared.domain.ranker import Ranker, ranker_of
 from shared.domain.ranker_training import (
     REPLAY_END,
@@ -35,7 +35,6 @@ from shared.domain.ranker_training import (
     TrainingParams,
     build_artifact,
     category_queries,
-    order_counts,
     purchase_events,
     replay_days,
 )
@@ -89,7 +88,7 @@ def reorder_document(events: Sequence[Interaction]) -> dict:
             product: {
                 "cycle_days": cycle,
                 "confidence": confidence,
-                "next_expected": (bought.days[product][-1] + timedelta(days=cycle)).date().isoformat(),
+                "next_expected": (bought.last(product) + timedelta(days=cycle)).date().isoformat(),
             }
             for product, (cycle, confidence) in bought.cycles().items()
         }

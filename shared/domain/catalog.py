@@ -114,6 +114,10 @@ class Catalog:
     def get(self, product_id: str) -> Product | None:
         return self._by_id.get(product_id)
 
+    def rows_of(self, product_ids: Iterable[str]) -> list[int]:
+        """Positions in `products` of the products this catalog knows."""
+        return [self.index[p] for p in product_ids if p in self.index]
+
     def keys(self, product_id: str) -> FacetKeys:
         return self._keys[product_id]
 

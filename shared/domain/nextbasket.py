@@ -119,12 +119,17 @@ def split_last_basket(histories: Histories, test_fraction: float = 0.2, seed: in
 # --- baselines -----------------------------------------------------------------------------------------------
 
 
+def order_counts(baskets: Iterable[Basket]) -> Counter[str]:
+    """How many of the baskets hold each product (each product once per order)."""
+    counts: Counter[str] = Counter()
+    for basket in baskets:
+        counts.update(set(basket.products))
+    return counts
+
+
 def global_top(train: Histories, k: int) -> list[str]:
     """G-TopFreq: the K products on most training order lines (each product once per order), ties by id."""
-    counts: Counter[str] = Counter()
-    for baskets in train.values():
-        for basket in baskets:
-            counts.update(set(basket.products))
+    counts = order_counts(basket for baskets in train.values() for basket in baskets)
     return [item for item, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 

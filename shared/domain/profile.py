@@ -156,6 +156,10 @@ class Affinities:
     def empty(self) -> bool:
         return not self.scores and self.price_preference is None and not self.history
 
+    def bought(self) -> list[str]:
+        """The product ids in the long-horizon purchase memory."""
+        return [key[8:] for key in self.history if key.startswith("product:")]
+
 
 def decayed(value: float, ref: float, now: float, factor: float) -> float:
     return value * factor ** (max(0.0, now - ref) / DAY)

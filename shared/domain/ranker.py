@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +103,6 @@ class FeatureTable:
             self.attribute_columns[row, : len(columns)] = columns
         ratios = [catalog.price_ratio(p.id) for p in catalog.products]
         self.price_tanh = np.tanh(np.array([0.0 if r is None else r for r in ratios]))
-        self.has_price = np.array([r is not None for r in ratios])
         orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in catalog.products])
         self.orders = orders
         self.top_orders = math.log1p(orders.max()) if len(orders) and orders.max() > 0 else 1.0
@@ -115,20 +114,8 @@ class FeatureTable:
         self.category_share = np.divide(orders, totals, out=np.zeros_like(orders), where=totals > 0)
 
     def _values(self, values: Mapping[str, float]) -> Callable[..., np.ndarray]:
-        """A lookup of `values` (by facet key) at facet columns: a profile holds a few hundred keys, so
-        sorting them and searching beats filling a vector as wide as the catalog's facets."""
-        known = [(self.columns[key], value) for key, value in values.items() if key in self.columns]
-        columns = np.array([c for c, _ in known], dtype=np.int64)
-        order = np.argsort(columns)
-        columns, found = columns[order], np.array([v for _, v in known], dtype=np.float64)[order]
-
-        def at(wanted: np.ndarray, default: float = 0.0) -> np.ndarray:
-            if not len(columns):
-                return np.full(wanted.shape, default)
-            place = np.minimum(np.searchsorted(columns, wanted), len(columns) - 1)
-            return np.where(columns[place] == wanted, found[place], default)
-
-        return at
+        """A lookup of `values` (by facet key) at facet columns."""
+        return _lookup([(self.columns[key], value) for key, value in values.items() if key in self.columns])
 
     def features(
         self,
@@ -174,29 +161,37 @@ class FeatureTable:
         if session.cycles:
             self._due(x, rows, session.cycles)
         if session.viewed:  # product ids are unique in a catalog: a candidate is viewed when its row is
-            x[:, COLUMN["viewed_now"]] = np.isin(rows, self.rows_of(session.viewed))
+            x[:, COLUMN["viewed_now"]] = np.isin(rows, self.catalog.rows_of(session.viewed))
         if session.cart:
-            x[:, COLUMN["in_cart"]] = np.isin(rows, self.rows_of(session.cart))
+            x[:, COLUMN["in_cart"]] = np.isin(rows, self.catalog.rows_of(session.cart))
         return x
 
     def _due(self, x: np.ndarray, rows: np.ndarray, cycles: Mapping[str, tuple[float, float]]) -> None:
         """Fill due-ness and cycle confidence for the candidates with a reorder cycle."""
         index = self.catalog.index
-        known = sorted((index[p], cycle) for p, cycle in cycles.items() if p in index and cycle[0] > 0)
-        if not known:
-            return
-        cycle_rows = np.array([r for r, _ in known])
-        place = np.minimum(np.searchsorted(cycle_rows, rows), len(cycle_rows) - 1)
-        hit = cycle_rows[place] == rows
-        days = np.array([c[0] for _, c in known])[place]
+        known = [(index[p], cycle) for p, cycle in cycles.items() if p in index and cycle[0] > 0]
+        days = _lookup([(row, days) for row, (days, _) in known])(rows)
         # A cycle without a remembered purchase (memory ended) counts as long overdue, capped.
-        x[:, COLUMN["due"]] = np.where(hit, np.minimum(x[:, COLUMN["own_days"]] / days, MAX_DUE), 0.0)
-        x[:, COLUMN["cycle_confidence"]] = np.where(hit, np.array([c[1] for _, c in known])[place], 0.0)
+        overdue = np.minimum(x[:, COLUMN["own_days"]] / np.where(days > 0, days, 1.0), MAX_DUE)
+        x[:, COLUMN["due"]] = np.where(days > 0, overdue, 0.0)
+        x[:, COLUMN["cycle_confidence"]] = _lookup([(row, confidence) for row, (_, confidence) in known])(rows)
 
-    def rows_of(self, product_ids: Collection[str]) -> list[int]:
-        """Catalog positions of the products the catalog knows."""
-        index = self.catalog.index
-        return [index[p] for p in product_ids if p in index]
+
+def _lookup(pairs: list[tuple[int, float]]) -> Callable[..., np.ndarray]:
+    """values by int key, looked up for an array of keys (`default` where absent): a profile or a
+    shopper's cycles hold a few hundred keys, so sorting them and searching beats filling a vector as
+    wide as the catalog."""
+    keys = np.array([k for k, _ in pairs], dtype=np.int64)
+    order = np.argsort(keys)
+    keys, values = keys[order], np.array([v for _, v in pairs], dtype=np.float64)[order]
+
+    def at(wanted: np.ndarray, default: float = 0.0) -> np.ndarray:
+        if not len(keys):
+            return np.full(wanted.shape, default)
+        place = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        return np.where(keys[place] == wanted, values[place], default)
+
+    return at
 
 
 def rules_parts(x: np.ndarray, rules: RankingRules) -> np.ndarray:

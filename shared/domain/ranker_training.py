@@ -15,7 +15,7 @@ import logging
 import random
 import time
 import zlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,8 +25,8 @@ import numpy as np
 from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventType, Interaction
-from shared.domain.memory import cycle_of
-from shared.domain.nextbasket import Basket, Histories, ndcg_at_k
+from shared.domain.memory import cycle_of, distinct_days
+from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, order_counts
 from shared.domain.profile import Profile
 from shared.domain.ranker import (
     COLUMN,
@@ -127,14 +127,6 @@ def purchase_events(
     ]
 
 
-def order_counts(baskets: Iterable[Basket]) -> Counter[str]:
-    """How many of the baskets hold each product."""
-    counts: Counter[str] = Counter()
-    for basket in baskets:
-        counts.update(set(basket.products))
-    return counts
-
-
 def category_queries(basket: Basket, catalog: Catalog) -> dict[str, set[str]]:
     """The basket's categories (by name) and its products in each."""
     found: dict[str, set[str]] = defaultdict(set)
@@ -146,20 +138,22 @@ def category_queries(basket: Basket, catalog: Catalog) -> dict[str, set[str]]:
 
 
 class PurchaseDays:
-    """Each product's purchase days so far, for its reorder cycle as the jobs compute it then
-    (`reorder_predictions` and graph memory's `cycle_of` agree on real shoppers: tests/contract/test_jobs.py)."""
+    """Each product's purchases so far, for its reorder cycle as the jobs compute it then: graph
+    memory's `distinct_days` and `cycle_of`, which equal `reorder_predictions` on real shoppers
+    (tests/contract/test_jobs.py)."""
 
     def __init__(self) -> None:
-        self.days: dict[str, list[datetime]] = defaultdict(list)
+        self.purchases: dict[str, list[tuple[datetime, int, str]]] = defaultdict(list)
 
     def add(self, event: Interaction) -> None:
         if event.event_type is EventType.PURCHASE and event.product_id:
-            days = self.days[event.product_id]
-            if not days or days[-1].date() != event.timestamp.date():  # one trip a day
-                days.append(event.timestamp)
+            self.purchases[event.product_id].append((event.timestamp, event.quantity, event.event_id))
+
+    def last(self, product_id: str) -> datetime:
+        return max(at for at, _, _ in self.purchases[product_id])
 
     def cycles(self) -> dict[str, tuple[float, float]]:
-        found = ((product, cycle_of(days)) for product, days in self.days.items() if len(days) >= 2)
+        found = ((product, cycle_of(distinct_days(bought))) for product, bought in self.purchases.items())
         return {product: cycle for product, cycle in found if cycle is not None}
 
 
@@ -183,7 +177,7 @@ def replay_user(
             now = (REPLAY_END - timedelta(days=days[-1] - days[k])).timestamp()
             affinities = engine.read(profile, now)
             session = Session(cycles=bought.cycles())
-            own = table.rows_of([key[8:] for key in affinities.history if key.startswith("product:")])
+            own = table.catalog.rows_of(affinities.bought())
             for category, relevant in category_queries(basket, table.catalog).items():
                 hits = search(category, own)
                 if not len(hits) or not any(table.catalog.products[r].id in relevant for r in hits.rows):
@@ -225,7 +219,7 @@ def impression_examples(
                 bought.add(history[applied])
                 applied += 1
             grades = dict(logged.shown)
-            rows = table.rows_of(list(grades))
+            rows = table.catalog.rows_of(list(grades))
             if not rows or not any(grades[table.catalog.products[r].id] for r in rows):
                 continue
             hits = search(logged.query, rows)
@@ -376,9 +370,7 @@ def train(
 
 def store_popularity(histories: Histories) -> dict[str, float]:
     """Orders holding each product, over every shopper."""
-    counts: Counter[str] = Counter()
-    for baskets in histories.values():
-        counts.update(order_counts(baskets))
+    counts = order_counts(basket for baskets in histories.values() for basket in baskets)
     return {product: float(n) for product, n in counts.items()}
 
 

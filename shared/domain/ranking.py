@@ -34,7 +34,6 @@ class Ranked:
     relevance: float
     base_rank: int
     score: float
-    personal: float = 0.0
     reasons: tuple[Contribution, ...] = ()  # what moved it, strongest first
 
 
@@ -54,7 +53,8 @@ def _price_term(preference: float | None, ratio: float | None, rules: RankingRul
 
 
 def explain(product: Product, affinities: Affinities, rules: RankingRules, catalog: Catalog) -> list[Contribution]:
-    """The facets behind a product's personal score, strongest first (they sum to it)."""
+    """The facets behind a product's personal score, strongest first (they sum to it): the product-by-
+    product reference that the ranker's vectorised personal feature is tested against."""
     labels = {"product": product.name, "brand": product.brand, "category": product.category}
     found = []
     for facet, key in catalog.keys(product.id):

@@ -56,7 +56,7 @@ class SearchService:
         rules = self.engine.rules.ranking
         started = self.timer()
         search_id = uuid.uuid4().hex  # events tracked with context.search_id are attributed to this answer
-        privacy = self.privacy(request.user_id) if self.privacy is not None and request.user_id else None
+        privacy = self._privacy(request)
         if privacy is not None and not privacy.settings.personalization_enabled:
             request = request.model_copy(
                 update={"context": request.context.model_copy(update={"personalization": False})}
@@ -65,7 +65,7 @@ class SearchService:
         hits = self._candidates(request, affinities)
         searched = self.timer()
         shopper, goes_with = self._learned(request, privacy)
-        ranked, skipped, learnt = self._personalize(request, hits, affinities, skipped, shopper)
+        ranked, skipped, learnt, model = self._personalize(request, hits, affinities, skipped, shopper)
         ranked_at = self.timer()
         if skipped:
             ranked, affinities = plain(hits, self.engine.catalog, request.limit), None
@@ -94,7 +94,7 @@ class SearchService:
                 "budget_ms": rules.budget_ms,
                 "learned": shopper is not None,
                 "ranking": None if skipped else ("learnt" if learnt else "rules"),
-                "model": self.ranker().version if learnt else None,
+                "model": model,
             },
             "timing_ms": {
                 "base_search": _ms(searched - started),
@@ -107,16 +107,14 @@ class SearchService:
     def candidates(self, request: SearchRequest) -> Hits:
         """What the ranking orders for this request: the best matches of the query within the
         filters, and the shopper's own products that match."""
-        privacy = self.privacy(request.user_id) if self.privacy is not None and request.user_id else None
+        privacy = self._privacy(request)
         return self._candidates(request, self._affinities(request, privacy)[0])
 
+    def _privacy(self, request: SearchRequest) -> UserPrivacy | None:
+        return self.privacy(request.user_id) if self.privacy is not None and request.user_id else None
+
     def _candidates(self, request: SearchRequest, affinities: Affinities | None) -> Hits:
-        own: list[int] = []
-        if affinities is not None and affinities.history:
-            catalog = self.engine.catalog
-            own = [
-                catalog.index[k[8:]] for k in affinities.history if k.startswith("product:") and k[8:] in catalog.index
-            ]
+        own = self.engine.catalog.rows_of(affinities.bought()) if affinities is not None else []
         pool = max(self.engine.rules.ranking.candidate_pool, request.limit)
         return self.products.search(request.query, request.filters, pool, own)
 
@@ -151,15 +149,15 @@ class SearchService:
         affinities: Affinities | None,
         skipped: str | None,
         shopper: ShopperFeatures | None = None,
-    ) -> tuple[list[Ranked], str | None, bool]:
-        """(ranked, None, whether a learnt model ranked) when personalization applied, else
-        ([], why it was skipped, False)."""
+    ) -> tuple[list[Ranked], str | None, bool, str | None]:
+        """(ranked, None, whether a learnt model ranked, its version) when personalization applied,
+        else ([], why it was skipped, False, None)."""
         if skipped in ("opted_out", "anonymous"):
-            return [], skipped, False
+            return [], skipped, False, None
         if not len(hits):
-            return [], "no_results", False
+            return [], "no_results", False, None
         if skipped is not None or affinities is None:
-            return [], skipped or "no_profile", False
+            return [], skipped or "no_profile", False, None
         started = self.timer()
         try:
             ranker = self.ranker()
@@ -178,17 +176,14 @@ class SearchService:
             for place, i in enumerate(top):
                 product = products[hits.rows[i]]
                 found = reasons(product, by_group[place], affinities, self.engine.catalog)
-                ranked.append(
-                    Ranked(
-                        product, float(hits.relevance[i]), int(i), float(ranking.score[i]), float(x[i, 1]), tuple(found)
-                    )
-                )
+                ranked.append(Ranked(product, float(hits.relevance[i]), int(i), float(ranking.score[i]), tuple(found)))
         except Exception:  # fail open: a broken profile or model must never break search
             log.exception("personalization failed; serving plain results", extra={"user_id": request.user_id})
-            return [], "error", False
+            return [], "error", False, None
         if (self.timer() - started) * 1000 > self.engine.rules.ranking.budget_ms:
-            return [], "over_budget", False
-        return ranked, None, ranking.learnt
+            return [], "over_budget", False, None
+        # The version of the ranker that ranked: another may have been swapped in since.
+        return ranked, None, ranking.learnt, ranker.version if ranking.learnt else None
 
     def _session_events(self, request: SearchRequest) -> list[Interaction]:
         """The request's recent views as events at this instant."""

@@ -15,7 +15,7 @@ def table(rules, small_catalog) -> FeatureTable:
 
 
 def rows(table: FeatureTable, *ids: str) -> np.ndarray:
-    return np.array(table.rows_of(ids), dtype=np.int64)
+    return np.array(table.catalog.rows_of(ids), dtype=np.int64)
 
 
 def test_attribute_affinity_is_the_sum_over_the_products_attributes(table):

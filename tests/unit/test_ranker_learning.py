@@ -101,7 +101,7 @@ def served_ndcg(ranker: Ranker, histories: dict[str, list[Basket]], engine: Prof
             for event in order:
                 engine.apply(profile, event)
         affinities = engine.read(profile, REPLAY_END.timestamp())
-        own = ranker.table.rows_of([key[8:] for key in affinities.history if key.startswith("product:")])
+        own = ranker.table.catalog.rows_of(affinities.bought())
         relevant: dict[str, set[str]] = {}
         for product_id in baskets[-1].products:
             relevant.setdefault(engine.catalog.get(product_id).category, set()).add(product_id)
