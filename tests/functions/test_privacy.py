@@ -84,6 +84,8 @@ def test_user_scoped_endpoints_refuse_anyone_but_the_user(services, target, meth
 def test_a_token_authorizes_one_change_and_is_refused_when_replayed(services):
     privacy = client("manage_privacy")
     headers = token(services, "ann")
+    for refused in ({"json": {"data_retention_dayz": 30}}, {"json": {"data_retention_days": 365}}, {"data": "{"}):
+        assert privacy.put("/api/users/ann/privacy", headers=headers, **refused).status_code == 400  # not spent
     assert privacy.put("/api/users/ann/privacy", json={"data_retention_days": 30}, headers=headers).status_code == 200
     replay = privacy.put("/api/users/ann/privacy", json={"data_retention_days": 7}, headers=headers)
     assert replay.status_code == 401 and replay.get_json()["error"]["code"] == "token_replayed"
@@ -91,21 +93,6 @@ def test_a_token_authorizes_one_change_and_is_refused_when_replayed(services):
     deleting = token(services, "ann")
     assert client("delete_user_data").delete("/api/users/ann", headers=deleting).status_code == 202
     assert client("delete_user_data").delete("/api/users/ann", headers=deleting).status_code == 401
-
-
-def test_a_change_refused_as_invalid_leaves_its_token_unspent(services):
-    privacy = client("manage_privacy")
-    headers = token(services, "ann")
-    for typo in ({"data_retention_dayz": 30}, {"data_retention_days": 365}, "not json"):
-        body = {"data": typo} if isinstance(typo, str) else {"json": typo}
-        assert privacy.put("/api/users/ann/privacy", headers=headers, **body).status_code == 400, typo
-    assert privacy.put("/api/users/ann/privacy", json={"data_retention_days": 30}, headers=headers).status_code == 200
-    replay = privacy.put("/api/users/ann/privacy", json={"data_retention_days": 7}, headers=headers)
-    assert replay.status_code == 401 and replay.get_json()["error"]["code"] == "token_replayed"
-    assert privacy.get("/api/users/ann/privacy", headers=headers).get_json()["data_retention_days"] == 30
-    deleting = token(services, "ann")
-    assert client("delete_user_data").delete("/api/users/ann!", headers=deleting).status_code == 400
-    assert client("delete_user_data").delete("/api/users/ann", headers=deleting).status_code == 202
 
 
 @pytest.mark.parametrize(
