@@ -226,7 +226,8 @@ class QueueRun(_Answer):
 ID = {"type": "string", "pattern": r"^[A-Za-z0-9_.:@-]{1,128}$"}
 USER = {"name": "user_id", "in": "path", "required": True, "schema": ID}
 ERRORS = (400, 401, 403, 404, 405, 409, 500, 501, 503)
-# A signed token proving the shopper (or a service identity); tracking and search without one are anonymous.
+# A signed token proving the shopper (or a service identity, which the scheduled functions need);
+# tracking and search without one are anonymous.
 BEARER = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
 
 
@@ -326,7 +327,7 @@ def openapi() -> dict[str, Any]:
         },
         "/jobs/deletions": {
             "post": _operation(
-                "Run the deletion queue and retention",
+                "Run the deletion queue and retention (a service identity's token)",
                 "process_deletion_queue",
                 (200, QueueRun),
                 _ref(QueueRequest),
@@ -336,12 +337,20 @@ def openapi() -> dict[str, Any]:
         "/health": {"get": _operation("Backends' state", "check_health", (200, Health))},
         "/jobs/hourly": {
             "post": _operation(
-                "Run the hourly jobs", "run_hourly_jobs", (200, JobSummary), _ref(JobRequest), body_required=False
+                "Run the hourly jobs (a service identity's token)",
+                "run_hourly_jobs",
+                (200, JobSummary),
+                _ref(JobRequest),
+                body_required=False,
             )
         },
         "/jobs/daily": {
             "post": _operation(
-                "Run the daily jobs", "run_daily_jobs", (200, JobSummary), _ref(JobRequest), body_required=False
+                "Run the daily jobs (a service identity's token)",
+                "run_daily_jobs",
+                (200, JobSummary),
+                _ref(JobRequest),
+                body_required=False,
             )
         },
     }

@@ -6,7 +6,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import flask
@@ -74,8 +74,8 @@ def caller(request: flask.Request) -> Caller | None:
     """The caller a bearer token proves; None without a token (or with authentication off).
 
     Raises:
-        RequestError: 401 for a malformed, forged or expired token: a client sending one wants to
-            know, rather than be served as anonymous.
+        InvalidToken: for a malformed, forged or expired token (`endpoint` answers 401): a client
+            sending one wants to know, rather than be served as anonymous.
     """
     header = request.headers.get("Authorization")
     verifier = container().identity
@@ -83,11 +83,8 @@ def caller(request: flask.Request) -> Caller | None:
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise RequestError("token_invalid", "send the token as 'Authorization: Bearer <token>'", status=401)
-    try:
-        return verifier.verify(token.strip())
-    except InvalidToken as exc:
-        raise RequestError(exc.code, str(exc), status=401) from None
+        raise InvalidToken("token_invalid", "send the token as 'Authorization: Bearer <token>'")
+    return verifier.verify(token.strip())
 
 
 def proves(request: flask.Request, user_id: str) -> bool:
@@ -112,21 +109,43 @@ def authenticated(request: flask.Request) -> Caller | None:
     return who
 
 
-def authorize(request: flask.Request, user_id: str, once: bool = False) -> None:
-    """Only the shopper themself (or a service identity) may go on; `once`: a token authorizes
-    one change (a replayed one is refused, across instances).
+def authorize(request: flask.Request, *user_ids: str) -> Caller | None:
+    """Only the shoppers themselves (or a service identity) may go on.
+
+    Returns:
+        The caller (None with authentication off): a change spends its token through the service
+        that applies it (PrivacyService.spend), once the change is known to be valid.
 
     Raises:
-        RequestError: 401 without a valid token or for a replay, 403 for someone else's token.
+        RequestError: 401 without a valid token, 403 for someone else's.
     """
-    services = container()
     who = authenticated(request)
-    if who is None:  # authentication off
-        return
-    if not who.may_act_for(user_id):
+    if who is not None:
+        acts_for(who, user_ids)
+    return who
+
+
+def acts_for(who: Caller, user_ids: Iterable[str]) -> None:
+    """Raises RequestError 403 unless `who` may act for every one of `user_ids`."""
+    if not all(who.may_act_for(user_id) for user_id in user_ids):
         raise RequestError("forbidden", "the token does not belong to this user", status=403)
-    if once and not services.privacy.store.claim_nonce(who.nonce, who.expires_at):
-        raise RequestError("token_replayed", "this token was already used for a change: get a new one", status=401)
+
+
+def scheduled(request: flask.Request) -> None:
+    """Only a service identity may run a scheduled function (Cloud Scheduler's; locally
+    `python -m shared.cli token NAME --service`). Where the platform checks the callers of private
+    functions itself (Cloud Run IAM, deployed), it is trusted: Cloud Scheduler's token is made for
+    the function's URL, not for the verifier's audience.
+
+    Raises:
+        RequestError: 401 without a valid token, 403 for a shopper's.
+    """
+    verifier = container().identity
+    if verifier is None or verifier.platform_checks_private_callers:
+        return
+    who = authenticated(request)
+    if who is not None and not who.service:
+        raise RequestError("forbidden", "only a service identity may run the scheduled jobs", status=403)
 
 
 DEGRADED_HEADER = "X-LeafLoaf-Degraded"  # the backends an answer had to do without
@@ -187,6 +206,8 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
                 response = _json(status, payload, headers)
             except RequestError as exc:
                 response = _error(exc.status, exc.code, exc.message, exc.fields, headers)
+            except InvalidToken as exc:  # e.g. a token already spent on a change (token_replayed)
+                response = _error(401, exc.code, str(exc), [], headers)
             except Exception:
                 log.exception("unhandled error", extra={"path": request.path})
                 response = _error(500, "internal", "internal error; it has been logged", [], headers)

@@ -1,6 +1,7 @@
 """HTTP, called by Cloud Scheduler (with an OIDC token the platform verifies: these functions are
-private): run the hourly or daily jobs for their window and publish the features. The body is
-optional: {"at": ISO time (default now), "jobs": [names] (default all), "force": false}."""
+private; with authentication on, a service identity's token is needed): run the hourly or daily
+jobs for their window and publish the features. The body is optional: {"at": ISO time (default
+now; at most the clock skew ahead), "jobs": [names] (default all), "force": false}."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.http import RequestError, endpoint, json_body, validate
+from functions.http import RequestError, endpoint, json_body, scheduled, validate
 from shared.bootstrap import container
-from shared.domain.events import UtcTime
+from shared.domain.events import Timestamp
 from shared.ports.warehouse import WarehouseUnavailable
 from shared.services.jobs import UnknownSchedule
 
@@ -18,12 +19,13 @@ from shared.services.jobs import UnknownSchedule
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at: UtcTime | None = None
+    at: Timestamp | None = None  # a window of the future would be recorded as done before it ends
     jobs: list[str] = Field(default_factory=list, max_length=50)
     force: bool = False
 
 
 def _run(request: flask.Request, schedule: str) -> tuple[int, dict]:
+    scheduled(request)
     body = json_body(request) if request.content_length else {}
     job = validate(JobRequest, body)
     try:

@@ -1,6 +1,6 @@
 """HTTP: shoppers own their data. Their privacy settings, an export of everything held about
 them, deletion with a status to follow, and the scheduled deletion queue (Cloud Scheduler calls
-it with an OIDC token; the function is private)."""
+it with an OIDC token; the function is private; with authentication on it needs a service identity)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,18 @@ import flask
 import functions_framework
 from pydantic import BaseModel, ConfigDict
 
-from functions.http import RequestError, UserRef, authenticated, authorize, endpoint, json_body, validate
+from functions.http import (
+    RequestError,
+    UserRef,
+    authenticated,
+    authorize,
+    endpoint,
+    json_body,
+    scheduled,
+    validate,
+)
 from shared.bootstrap import container
-from shared.domain.events import UtcTime
+from shared.domain.events import Timestamp
 from shared.domain.privacy import DeletionRequest, PrivacyUpdate
 from shared.services.privacy import InvalidPrivacySettings
 
@@ -23,7 +32,7 @@ _DELETION = re.compile(r"/deletions/(?P<request_id>[^/]*)/?$")
 class QueueRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at: UtcTime | None = None
+    at: Timestamp | None = None  # a run of the future would erase before the grace period
 
 
 def _user_id(request: flask.Request, rest: str | None) -> str:
@@ -49,10 +58,10 @@ def manage_privacy(request: flask.Request) -> tuple[int, dict]:
     if request.method == "GET":
         authorize(request, user_id)
         return 200, {"user_id": user_id} | privacy.of(user_id).settings.model_dump()
-    authorize(request, user_id, once=True)
+    who = authorize(request, user_id)
     change = validate(PrivacyUpdate, json_body(request))
     try:
-        settings = privacy.update(user_id, change)
+        settings = privacy.update(user_id, change, token=who)  # spends the token only on a valid change
     except InvalidPrivacySettings as exc:
         raise RequestError(
             "invalid_request", str(exc), [{"field": "data_retention_days", "message": str(exc)}]
@@ -75,8 +84,8 @@ def export_user_data(request: flask.Request) -> tuple[int, dict]:
 def delete_user_data(request: flask.Request) -> tuple[int, dict]:
     """DELETE /api/users/{user_id}: gone from live serving at once, everywhere within 72 hours."""
     user_id = _user_id(request, None)
-    authorize(request, user_id, once=True)
-    return 202, _status(container().privacy.request_deletion(user_id))
+    who = authorize(request, user_id)
+    return 202, _status(container().privacy.request_deletion(user_id, token=who))
 
 
 @functions_framework.http
@@ -98,5 +107,6 @@ def get_deletion_status(request: flask.Request) -> tuple[int, dict]:
 def process_deletion_queue(request: flask.Request) -> tuple[int, dict]:
     """Scheduled hourly: erase requested users from the graph, warehouse, archive and features,
     then remove raw events past their retention window."""
+    scheduled(request)
     body = validate(QueueRequest, json_body(request) if request.content_length else {})
     return 200, container().erasure.run(body.at)

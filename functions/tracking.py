@@ -5,9 +5,10 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from functions.http import RequestError, endpoint, json_body, proves, validate
+from functions.http import RequestError, acts_for, caller, endpoint, json_body, validate
 from shared.bootstrap import container
 from shared.domain.events import Interaction
+from shared.services.tracking import TrackResult
 from shared.telemetry import record_lag
 
 
@@ -46,14 +47,18 @@ def parse_events(body: object, max_batch: int) -> list[Interaction]:
 def track_interaction(request: flask.Request) -> tuple[int, dict]:
     services = container()
     events = parse_events(json_body(request), services.settings.max_batch_events)
-    # A user id counts only with a token proving it; an anonymous caller has no profile to learn into.
-    proven = {user_id for user_id in {e.user_id for e in events} if proves(request, user_id)}
-    result = services.tracking.track([e for e in events if e.user_id in proven])
-    refused = {e.event_id: "unauthenticated" for e in events if e.user_id not in proven} | result.refused
+    who = caller(request)
+    if who is None and services.identity is not None:
+        # Without a token a user id counts for nothing: an anonymous caller has no profile to learn into.
+        result = TrackResult(refused={e.event_id: "unauthenticated" for e in events})
+    else:
+        if who is not None:
+            acts_for(who, {e.user_id for e in events})  # 403 for an event of someone else's
+        result = services.tracking.track(events)
     accepted = set(result.accepted)
     record_lag(services.telemetry, [e for e in events if e.event_id in accepted], "profile")
     return 202, {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
-        "refused": [{"event_id": event_id, "reason": reason} for event_id, reason in refused.items()],
+        "refused": [{"event_id": event_id, "reason": reason} for event_id, reason in result.refused.items()],
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from shared.config import Settings
 
@@ -29,6 +30,10 @@ class Caller:
 
 
 class IdentityVerifier(ABC):
+    # Whether the platform checks the callers of private functions before they run (Cloud Run IAM
+    # in front of the deployed functions): the scheduled functions then trust it.
+    platform_checks_private_callers: ClassVar[bool] = False
+
     @classmethod
     @abstractmethod
     def from_settings(cls, settings: Settings) -> IdentityVerifier:

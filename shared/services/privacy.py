@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from shared.domain.events import Interaction
 from shared.domain.pipeline import EventBatch
 from shared.domain.privacy import DeletionRequest, PrivacySettings, PrivacyUpdate
+from shared.ports.identity import Caller, InvalidToken
 from shared.ports.privacy_store import PrivacyStore
 from shared.ports.profile_store import ProfileStore
 
@@ -134,20 +135,45 @@ class PrivacyService:
             return None
         return batch if len(kept) == len(batch.events) else EventBatch(kept)
 
-    def update(self, user_id: str, change: PrivacyUpdate) -> PrivacySettings:
+    def spend(self, token: Caller | None) -> None:
+        """A token authorizes one change: claim its nonce, atomically across instances, until the
+        token expires. The changes below call it once the change is valid, just before applying it
+        (a refused change leaves the token unspent).
+
+        Args:
+            token: the caller whose token authorizes the change; None with authentication off.
+
+        Raises:
+            InvalidToken: `token_replayed`, the token was already spent on a change.
+        """
+        if token is not None and not self.store.claim_nonce(token.nonce, token.expires_at):
+            raise InvalidToken("token_replayed", "this token was already used for a change: get a new one")
+
+    def update(self, user_id: str, change: PrivacyUpdate, token: Caller | None = None) -> PrivacySettings:
+        """Apply the fields `change` gives to the stored settings, spending `token` (see spend).
+
+        Raises:
+            InvalidPrivacySettings: a setting the store does not allow (the token is not spent).
+            InvalidToken: the token was already spent.
+        """
         current = self._refresh(user_id) or self.of(user_id)  # the change applies to the stored settings
         settings = change.applied_to(current.settings)
         if settings.data_retention_days > self.retention_days:
             raise InvalidPrivacySettings(
                 f"data_retention_days can be at most {self.retention_days}: this store keeps raw events that long"
             )
+        self.spend(token)
         self.store.save_settings(user_id, settings)
         self._remember(user_id, UserPrivacy(settings, current.deleted_at), self.clock())
         return settings
 
-    def request_deletion(self, user_id: str, at: datetime | None = None) -> DeletionRequest:
+    def request_deletion(
+        self, user_id: str, at: datetime | None = None, token: Caller | None = None
+    ) -> DeletionRequest:
         """Tombstone first (events from now on are dropped), then the live profile and settings go
-        at once; the graph, warehouse, archive and features are erased by the deletion queue."""
+        at once; the graph, warehouse, archive and features are erased by the deletion queue.
+        `token` is spent (see spend): InvalidToken when it already was."""
+        self.spend(token)
         at = at or datetime.now(UTC)
         request = self.store.record_deletion(DeletionRequest.new(user_id, at))
         self.profiles.delete(user_id)  # the instance cache and the profile store

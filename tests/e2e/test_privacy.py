@@ -44,10 +44,15 @@ def services(tmp_path):
     bootstrap.install(None)
 
 
-def call(target: str, method: str, path: str, user: str | None = None, **kwargs):
+def call(target: str, method: str, path: str, user: str | None = None, service: bool = False, **kwargs):
     services = bootstrap.container()
-    headers = {"Authorization": f"Bearer {services.identity.issue(user)}"} if user else {}
+    headers = {"Authorization": f"Bearer {services.identity.issue(user, service=service)}"} if user else {}
     return getattr(create_app(target, MAIN).test_client(), method)(path, headers=headers, **kwargs)
+
+
+def run_queue(**kwargs):
+    """Cloud Scheduler's call of the deletion queue, now (with its service identity)."""
+    return call("process_deletion_queue", "post", "/", "scheduler", service=True, **kwargs)
 
 
 def deliver(events: list[Interaction]) -> None:
@@ -113,11 +118,11 @@ def test_a_deleted_shopper_is_erased_everywhere_and_stays_erased(services):
     services.jobs.run("hourly", force=True)  # a snapshot built while the erasure is pending leaves them out
     assert services.features.user("ann") is None
 
-    early = call("process_deletion_queue", "post", "/", json={"at": (requested + timedelta(minutes=9)).isoformat()})
-    early = early.get_json()
-    assert early["deletions"]["processed"] == 0  # within the grace period: in-flight events drain first
-    queue = call("process_deletion_queue", "post", "/", json={"at": (requested + timedelta(minutes=11)).isoformat()})
-    assert queue.status_code == 200 and queue.get_json()["deletions"]["completed"] == 1, queue.get_json()
+    assert run_queue().get_json()["deletions"]["processed"] == 0  # within the grace: in-flight events drain first
+    # The queue's later runs, as the scheduler does them (the endpoint refuses an `at` of the future).
+    assert services.erasure.run(requested + timedelta(minutes=9))["deletions"]["processed"] == 0
+    queue = services.erasure.run(requested + timedelta(minutes=11))
+    assert queue["deletions"]["completed"] == 1, queue
     status = call("get_deletion_status", "get", status_url, "ann").get_json()
     assert status["status"] == "complete" and status["remaining"] == []
 
@@ -135,8 +140,8 @@ def test_a_deleted_shopper_is_erased_everywhere_and_stays_erased(services):
     assert export["graph_memory"]["data"] == {"orders": [], "signals": [], "facts": []}
 
     # Running the queue again changes nothing; the shopper may come back as new.
-    again = call("process_deletion_queue", "post", "/", json={"at": (requested + timedelta(hours=2)).isoformat()})
-    assert again.get_json()["deletions"]["processed"] == 0
+    assert services.erasure.run(requested + timedelta(hours=2))["deletions"]["processed"] == 0
+    assert run_queue().get_json()["deletions"]["processed"] == 0
     fresh = {"event_type": "view_details", "user_id": "ann", "product_id": "skim-milk"}
     assert call("track_interaction", "post", "/", "ann", json=fresh).get_json()["accepted"]
 
@@ -157,7 +162,7 @@ def test_retention_removes_raw_events_past_the_stores_and_each_shoppers_window(s
     for e in events:  # each archived when it happened, as the archiver flushes within a minute
         services.archive.put(archive_name(e.timestamp, 0), e.model_dump_json().encode() + b"\n")
 
-    answer = call("process_deletion_queue", "post", "/", json={})
+    answer = run_queue(json={})
     retention = answer.get_json()["retention"]
     assert retention["shoppers_with_shorter_windows"] == 1 and retention["objects_expired"] == 1
 
@@ -181,8 +186,8 @@ def test_a_failed_step_is_recorded_and_the_next_run_resumes_after_it(services, m
         raise GraphUnavailable("the graph is down")
 
     monkeypatch.setattr(services.graph, "delete_user", graph_down)
-    later = (datetime.fromisoformat(answer["requested_at"]) + timedelta(minutes=11)).isoformat()
-    first = call("process_deletion_queue", "post", "/", json={"at": later}).get_json()["deletions"]
+    later = datetime.fromisoformat(answer["requested_at"]) + timedelta(minutes=11)
+    first = services.erasure.run(later)["deletions"]
     assert first["completed"] == 0 and first["steps"]["graph"] == {"error": "the graph is down"}
     status = call("get_deletion_status", "get", answer["status_url"], "ann").get_json()
     assert status["remaining"] == ["graph", "warehouse", "archive", "features"]  # later steps wait for it
@@ -190,6 +195,6 @@ def test_a_failed_step_is_recorded_and_the_next_run_resumes_after_it(services, m
     assert services.warehouse.user_rows("ann")  # not erased before the graph is
 
     monkeypatch.setattr(services.graph, "delete_user", erase)
-    second = call("process_deletion_queue", "post", "/", json={"at": later}).get_json()["deletions"]
+    second = services.erasure.run(later)["deletions"]
     assert second["completed"] == 1 and "profile" not in second["steps"]  # done steps are not redone
     assert not any(everything_about(services, "ann").values())

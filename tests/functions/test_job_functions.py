@@ -94,3 +94,16 @@ def test_bad_job_requests_are_400s_naming_the_field(body, field):
 
 def test_jobs_refuse_get():
     assert client("run_daily_jobs").get("/").status_code == 405
+
+
+@pytest.mark.parametrize("target", ["run_hourly_jobs", "run_daily_jobs", "process_deletion_queue"])
+def test_a_run_stamped_beyond_the_clock_skew_is_a_400_and_changes_nothing(services, target):
+    requested = services.privacy.request_deletion("ann")
+    future = (datetime.now(UTC) + timedelta(minutes=6)).isoformat()
+    response = client(target).post("/", json={"at": future})
+    assert response.status_code == 400
+    assert [f["field"] for f in response.get_json()["error"]["fields"]] == ["at"]
+    assert services.privacy.deletion(requested.request_id).status == "pending"  # not erased before the grace
+    within_skew = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()
+    body = {"at": within_skew} | ({} if target == "process_deletion_queue" else {"jobs": ["order_lines"]})
+    assert client(target).post("/", json=body).status_code == 200

@@ -84,6 +84,8 @@ def test_user_scoped_endpoints_refuse_anyone_but_the_user(services, target, meth
 def test_a_token_authorizes_one_change_and_is_refused_when_replayed(services):
     privacy = client("manage_privacy")
     headers = token(services, "ann")
+    for refused in ({"json": {"data_retention_dayz": 30}}, {"json": {"data_retention_days": 365}}, {"data": "{"}):
+        assert privacy.put("/api/users/ann/privacy", headers=headers, **refused).status_code == 400  # not spent
     assert privacy.put("/api/users/ann/privacy", json={"data_retention_days": 30}, headers=headers).status_code == 200
     replay = privacy.put("/api/users/ann/privacy", json={"data_retention_days": 7}, headers=headers)
     assert replay.status_code == 401 and replay.get_json()["error"]["code"] == "token_replayed"
@@ -93,22 +95,49 @@ def test_a_token_authorizes_one_change_and_is_refused_when_replayed(services):
     assert client("delete_user_data").delete("/api/users/ann", headers=deleting).status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("target", "body"),
+    [("run_hourly_jobs", {"jobs": ["order_lines"]}), ("run_daily_jobs", {"jobs": ["search_outcomes"]}),
+     ("process_deletion_queue", {})],
+)  # fmt: skip
+def test_the_scheduled_functions_need_a_service_identity(services, target, body):
+    run = client(target)
+    anonymous = run.post("/", json=body)
+    assert anonymous.status_code == 401 and anonymous.get_json()["error"]["code"] == "unauthenticated"
+    shopper = run.post("/", json=body, headers=token(services, "ann"))
+    assert shopper.status_code == 403 and shopper.get_json()["error"]["code"] == "forbidden"
+    assert run.post("/", json=body, headers={"Authorization": "Bearer x.y.z"}).status_code == 401
+    assert run.post("/", json=body, headers=token(services, "scheduler", service=True)).status_code == 200
+
+
+def test_the_scheduled_functions_trust_a_platform_that_checks_private_callers(services, monkeypatch):
+    # Deployed (firebase): Cloud Run IAM admits only Cloud Scheduler, whose token is made for the
+    # function's URL, so the function does not verify it again.
+    monkeypatch.setattr(services.identity, "platform_checks_private_callers", True)
+    assert client("process_deletion_queue").post("/").status_code == 200
+    assert client("manage_privacy").get("/api/users/ann/privacy").status_code == 401  # public ones still check
+
+
 def test_a_service_identity_may_act_for_any_shopper(services):
     support = token(services, "store-support", service=True)
     answer = client("manage_privacy").get("/api/users/ann/privacy", headers=support)
     assert answer.status_code == 200 and answer.get_json()["personalization_enabled"] is True
 
 
-def test_tracking_and_search_treat_an_unproven_user_id_as_anonymous(services):
+def test_tracking_without_a_token_is_anonymous_and_with_someone_elses_is_a_403(services):
     track = client("track_interaction")
     answer = track.post("/", json={"events": [view("ann")]}).get_json()
     assert answer["accepted"] == [] and answer["refused"] == [
         {"event_id": "ann-oat-milk-0", "reason": "unauthenticated"}
     ]
-    someone_else = track.post("/", json={"events": [view("ann", n=1)]}, headers=token(services, "bob")).get_json()
-    assert someone_else["refused"][0]["reason"] == "unauthenticated"
-    assert not known(services, "ann") and services.published == []
-    assert track.post("/", json=view("ann", n=2), headers=token(services, "ann")).get_json()["accepted"]
+    someone_else = track.post("/", json={"events": [view("ann", n=1)]}, headers=token(services, "bob"))
+    assert someone_else.status_code == 403 and someone_else.get_json()["error"]["code"] == "forbidden"
+    mixed = track.post("/", json=[view("bob", n=1), view("ann", n=1)], headers=token(services, "bob"))
+    assert mixed.status_code == 403  # the whole request: bob's own event is not applied either
+    assert not known(services, "ann") and not known(services, "bob") and services.published == []
+    support = track.post("/", json=[view("bob", n=2), view("ann", n=2)], headers=token(services, "s", service=True))
+    assert support.get_json()["accepted"] == ["bob-oat-milk-2", "ann-oat-milk-2"]
+    assert track.post("/", json=view("ann", n=3), headers=token(services, "ann")).get_json()["accepted"]
     assert known(services, "ann")
 
     search = client("search_personalized")
@@ -249,9 +278,7 @@ def test_deletion_answers_at_once_and_its_status_is_the_users_alone(services):
     assert status.get(body["status_url"]).status_code == 401
     assert status.get("/api/deletions/nope", headers=token(services, "ann")).status_code == 404
 
-    queue = client("process_deletion_queue").post(
-        "/", json={"at": (datetime.now(UTC) + timedelta(minutes=1)).isoformat()}
-    )
+    queue = client("process_deletion_queue").post("/", headers=token(services, "scheduler", service=True))
     assert queue.status_code == 200 and queue.get_json()["deletions"]["completed"] == 1
     done = status.get(body["status_url"], headers=token(services, "ann")).get_json()
     assert done["status"] == "complete" and done["remaining"] == []

@@ -21,6 +21,10 @@ GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 
 
 class GoogleTokenVerifier(IdentityVerifier):
+    # Deployed, the private functions (the scheduled jobs) admit only identities with run.invoker
+    # (Terraform): Cloud Scheduler's token is checked there, for the function's URL as audience.
+    platform_checks_private_callers = True
+
     def __init__(
         self,
         project: str,
