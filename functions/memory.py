@@ -3,7 +3,6 @@ and free-text notes, which need a configured LLM."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from datetime import UTC, datetime
 
@@ -15,6 +14,7 @@ from functions.http import RequestError, authorize, endpoint, json_body, validat
 from shared.bootstrap import container
 from shared.domain.events import Id, Timestamp, UtcTime
 from shared.ports.graph_memory import TextMemoryUnavailable
+from shared.services.memory import PersonalizationDisabled
 
 _PATH = re.compile(r"/users/(?P<user_id>[^/]*)/memory(?P<notes>/notes)?/?$")
 
@@ -47,18 +47,7 @@ def _user_id(request: flask.Request) -> str:
 def get_shopper_memory(request: flask.Request) -> tuple[int, dict]:
     query = validate(MemoryQuery, {"user_id": _user_id(request), **request.args.to_dict()})
     authorize(request, query.user_id)
-    memory = container().memory
-    return 200, {
-        "user_id": query.user_id,
-        "at": query.at.isoformat(),
-        "usual": [dataclasses.asdict(i) for i in memory.usual(query.user_id, query.at)],
-        "due_for_reorder": [dataclasses.asdict(i) for i in memory.due_for_reorder(query.user_id, query.at)],
-        "facts": [
-            {"fact": f.describe(), "name": f.name, "attributes": f.attributes, "valid_at": f.valid_at.isoformat(),
-             "invalid_at": f.invalid_at and f.invalid_at.isoformat()}
-            for f in memory.facts_as_of(query.user_id, query.at)
-        ],
-    }  # fmt: skip
+    return 200, container().memory.shopper_memory(query.user_id, query.at)
 
 
 @functions_framework.http
@@ -67,12 +56,10 @@ def add_memory_note(request: flask.Request) -> tuple[int, dict]:
     user_id = validate(MemoryQuery, {"user_id": _user_id(request)}).user_id
     authorize(request, user_id)
     note = validate(Note, json_body(request))
-    if not container().privacy.of(user_id).settings.personalization_enabled:
-        raise RequestError(
-            "personalization_disabled", "personalization is off for this user: nothing is remembered", status=409
-        )
     try:
-        container().graph.add_text(user_id, note.text, note.source, note.timestamp)
+        container().memory.add_note(user_id, note.text, note.source, note.timestamp)
+    except PersonalizationDisabled as exc:
+        raise RequestError("personalization_disabled", str(exc), status=409) from None
     except TextMemoryUnavailable as exc:
         raise RequestError("llm_not_configured", str(exc), status=501) from None
     return 202, {"user_id": user_id, "status": "remembered"}

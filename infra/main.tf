@@ -78,6 +78,7 @@ data "archive_file" "source" {
   excludes = [
     ".git", ".venv", ".venv-bqemulator", ".venv-checkov", "var", "tests", "bench", "docs", "infra",
     ".ci", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".hypothesis",
+    "shared/emulators", # local emulators for tests and ./dev run --emulators: no deployed code imports them
   ]
 }
 

@@ -104,7 +104,6 @@ class Container:
     profiles: ProfileStore
     products: ProductSearch
     tracking: TrackingService
-    search: SearchService
     preferences: PreferencesService
     bus: EventBus
     publisher: EventPublisher
@@ -130,7 +129,9 @@ class Container:
 
     @cached_property
     def memory(self) -> GraphMemoryService:
-        return GraphMemoryService(self.graph, self.catalog, self.rules)
+        return GraphMemoryService(
+            self.graph, self.catalog, self.rules, privacy=self.privacy.of, screen=self.privacy.without_erased
+        )
 
     @cached_property
     def features(self) -> FeatureStore:
@@ -221,17 +222,34 @@ class Container:
             retention_days=self.settings.retention_days,
         )
 
+    @cached_property
+    def search(self) -> SearchService:
+        return SearchService(
+            self.engine,
+            self.products,
+            self.profiles,
+            publish=self.publisher.publish,
+            features=lambda: self.features,  # opened on the first search that needs it
+            privacy=self.privacy.of,
+            ranker=self.rankers,
+        )
+
     def __post_init__(self) -> None:
-        self.search.features = lambda: self.features  # opened on the first search that needs it
-        self.search.ranker = self.rankers  # built now (no I/O): the first search does not wait for it
+        # Built now (the ranker's feature table, no I/O), so the first search does not wait for it.
+        self.search  # noqa: B018
 
     @cached_property
     def loader(self) -> WarehouseLoader:
-        return WarehouseLoader(self.warehouse, self.catalog, self.rules)
+        return WarehouseLoader(self.warehouse, self.catalog, self.rules, screen=self.privacy.without_erased)
 
     @cached_property
     def archiver(self) -> Archiver:
-        return Archiver(self.archive, self.settings.archive_flush_events, self.settings.archive_flush_interval_s)
+        return Archiver(
+            self.archive,
+            self.settings.archive_flush_events,
+            self.settings.archive_flush_interval_s,
+            screen=self.privacy.without_erased,
+        )
 
     def degraded(self) -> list[str]:
         """The request path's backends failing right now, from state kept in memory (no I/O): a
@@ -319,7 +337,6 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         profiles,
         products,
         tracking,
-        SearchService(engine, products, profiles, publish=publisher.publish, privacy=privacy.of),
         PreferencesService(engine, profiles, privacy=privacy.of),
         bus,
         publisher,

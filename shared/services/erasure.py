@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.events import as_utc
+from shared.domain.jsonable import jsonable
 from shared.domain.privacy import DATA_USES, ERASURE_STEPS, DeletionRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.graph_memory import GraphMemory
@@ -158,7 +159,7 @@ class ErasureService:
         }
         sections = {name: {"used_for": DATA_USES[name], "data": data} for name, data in held.items()}
         document = {"user_id": user_id, "exported_at": datetime.now(UTC).isoformat(), "data": sections}
-        return json.loads(json.dumps(document, default=_jsonable))
+        return jsonable(document)
 
 
 def _group_by_value(days_by_user: dict[str, int]) -> dict[int, list[str]]:
@@ -166,15 +167,3 @@ def _group_by_value(days_by_user: dict[str, int]) -> dict[int, list[str]]:
     for user, days in days_by_user.items():
         groups.setdefault(days, []).append(user)
     return groups
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return sorted(value, key=str)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return str(value)

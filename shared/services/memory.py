@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from shared.domain.catalog import Catalog
 from shared.domain.events import EventType, Interaction
@@ -25,6 +27,8 @@ from shared.domain.memory import (
 from shared.domain.pipeline import EventBatch, interaction_strength
 from shared.domain.rules import Rules
 from shared.ports.graph_memory import GraphMemory, ProductInfo
+from shared.services.pipeline import Screen, keep_all
+from shared.services.privacy import UserPrivacy
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,10 @@ def strong_signals(events: list[Interaction], rules: Rules) -> list[SignalRecord
     return signals
 
 
+class PersonalizationDisabled(Exception):
+    """The shopper turned personalization off: nothing new is remembered about them."""
+
+
 class GraphMemoryService:
     def __init__(
         self,
@@ -74,11 +82,15 @@ class GraphMemoryService:
         catalog: Catalog,
         rules: Rules,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        privacy: Callable[[str], UserPrivacy] | None = None,
+        screen: Screen = keep_all,
     ) -> None:
         self.graph = graph
         self.catalog = catalog
         self.rules = rules
         self.clock = clock
+        self.privacy = privacy  # the shopper's settings: nothing is remembered with personalization off
+        self.screen = screen  # drops late events of deleted shoppers, so a redelivery undoes no erasure
 
     def product_info(self, product_id: str, event: Interaction | None = None) -> ProductInfo:
         product = self.catalog.get(product_id)
@@ -91,7 +103,8 @@ class GraphMemoryService:
 
     def ingest(self, batch: EventBatch) -> dict[str, int]:
         """Record the batch's orders and strong signals, then re-derive the facts they touch."""
-        events = list(batch.events)
+        kept = self.screen(batch)
+        events = list(kept.events) if kept is not None else []
         by_product = {e.product_id: e for e in events if e.product_id}
         orders = orders_in(events)
         touched: dict[str, set[str]] = defaultdict(set)  # user -> products whose facts may change
@@ -121,7 +134,32 @@ class GraphMemoryService:
             self.graph.write_facts(insert, update)
         return len(insert) + len(update)
 
+    def add_note(self, user_id: str, text: str, source: str, at: datetime) -> None:
+        """Remember a free-text note (a review, a chat) through the graph's LLM extraction.
+
+        Raises:
+            PersonalizationDisabled: the shopper turned personalization off.
+            TextMemoryUnavailable: no LLM is configured (nothing is faked instead).
+        """
+        if self.privacy is not None and not self.privacy(user_id).settings.personalization_enabled:
+            raise PersonalizationDisabled("personalization is off for this user: nothing is remembered")
+        self.graph.add_text(user_id, text, source, at)
+
     # -- answers ---------------------------------------------------------------------------------
+    def shopper_memory(self, user_id: str, at: datetime) -> dict[str, Any]:
+        """What the shopper usually buys, what is due for reorder and the facts that hold, as of `at`."""
+        return {
+            "user_id": user_id,
+            "at": at.isoformat(),
+            "usual": [dataclasses.asdict(i) for i in self.usual(user_id, at)],
+            "due_for_reorder": [dataclasses.asdict(i) for i in self.due_for_reorder(user_id, at)],
+            "facts": [
+                {"fact": f.describe(), "name": f.name, "attributes": f.attributes, "valid_at": f.valid_at.isoformat(),
+                 "invalid_at": f.invalid_at and f.invalid_at.isoformat()}
+                for f in self.facts_as_of(user_id, at)
+            ],
+        }  # fmt: skip
+
     def usual(self, user_id: str, at: datetime | None = None, limit: int = 20) -> list[UsualItem]:
         at = at or self.clock()
         return usual_items(self.graph.facts(user_id, at), at, limit)

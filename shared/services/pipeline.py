@@ -37,6 +37,13 @@ from shared.ports.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
+# What of a delivered batch may be written (None: nothing); bootstrap passes PrivacyService.without_erased.
+Screen = Callable[[EventBatch], EventBatch | None]
+
+
+def keep_all(batch: EventBatch) -> EventBatch:
+    return batch
+
 
 def receive(subscription: str, envelope: Any, bus: EventBus, handle: Callable[[EventBatch], object]) -> object:
     """Decode a delivered message and hand it to `handle`; poison goes to the dead letters.
@@ -66,14 +73,18 @@ def _get(message: Any, key: str) -> Any:
 class WarehouseLoader:
     """Writes each event to raw_user_actions and to its kind's table."""
 
-    def __init__(self, warehouse: Warehouse, catalog: Catalog, rules: Rules) -> None:
+    def __init__(self, warehouse: Warehouse, catalog: Catalog, rules: Rules, screen: Screen = keep_all) -> None:
         self.warehouse = warehouse
         self.catalog = catalog
         self.rules = rules
+        self.screen = screen
 
     def load(self, batch: EventBatch) -> int:
-        """Returns how many rows were new (0 for a redelivered batch)."""
-        return self.warehouse.insert(warehouse_rows(batch.events, self.catalog, self.rules, datetime.now(UTC)))
+        """Returns how many rows were new (0 for a redelivered batch, or one the screen dropped)."""
+        kept = self.screen(batch)
+        if kept is None:
+            return 0
+        return self.warehouse.insert(warehouse_rows(kept.events, self.catalog, self.rules, datetime.now(UTC)))
 
 
 class Archiver:
@@ -89,9 +100,15 @@ class Archiver:
     CONTROL = (LOCK, PLAN)  # objects under the staging prefix that are not staged batches
 
     def __init__(
-        self, archive: Archive, flush_events: int = 100, flush_interval_s: float = 60.0, lock_expiry_s: float = 300.0
+        self,
+        archive: Archive,
+        flush_events: int = 100,
+        flush_interval_s: float = 60.0,
+        lock_expiry_s: float = 300.0,
+        screen: Screen = keep_all,
     ) -> None:
         self.archive = archive
+        self.screen = screen
         self.flush_events = flush_events
         self.flush_interval_s = flush_interval_s
         self.lock_expiry_s = lock_expiry_s
@@ -99,8 +116,12 @@ class Archiver:
         self._local = threading.Lock()
 
     def archive_batch(self, batch: EventBatch) -> int:
-        """Stage the batch (once) and flush if due; returns how many events were flushed."""
-        self.stage(batch)
+        """Stage what the screen keeps of the batch (once) and flush if due; returns how many events
+        were flushed."""
+        kept = self.screen(batch)
+        if kept is None:
+            return 0
+        self.stage(kept)
         return self.flush()
 
     def stage(self, batch: EventBatch) -> bool:

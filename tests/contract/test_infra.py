@@ -128,3 +128,49 @@ def test_the_security_scan_passes_with_only_the_accepted_findings():
         if line.strip().startswith("- CKV_"):
             check = line.strip()[2:]
             assert reasons.index(f"{check}") < reasons.index(line), f"{check} is skipped without a reason above it"
+
+
+def shipped(terraform_excludes: list[str]) -> list[Path]:
+    """The Python files the source archive holds: everything under the repository but what it excludes."""
+    excluded = [ROOT / name for name in terraform_excludes]
+    return [
+        path
+        for path in ROOT.rglob("*.py")
+        if not any(path.is_relative_to(e) for e in excluded) and "__pycache__" not in path.parts
+    ]
+
+
+@pytest.fixture(scope="module")
+def excludes() -> list[str]:
+    """What the source archive (data.archive_file.source) leaves out."""
+    with (INFRA / "main.tf").open() as file:
+        [source] = [b["archive_file"]["source"] for b in unquote(hcl2.load(file))["data"] if "archive_file" in b]
+    return source["excludes"]
+
+
+def test_the_source_archive_leaves_out_the_emulators_and_ships_all_the_functions_import(excludes):
+    assert "shared/emulators" in excludes  # test and local tooling: never deployed
+    files = {path.relative_to(ROOT).as_posix() for path in shipped(excludes)}
+    assert not any(name.startswith("shared/emulators/") for name in files)
+    # Every module the deployed functions can import (the entry points' imports, followed through,
+    # and the adapters bootstrap imports by name) is in the archive.
+    import grimp
+
+    from shared import bootstrap
+
+    graph = grimp.build_graph("shared", "functions")
+    by_name = [vars(bootstrap)[name] for name in vars(bootstrap) if name.endswith("_CLASS_FOR_TYPE")]
+    roots = sorted(graph.find_children("functions")) + [p.rpartition(".")[0] for r in by_name for p in r.values()]
+    reachable = set(roots) | {m for root in roots for m in graph.find_upstream_modules(root)}
+    for module in reachable:
+        stem = module.replace(".", "/")
+        assert f"{stem}.py" in files or f"{stem}/__init__.py" in files, f"{module} is imported but not deployed"
+
+
+def test_every_python_file_deployed_is_type_checked(excludes):
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    checked = [ROOT / name for name in config["files"]]
+    unchecked = [p for p in shipped(excludes) if not any(p == c or p.is_relative_to(c) for c in checked)]
+    assert [p.relative_to(ROOT).as_posix() for p in unchecked] == []

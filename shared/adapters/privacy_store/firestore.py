@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from google.api_core import exceptions
 from google.cloud import firestore
 
-from shared.adapters.profile_store.firestore import document_id, with_backoff
+from shared.adapters.profile_store.firestore import contention_retry, document_id
 from shared.adapters.profile_store.locks import StripedLocks
 from shared.config import Settings
 from shared.domain.privacy import DeletionRequest, PrivacySettings, tombstone_key
@@ -61,6 +61,7 @@ class FirestorePrivacyStore(PrivacyStore):
     ) -> None:
         self.client = client
         self.contention_timeout_s = contention_timeout_s
+        self._retry = contention_retry(contention_timeout_s)
         # The request path reads settings and tombstones (once per shopper per cache period): one
         # attempt, long enough for a cold channel, then the caller's last known state
         # (shared.services.privacy) rather than a request held up by the client's retries.
@@ -114,7 +115,7 @@ class FirestorePrivacyStore(PrivacyStore):
             return request
 
         with self._lock(request.user_id):
-            return with_backoff(lambda: attempt(self.client.transaction(max_attempts=5)), self.contention_timeout_s)
+            return self._retry(lambda: attempt(self.client.transaction(max_attempts=5)))()
 
     def deletion(self, request_id: str) -> DeletionRequest | None:
         snapshot = self._deletions.document(document_id(request_id)).get()

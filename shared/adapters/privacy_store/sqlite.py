@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shared.adapters.sqlite_retry import retry_while_locked
 from shared.config import Settings
 from shared.domain.privacy import DeletionRequest, PrivacySettings, tombstone_key
 from shared.ports.privacy_store import PrivacyStore
@@ -59,15 +59,7 @@ class SqlitePrivacyStore(PrivacyStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-        deadline = time.monotonic() + busy_timeout_s
-        while True:  # switching to WAL locks the file without the busy handler: racing processes retry
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.02)
+        retry_while_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"), busy_timeout_s)
         self._db.executescript(SCHEMA)
 
     @classmethod

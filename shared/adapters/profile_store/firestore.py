@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.api_core import exceptions
+from google.api_core.retry import Retry
 from google.cloud import firestore
 
 from shared.adapters.profile_store.locks import StripedLocks
@@ -25,19 +24,18 @@ def document_id(user_id: str) -> str:
     return "~" + user_id.encode().hex() if reserved else user_id
 
 
-def with_backoff(run: Callable[[], T], timeout_s: float) -> T:
-    """Run a transaction, retrying it when contention aborts it, with jittered exponential backoff:
-    the client retries only aborted commits and without pause, which livelocks busy documents."""
-    delay, deadline = 0.005, time.monotonic() + timeout_s
-    while True:
-        try:
-            return run()
-        except (exceptions.Aborted, ValueError) as exc:
-            aborted = isinstance(exc, exceptions.Aborted) or isinstance(exc.__cause__, exceptions.Aborted)
-            if not aborted or time.monotonic() > deadline:
-                raise
-        time.sleep(random.uniform(0, delay))
-        delay = min(delay * 2, 0.5)
+def aborted(exc: Exception) -> bool:
+    """A transaction contention aborted: the client's own attempts exhausted (a ValueError) or one."""
+    return isinstance(exc, exceptions.Aborted) or (
+        isinstance(exc, ValueError) and isinstance(exc.__cause__, exceptions.Aborted)
+    )
+
+
+def contention_retry(timeout_s: float) -> Retry:
+    """Transactions aborted by contention, run again after a jittered pause (up to 5 ms, doubling to
+    0.5 s) for `timeout_s` (then RetryError): the client retries only aborted commits and without
+    pause, which livelocks busy documents."""
+    return Retry(predicate=aborted, initial=0.005, maximum=0.5, multiplier=2, timeout=timeout_s)
 
 
 class FirestoreProfileStore(ProfileStore):
@@ -57,6 +55,7 @@ class FirestoreProfileStore(ProfileStore):
         self.reachability_timeout_s = reachability_timeout_s
         self.read_timeout_s = read_timeout_s
         self.contention_timeout_s = contention_timeout_s
+        self._retry = contention_retry(contention_timeout_s)
         self.codec = codec
         self.collection = client.collection(collection)
         # Threads of one instance queue for a shopper here instead of contending in Firestore,
@@ -93,7 +92,7 @@ class FirestoreProfileStore(ProfileStore):
             # Firestore is unreachable); one bounded read first makes an outage fail fast, so the
             # caller can spool the events instead of hanging.
             ref.get(retry=None, timeout=self.reachability_timeout_s)
-            return with_backoff(lambda: attempt(self.client.transaction(max_attempts=5)), self.contention_timeout_s)
+            return self._retry(lambda: attempt(self.client.transaction(max_attempts=5)))()
 
     def read(self, user_id: str, view: Callable[[Profile], T]) -> T | None:
         # Reads serve requests: one attempt, bounded, so a slow Firestore cannot hold a search.

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from shared.adapters.sqlite_retry import retry_while_locked
 from shared.config import Settings
 from shared.domain.profile import Profile
 from shared.ports.profile_store import ProfileCodec, ProfileStore
@@ -39,21 +40,17 @@ class SqliteProfileStore(ProfileStore):
         self._prepare()
 
     def _prepare(self) -> None:
-        """Switch the file to WAL (persistent, so once) and create the table. Switching takes an
-        exclusive lock without waiting on the busy handler, so racing processes retry here."""
-        deadline = time.monotonic() + self.busy_timeout_s
-        while True:
+        """Switch the file to WAL (persistent, so once) and create the table."""
+
+        def prepare() -> None:
             connection = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
             try:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute(SCHEMA)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
             finally:
                 connection.close()
-            time.sleep(0.02)
+
+        retry_while_locked(prepare, self.busy_timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Settings, codec: ProfileCodec) -> SqliteProfileStore:

@@ -18,8 +18,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
-from shared.adapters.warehouse import jsonable
 from shared.config import Settings
+from shared.domain.jsonable import jsonable
 from shared.domain.pipeline import EVENT_TABLES, Table
 from shared.ports.warehouse import Warehouse, WarehouseUnavailable
 

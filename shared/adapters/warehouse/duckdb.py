@@ -14,8 +14,8 @@ import duckdb
 import sqlglot
 from sqlglot.errors import ErrorLevel
 
-from shared.adapters.warehouse import jsonable
 from shared.config import Settings
+from shared.domain.jsonable import jsonable
 from shared.domain.pipeline import EVENT_TABLES, table_ddl
 from shared.ports.warehouse import Warehouse, WarehouseUnavailable
 
