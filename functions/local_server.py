@@ -146,6 +146,13 @@ def local_server(host: str = "127.0.0.1", port: int = 8080) -> BaseWSGIServer:
     return make_server(host, port, create_local_app(), threaded=True)
 
 
+def _start_worker(push_url: str) -> None:
+    """The worker's background work: deliveries and timers, and the first round of health probes
+    (opening every backend), so the first /health finds answers instead of "unknown"."""
+    start_pipeline(push_url)
+    container().health.start()
+
+
 class _Gunicorn(gunicorn.app.base.BaseApplication):
     def __init__(self, app: flask.Flask, options: dict) -> None:
         self.app, self.options = app, options
@@ -184,7 +191,7 @@ def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | 
         "timeout": 0,
         # Threads do not survive the fork into the worker: start deliveries there. Pub/Sub
         # (the emulator) pushes to this server's event paths, as Eventarc would.
-        "post_worker_init": lambda worker: start_pipeline(f"http://{push_host}:{bound}{EVENTS_PATH}"),
+        "post_worker_init": lambda worker: _start_worker(f"http://{push_host}:{bound}{EVENTS_PATH}"),
         # Stop in order once serving ends, before the interpreter's exit shuts down thread pools
         # the backends use (Kuzu's failed a graph delivery at exit); the atexit close is then a no-op.
         "worker_exit": lambda server, worker: container().close(),
