@@ -12,11 +12,14 @@ from collections.abc import Callable
 import flask
 import functions_framework
 import gunicorn.app.base
+import gunicorn.util
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from functions.api import openapi
 from functions.health import check_health
+from functions.http import _error
 from functions.jobs import run_daily_jobs, run_hourly_jobs
 from functions.memory import add_memory_note, get_shopper_memory
 from functions.orders import confirm_order
@@ -81,13 +84,61 @@ def create_local_app() -> flask.Flask:
     # cycles would pile up as garbage for the collector on every stray request.
     for path in ("/", "/<path:anything>"):
         app.add_url_rule(path, endpoint=f"not-found{path}", view_func=_not_found, methods=ALL_METHODS)
-    # Event functions behind functions-framework itself, which turns a Pub/Sub push into the
-    # CloudEvent Eventarc would deliver (the topic comes from the push URL's path).
-    event_apps = {
-        f"{EVENTS_PATH}/{name}": functions_framework.create_app(name, MAIN, "cloudevent") for name in EVENT_HANDLERS
-    }
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, event_apps)  # type: ignore[method-assign]
+    app.register_error_handler(HTTPException, _http_error)  # e.g. TRACE: werkzeug's 405 page is HTML
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, _event_apps())  # type: ignore[method-assign]
     return app
+
+
+def _event_apps() -> dict[str, Callable]:
+    """Event functions behind functions-framework itself, which turns a Pub/Sub push into the
+    CloudEvent Eventarc would deliver (the topic comes from the push URL's path)."""
+    apps = {}
+    for name in EVENT_HANDLERS:
+        app = functions_framework.create_app(name, MAIN, "cloudevent")
+        app.register_error_handler(HTTPException, _http_error)
+        app.register_error_handler(500, _event_failed)
+        apps[f"{EVENTS_PATH}/{name}"] = _rooted(app.wsgi_app)
+    return apps
+
+
+def _rooted(app: Callable) -> Callable:
+    """The mount point itself (`/_events/<name>`, no slash) is the function's root: werkzeug would
+    answer it with a 308 redirect to the path with a slash."""
+
+    def serve(environ: dict, start_response: Callable) -> object:
+        environ["PATH_INFO"] = environ.get("PATH_INFO") or "/"
+        return app(environ, start_response)
+
+    return serve
+
+
+def _error_code(status: int, reason: str) -> str:
+    """Our code for an HTTP error answered outside our functions: the codes they use, else the reason."""
+    return {400: "invalid_request", 500: "internal"}.get(status) or reason.lower().replace(" ", "_")
+
+
+def _http_error(exc: HTTPException) -> flask.Response:
+    """werkzeug's and functions-framework's errors (405, 415, 400) in our JSON error format."""
+    status = exc.code or 500
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # keeps 405's Allow
+    return _error(status, _error_code(status, exc.name), exc.description or exc.name, [], headers)
+
+
+def _event_failed(exc: Exception) -> flask.Response:
+    """An event function that raised (a backend down: the bus redelivers), as JSON, with
+    functions-framework's crash header."""
+    response = _error(500, "internal", "the event function failed; it has been logged", [], {})
+    response.headers.update(functions_framework.crash_handler(exc)[2])
+    return response
+
+
+def _write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own answer to a request it refuses before any app sees it (a request line over
+    its limit: 414, a malformed request: 400, headers too large: 431), in our JSON error format
+    instead of its HTML page."""
+    body = _error(status_int, _error_code(status_int, reason), mesg or reason, [], {}).get_data()
+    head = f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    gunicorn.util.write_nonblock(sock, f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin1") + body)
 
 
 def _openapi() -> flask.Response:
@@ -196,4 +247,6 @@ def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | 
         # the backends use (Kuzu's failed a graph delivery at exit); the atexit close is then a no-op.
         "worker_exit": lambda server, worker: container().close(),
     }
+    # gunicorn writes those answers through this one function (its only hook for them).
+    gunicorn.util.write_error = _write_json_error
     _Gunicorn(create_local_app(), options).run()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +110,36 @@ def test_import_catalog_reports_bad_rows_and_installs_good_files(tmp_path):
         text=True,
     )
     assert done.returncode == 0 and len(out.read_text().splitlines()) == 300
+
+
+def raw(url: str, method: str, path: str, body: object | None = None) -> tuple[int, str, str]:
+    """One request over a socket to the served stack: (status, Content-Type, body)."""
+    connection = http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=10)
+    try:
+        data = None if body is None else json.dumps(body)
+        connection.request(method, path, data, {} if body is None else {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/api/search/" + "x" * 5000, 414, "uri_too_long"),  # gunicorn's request-line limit
+        ("TRACE", "/health", 405, "method_not_allowed"),
+        ("POST", "/_events/archive_events", 400, "invalid_request"),  # not a 308 redirect to the slash
+        ("GET", "/_events/archive_events/", 405, "method_not_allowed"),
+    ],
+    ids=["uri-too-long", "trace", "event-mount-point", "event-get"],
+)
+def test_every_error_is_json_in_our_format(server_url, method, path, status, code):
+    answer = raw(server_url, method, path, {} if method == "POST" else None)
+    assert answer[:2] == (status, "application/json") and json.loads(answer[2])["error"]["code"] == code, answer
+
+
+def test_an_event_function_is_served_at_its_mount_point_without_a_slash(server_url):
+    push = {"message": {"data": "e30=", "messageId": "m-1", "attributes": {}}, "subscription": "projects/p/s"}
+    status, _, _ = raw(server_url, "POST", "/_events/archive_events", push)
+    assert status == 200  # delivered (a poison message: dead-lettered and acknowledged)
