@@ -9,19 +9,30 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.domain.catalog import Product
 
 
 def _serve(args: argparse.Namespace) -> int:
     from functions.local_server import serve
     from shared import bootstrap
+    from shared.domain.catalog import Catalog
 
-    if args.catalog:
+    products = None
+    if args.catalog:  # checked first: a bad file is reported line by line, before anything starts
+        if (products := _read_catalog(args.catalog)) is None:
+            return 2
         os.environ["LEAFLOAF_CATALOG_PATH"] = str(args.catalog)
     if args.emulators:
         from shared.emulators import start_cloud_topology
 
         print("Starting the Firestore, Pub/Sub, BigQuery, Cloud Storage and Spanner emulators ...", flush=True)
         os.environ.update(start_cloud_topology())
+    if products is not None:  # the file read above, not read twice
+        bootstrap.install(bootstrap.build(catalog=Catalog(products)))
+        bootstrap.settle_heap()
     services = bootstrap.container()  # build before listening: the first request is fast
     settings = services.settings
 
@@ -95,21 +106,31 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_catalog(args: argparse.Namespace) -> int:
-    from shared.adapters.catalog.files import load_catalog_file, write_catalog_file
-    from shared.config import Settings
+def _read_catalog(path: Path) -> list[Product] | None:
+    """The products of a catalog file, or None once every bad line has been reported (how
+    import-catalog and serve --catalog answer a bad file)."""
+    from shared.adapters.catalog.files import load_catalog_file
     from shared.domain.catalog import CatalogError
+
+    try:
+        return load_catalog_file(path)
+    except (CatalogError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _import_catalog(args: argparse.Namespace) -> int:
+    from shared.adapters.catalog.files import write_catalog_file
+    from shared.config import Settings
     from shared.domain.catalog_generator import generate_catalog
 
     out = args.out or Settings().catalog_path
     if args.generate:
         products = generate_catalog(args.generate, seed=args.seed)
     elif args.file:
-        try:
-            products = load_catalog_file(args.file)
-        except (CatalogError, FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        if (read := _read_catalog(args.file)) is None:
             return 1
+        products = read
     else:
         print("error: give a catalog FILE or --generate N", file=sys.stderr)
         return 2

@@ -143,3 +143,21 @@ def test_an_event_function_is_served_at_its_mount_point_without_a_slash(server_u
     push = {"message": {"data": "e30=", "messageId": "m-1", "attributes": {}}, "subscription": "projects/p/s"}
     status, _, _ = raw(server_url, "POST", "/_events/archive_events", push)
     assert status == 200  # delivered (a poison message: dead-lettered and acknowledged)
+
+
+def test_serve_reports_a_bad_catalog_line_by_line_as_import_catalog_does(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,name,brand,category,department,price\np1,Milk,Acme,milk,dairy,oops\np2,,Acme,milk,dairy,1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "serve", "--port", "0", "--catalog", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines() == [
+        "error: 2 invalid catalog row(s):",
+        "line 2: price: Input should be a valid number, unable to parse string as a number",
+        "line 3: name: Field required",
+    ]
