@@ -57,7 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from shared.demo import run_demo
+    from shared.config import Settings
+    from shared.demo import MissingProduct, run_demo
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # keep the story readable
     server = None
@@ -73,6 +74,15 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"Started a local server at {url}\n")
     try:
         outcomes = run_demo(url, token_for=_local_tokens())
+    except MissingProduct as missing:
+        installed = Settings().catalog_path
+        print(
+            f"error: the demo's scenarios need the demo catalog, and the server's catalog has no {missing}.\n"
+            f"To go back to the demo catalog: rm {installed} (serve then generates it; or "
+            "python -m shared.cli import-catalog --generate 5000), and restart the server if one is running.",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         if server is not None:
             server.shutdown()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +163,35 @@ def test_serve_reports_a_bad_catalog_line_by_line_as_import_catalog_does(tmp_pat
         "line 2: price: Input should be a valid number, unable to parse string as a number",
         "line 3: name: Field required",
     ]
+
+
+def demo_on(catalog: Path, state: Path) -> subprocess.CompletedProcess:
+    """`shared.cli demo` (its own server in its process) on `catalog`."""
+    env = os.environ | {
+        "LEAFLOAF_CATALOG_PATH": str(catalog),
+        "LEAFLOAF_PROFILE_STORE": "memory",
+        "LEAFLOAF_PRIVACY_PATH": str(state / "privacy.sqlite3"),
+        "LEAFLOAF_PUBLISH_SPOOL_PATH": str(state / "publish-spool.sqlite3"),
+        "LEAFLOAF_BUS_PATH": str(state / "bus.sqlite3"),
+    }
+    command = [sys.executable, "-m", "shared.cli", "demo"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_demo_says_plainly_that_it_needs_the_demo_catalog(tmp_path):
+    catalog = tmp_path / "bakery.csv"
+    catalog.write_text("id,name,brand,category,department,price\nb1,Sourdough Bread,Acme,bread,bakery,4\n")
+    done = demo_on(catalog, tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "the server's catalog has no oat milk" in done.stderr
+    assert f"rm {catalog}" in done.stderr and "import-catalog --generate 5000" in done.stderr
+
+
+def test_the_demo_finds_its_products_in_a_bigger_catalog(tmp_path):
+    """50,000 generated products: oat milk is not among the first 100 'milk' results (StopIteration)."""
+    catalog = tmp_path / "catalog.jsonl"
+    generate = [sys.executable, "-m", "shared.cli", "import-catalog", "--generate", "50000", "--out", str(catalog)]
+    subprocess.run(generate, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    done = demo_on(catalog, tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "searches 'oat milk'" in done.stdout and "of 3 scenarios behaved as the design says." in done.stdout
