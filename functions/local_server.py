@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -141,6 +142,21 @@ def _write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: s
     gunicorn.util.write_nonblock(sock, f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin1") + body)
 
 
+def endpoints(app: flask.Flask) -> list[str]:
+    """Every endpoint `app` serves, as "METHODS /path": its URL map's paths, the functions' methods
+    as the OpenAPI document gives them (fuzzed against the functions), then the event functions'
+    push paths."""
+    documented = openapi()["paths"]
+    lines = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("not-found") or rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        methods = [m.upper() for m in documented.get(path, {})] or sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+        lines.append(f"{'|'.join(methods)} {path}")
+    return lines + [f"POST {EVENTS_PATH}/{name}  (Pub/Sub push: event function)" for name in EVENT_HANDLERS]
+
+
 def _openapi() -> flask.Response:
     return flask.Response(json.dumps(openapi()), mimetype="application/json")
 
@@ -217,18 +233,19 @@ class _Gunicorn(gunicorn.app.base.BaseApplication):
         return self.app
 
 
-def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | None = None) -> None:
+def serve(host: str, port: int, on_ready: Callable[[int, flask.Flask], None], threads: int | None = None) -> None:
     """Serve the local app with gunicorn's threaded worker, as functions-framework does in the cloud.
 
     One worker process, so every request sees the same instance state (the in-memory profiles);
     keep-alive connections. The socket is bound here, so port 0 picks a free port that
-    `on_ready` is told before requests are accepted.
+    `on_ready` is told (with the app) before requests are accepted.
     """
     listener = socket.create_server((host, port))
     listener.set_inheritable(True)
     bound = listener.getsockname()[1]
     push_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-    on_ready(bound)
+    app = create_local_app()
+    on_ready(bound, app)
     options = {
         "bind": f"fd://{listener.fileno()}",
         "workers": 1,
@@ -249,4 +266,4 @@ def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | 
     }
     # gunicorn writes those answers through this one function (its only hook for them).
     gunicorn.util.write_error = _write_json_error
-    _Gunicorn(create_local_app(), options).run()
+    _Gunicorn(app, options).run()

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import flask
+
     from shared.domain.catalog import Product
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from functions.local_server import serve
+    from functions.local_server import endpoints, serve
     from shared import bootstrap
     from shared.domain.catalog import Catalog
 
@@ -36,19 +38,16 @@ def _serve(args: argparse.Namespace) -> int:
     services = bootstrap.container()  # build before listening: the first request is fast
     settings = services.settings
 
-    def ready(port: int) -> None:
+    def ready(port: int, app: flask.Flask) -> None:
         print(
             f"LeafLoaf Personalize on http://{args.host}:{port} "
             f"({len(services.catalog)} products; profile store '{settings.profile_store}', "
             f"event bus '{settings.event_bus}', warehouse '{settings.warehouse}', archive '{settings.archive}', "
-            f"graph memory '{settings.graph_memory}')\n"
-            "  POST /api/interactions/track\n  POST /api/orders/confirm\n  POST /api/search/personalized\n"
-            "  GET  /api/users/{user_id}/preferences/live\n"
-            "  GET|PUT /api/users/{user_id}/privacy\n  GET  /api/users/{user_id}/data\n"
-            "  DELETE /api/users/{user_id}\n  GET  /api/deletions/{request_id}\n  GET  /health\n"
-            f"  authentication '{settings.auth}' (python -m shared.cli token USER prints a token)\n"
-            "  event functions load_events_bigquery, archive_events, ingest_graph_memory (POST /_events/<name>)\n"
+            f"graph memory '{settings.graph_memory}')",
+            *(f"  {line}" for line in endpoints(app)),
+            f"authentication '{settings.auth}' (python -m shared.cli token USER prints a token)",
             "Ctrl+C stops it.",
+            sep="\n",
             flush=True,
         )
 
