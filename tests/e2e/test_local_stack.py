@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.cli import parser
 from shared.demo import SCENARIOS, Api
 from tests.conftest import ROOT
 from tests.e2e.stack import serving
@@ -86,8 +88,19 @@ def test_unknown_path_is_a_json_404(server_url):
     assert status == 404 and body["error"]["code"] == "not_found"
 
 
+def cli_commands() -> list[str]:
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(commands.choices)
+
+
+def test_the_readme_names_every_cli_command():
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if "shared.cli --help" in line)
+    named = [name.strip() for name in line.partition("#")[2].split(", each")[0].split("|")]
+    assert named == cli_commands()
+
+
 def test_cli_help_for_every_command():
-    for command in ("serve", "demo", "import-catalog"):
+    for command in cli_commands():
         done = subprocess.run(
             [sys.executable, "-m", "shared.cli", command, "--help"], cwd=ROOT, capture_output=True, text=True
         )
