@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -12,11 +13,14 @@ from collections.abc import Callable
 import flask
 import functions_framework
 import gunicorn.app.base
+import gunicorn.util
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from functions.api import openapi
 from functions.health import check_health
+from functions.http import _error
 from functions.jobs import run_daily_jobs, run_hourly_jobs
 from functions.memory import add_memory_note, get_shopper_memory
 from functions.orders import confirm_order
@@ -81,13 +85,76 @@ def create_local_app() -> flask.Flask:
     # cycles would pile up as garbage for the collector on every stray request.
     for path in ("/", "/<path:anything>"):
         app.add_url_rule(path, endpoint=f"not-found{path}", view_func=_not_found, methods=ALL_METHODS)
-    # Event functions behind functions-framework itself, which turns a Pub/Sub push into the
-    # CloudEvent Eventarc would deliver (the topic comes from the push URL's path).
-    event_apps = {
-        f"{EVENTS_PATH}/{name}": functions_framework.create_app(name, MAIN, "cloudevent") for name in EVENT_HANDLERS
-    }
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, event_apps)  # type: ignore[method-assign]
+    app.register_error_handler(HTTPException, _http_error)  # e.g. TRACE: werkzeug's 405 page is HTML
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, _event_apps())  # type: ignore[method-assign]
     return app
+
+
+def _event_apps() -> dict[str, Callable]:
+    """Event functions behind functions-framework itself, which turns a Pub/Sub push into the
+    CloudEvent Eventarc would deliver (the topic comes from the push URL's path)."""
+    apps = {}
+    for name in EVENT_HANDLERS:
+        app = functions_framework.create_app(name, MAIN, "cloudevent")
+        app.register_error_handler(HTTPException, _http_error)
+        app.register_error_handler(500, _event_failed)
+        apps[f"{EVENTS_PATH}/{name}"] = _rooted(app.wsgi_app)
+    return apps
+
+
+def _rooted(app: Callable) -> Callable:
+    """The mount point itself (`/_events/<name>`, no slash) is the function's root: werkzeug would
+    answer it with a 308 redirect to the path with a slash."""
+
+    def serve(environ: dict, start_response: Callable) -> object:
+        environ["PATH_INFO"] = environ.get("PATH_INFO") or "/"
+        return app(environ, start_response)
+
+    return serve
+
+
+def _error_code(status: int, reason: str) -> str:
+    """Our code for an HTTP error answered outside our functions: the codes they use, else the reason."""
+    return {400: "invalid_request", 500: "internal"}.get(status) or reason.lower().replace(" ", "_")
+
+
+def _http_error(exc: HTTPException) -> flask.Response:
+    """werkzeug's and functions-framework's errors (405, 415, 400) in our JSON error format."""
+    status = exc.code or 500
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # keeps 405's Allow
+    return _error(status, _error_code(status, exc.name), exc.description or exc.name, [], headers)
+
+
+def _event_failed(exc: Exception) -> flask.Response:
+    """An event function that raised (a backend down: the bus redelivers), as JSON, with
+    functions-framework's crash header."""
+    response = _error(500, "internal", "the event function failed; it has been logged", [], {})
+    response.headers.update(functions_framework.crash_handler(exc)[2])
+    return response
+
+
+def _write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own answer to a request it refuses before any app sees it (a request line over
+    its limit: 414, a malformed request: 400, headers too large: 431), in our JSON error format
+    instead of its HTML page."""
+    body = _error(status_int, _error_code(status_int, reason), mesg or reason, [], {}).get_data()
+    head = f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    gunicorn.util.write_nonblock(sock, f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin1") + body)
+
+
+def endpoints(app: flask.Flask) -> list[str]:
+    """Every endpoint `app` serves, as "METHODS /path": its URL map's paths, the functions' methods
+    as the OpenAPI document gives them (fuzzed against the functions), then the event functions'
+    push paths."""
+    documented = openapi()["paths"]
+    lines = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("not-found") or rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        methods = [m.upper() for m in documented.get(path, {})] or sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+        lines.append(f"{'|'.join(methods)} {path}")
+    return lines + [f"POST {EVENTS_PATH}/{name}  (Pub/Sub push: event function)" for name in EVENT_HANDLERS]
 
 
 def _openapi() -> flask.Response:
@@ -146,6 +213,13 @@ def local_server(host: str = "127.0.0.1", port: int = 8080) -> BaseWSGIServer:
     return make_server(host, port, create_local_app(), threaded=True)
 
 
+def _start_worker(push_url: str) -> None:
+    """The worker's background work: deliveries and timers, and the first round of health probes
+    (opening every backend), so the first /health finds answers instead of "unknown"."""
+    start_pipeline(push_url)
+    container().health.start()
+
+
 class _Gunicorn(gunicorn.app.base.BaseApplication):
     def __init__(self, app: flask.Flask, options: dict) -> None:
         self.app, self.options = app, options
@@ -159,18 +233,19 @@ class _Gunicorn(gunicorn.app.base.BaseApplication):
         return self.app
 
 
-def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | None = None) -> None:
+def serve(host: str, port: int, on_ready: Callable[[int, flask.Flask], None], threads: int | None = None) -> None:
     """Serve the local app with gunicorn's threaded worker, as functions-framework does in the cloud.
 
     One worker process, so every request sees the same instance state (the in-memory profiles);
     keep-alive connections. The socket is bound here, so port 0 picks a free port that
-    `on_ready` is told before requests are accepted.
+    `on_ready` is told (with the app) before requests are accepted.
     """
     listener = socket.create_server((host, port))
     listener.set_inheritable(True)
     bound = listener.getsockname()[1]
     push_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-    on_ready(bound)
+    app = create_local_app()
+    on_ready(bound, app)
     options = {
         "bind": f"fd://{listener.fileno()}",
         "workers": 1,
@@ -184,9 +259,11 @@ def serve(host: str, port: int, on_ready: Callable[[int], None], threads: int | 
         "timeout": 0,
         # Threads do not survive the fork into the worker: start deliveries there. Pub/Sub
         # (the emulator) pushes to this server's event paths, as Eventarc would.
-        "post_worker_init": lambda worker: start_pipeline(f"http://{push_host}:{bound}{EVENTS_PATH}"),
+        "post_worker_init": lambda worker: _start_worker(f"http://{push_host}:{bound}{EVENTS_PATH}"),
         # Stop in order once serving ends, before the interpreter's exit shuts down thread pools
         # the backends use (Kuzu's failed a graph delivery at exit); the atexit close is then a no-op.
         "worker_exit": lambda server, worker: container().close(),
     }
-    _Gunicorn(create_local_app(), options).run()
+    # gunicorn writes those answers through this one function (its only hook for them).
+    gunicorn.util.write_error = _write_json_error
+    _Gunicorn(app, options).run()

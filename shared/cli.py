@@ -9,35 +9,45 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import flask
+
+    from shared.domain.catalog import Product
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from functions.local_server import serve
+    from functions.local_server import endpoints, serve
     from shared import bootstrap
+    from shared.domain.catalog import Catalog
 
-    if args.catalog:
+    products = None
+    if args.catalog:  # checked first: a bad file is reported line by line, before anything starts
+        if (products := _read_catalog(args.catalog)) is None:
+            return 2
         os.environ["LEAFLOAF_CATALOG_PATH"] = str(args.catalog)
     if args.emulators:
         from shared.emulators import start_cloud_topology
 
         print("Starting the Firestore, Pub/Sub, BigQuery, Cloud Storage and Spanner emulators ...", flush=True)
         os.environ.update(start_cloud_topology())
+    if products is not None:  # the file read above, not read twice
+        bootstrap.install(bootstrap.build(catalog=Catalog(products)))
+        bootstrap.settle_heap()
     services = bootstrap.container()  # build before listening: the first request is fast
     settings = services.settings
 
-    def ready(port: int) -> None:
+    def ready(port: int, app: flask.Flask) -> None:
         print(
             f"LeafLoaf Personalize on http://{args.host}:{port} "
             f"({len(services.catalog)} products; profile store '{settings.profile_store}', "
             f"event bus '{settings.event_bus}', warehouse '{settings.warehouse}', archive '{settings.archive}', "
-            f"graph memory '{settings.graph_memory}')\n"
-            "  POST /api/interactions/track\n  POST /api/orders/confirm\n  POST /api/search/personalized\n"
-            "  GET  /api/users/{user_id}/preferences/live\n"
-            "  GET|PUT /api/users/{user_id}/privacy\n  GET  /api/users/{user_id}/data\n"
-            "  DELETE /api/users/{user_id}\n  GET  /api/deletions/{request_id}\n  GET  /health\n"
-            f"  authentication '{settings.auth}' (python -m shared.cli token USER prints a token)\n"
-            "  event functions load_events_bigquery, archive_events, ingest_graph_memory (POST /_events/<name>)\n"
+            f"graph memory '{settings.graph_memory}')",
+            *(f"  {line}" for line in endpoints(app)),
+            f"authentication '{settings.auth}' (python -m shared.cli token USER prints a token)",
             "Ctrl+C stops it.",
+            sep="\n",
             flush=True,
         )
 
@@ -46,7 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from shared.demo import run_demo
+    from shared.config import Settings
+    from shared.demo import MissingProduct, run_demo
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # keep the story readable
     server = None
@@ -62,6 +73,15 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"Started a local server at {url}\n")
     try:
         outcomes = run_demo(url, token_for=_local_tokens())
+    except MissingProduct as missing:
+        installed = Settings().catalog_path
+        print(
+            f"error: the demo's scenarios need the demo catalog, and the server's catalog has no {missing}.\n"
+            f"To go back to the demo catalog: rm {installed} (serve then generates it; or "
+            "python -m shared.cli import-catalog --generate 5000), and restart the server if one is running.",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         if server is not None:
             server.shutdown()
@@ -95,21 +115,31 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_catalog(args: argparse.Namespace) -> int:
-    from shared.adapters.catalog.files import load_catalog_file, write_catalog_file
-    from shared.config import Settings
+def _read_catalog(path: Path) -> list[Product] | None:
+    """The products of a catalog file, or None once every bad line has been reported (how
+    import-catalog and serve --catalog answer a bad file)."""
+    from shared.adapters.catalog.files import load_catalog_file
     from shared.domain.catalog import CatalogError
+
+    try:
+        return load_catalog_file(path)
+    except (CatalogError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _import_catalog(args: argparse.Namespace) -> int:
+    from shared.adapters.catalog.files import write_catalog_file
+    from shared.config import Settings
     from shared.domain.catalog_generator import generate_catalog
 
     out = args.out or Settings().catalog_path
     if args.generate:
         products = generate_catalog(args.generate, seed=args.seed)
     elif args.file:
-        try:
-            products = load_catalog_file(args.file)
-        except (CatalogError, FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        if (read := _read_catalog(args.file)) is None:
             return 1
+        products = read
     else:
         print("error: give a catalog FILE or --generate N", file=sys.stderr)
         return 2

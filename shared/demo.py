@@ -76,6 +76,23 @@ class Outcome:
     steps: list[str] = field(default_factory=list)
 
 
+class MissingProduct(LookupError):
+    """The installed catalog lacks a product a scenario is played with (it is written for the demo catalog)."""
+
+
+def _first(results: list[dict], *wanted: Callable[[dict], bool]) -> dict | None:
+    """The first result meeting the first of `wanted` that any result meets."""
+    for test in wanted:
+        for result in results:
+            if test(result):
+                return result
+    return None
+
+
+def _named(words: str) -> Callable[[dict], bool]:
+    return lambda result: words in result["name"].lower()
+
+
 def _top(results: list[dict], n: int = 3) -> str:
     return "; ".join(
         f"{r['rank'] + 1}. {r['name']}" + (f" [{', '.join(r['badges'])}]" if r["badges"] else "") for r in results[:n]
@@ -84,19 +101,28 @@ def _top(results: list[dict], n: int = 3) -> str:
 
 def new_shopper_gets_plant_based_yogurt(api: Api, say: Say, user: str = "demo-oat") -> Outcome:
     """Scenario 1: search "milk", click oat milk, then "yogurt" shows plant-based yogurt first."""
-    milk = api.search(user, "milk", limit=100)
+    query = "milk"
+    milk = api.search(user, query, limit=100)
     say(f"  search 'milk' (new shopper, personalization: {milk['personalization']['reason']}): {_top(milk['results'])}")
-    oat = next(r for r in milk["results"] if "oat milk" in r["name"].lower())
+    oat = _first(milk["results"], _named("oat milk"))
+    if oat is None:  # a bigger catalog: more milks than a shopper scrolls through
+        query = "oat milk"
+        say("  no oat milk in the first 100 results: searches 'oat milk'")
+        oat = _first(api.search(user, query)["results"], _named("oat milk"))
+    if oat is None:
+        raise MissingProduct("oat milk (a product named '... oat milk ...')")
     api.track(
         {
             "event_type": "click_product",
             "user_id": user,
             "product_id": oat["product_id"],
-            "context": {"search_query": "milk", "position": oat["rank"]},
+            "context": {"search_query": query, "position": oat["rank"]},
         }
     )
     say(f"  scrolls to result {oat['rank'] + 1} and clicks '{oat['name']}'")
     yogurt = api.search(user, "yogurt")
+    if not yogurt["results"]:
+        raise MissingProduct("yogurt (search 'yogurt' finds nothing)")
     first = yogurt["results"][0]
     say(f"  search 'yogurt': {_top(yogurt['results'])}")
     passed = "plant-based" in first["attributes"] and yogurt["personalization"]["applied"]
@@ -111,7 +137,12 @@ def scrolled_past_spicy_chips(api: Api, say: Say, user: str = "demo-chips") -> O
     """Scenario 2: scrolling past every spicy chip and clicking "Original" pushes spicy down."""
     before = api.search(user, "chips", limit=20)["results"]
     spicy_before = [r["rank"] for r in before if "spicy" in r["attributes"]]
-    original = next(r for r in before if "original" in r["name"].lower() and "spicy" not in r["attributes"])
+    if not spicy_before:
+        raise MissingProduct("spicy chips (attribute 'spicy') among the first 20 results for 'chips'")
+    mild = [r for r in before if "spicy" not in r["attributes"]]
+    original = _first(mild, _named("original"), lambda result: True)
+    if original is None:
+        raise MissingProduct("chips that are not spicy among the first 20 results for 'chips'")
     scrolls = [
         {
             "event_type": "displayed_but_scrolled",
@@ -153,7 +184,9 @@ def scrolled_past_spicy_chips(api: Api, say: Say, user: str = "demo-chips") -> O
 def bulk_buyer_gets_quantity_two(api: Api, say: Say, user: str = "demo-bulk") -> Outcome:
     """Scenario 3: after buying 2 gallons of milk, the suggested quantity is 2."""
     milk = api.search(user, "whole milk", limit=50)["results"]
-    gallon = next(r for r in milk if r["unit"] == "gal" and r["size"] == 1.0)
+    gallon = _first(milk, lambda r: r["unit"] == "gal" and r["size"] == 1.0, lambda result: True)
+    if gallon is None:
+        raise MissingProduct("whole milk (search 'whole milk' finds nothing)")
     api.track({"event_type": "purchase", "user_id": user, "product_id": gallon["product_id"], "quantity": 2})
     say(f"  buys 2 x '{gallon['name']}'")
     again = api.search(user, "whole milk", limit=50)["results"]

@@ -3,7 +3,8 @@
 Each probe is a cheap real call (a read of a key that does not exist, `SELECT 1`, a listing) with a
 time limit; the answers are kept with when they were taken. A /health call returns the last
 answers at once and, when they are older than `interval_s`, starts the next round in the
-background. The first call waits for the first round at most `first_wait_s`.
+background. It never waits, not even for the first round: a backend not answered yet is
+"unknown". An instance that can, starts the first round as it starts (`start`).
 """
 
 from __future__ import annotations
@@ -30,28 +31,28 @@ class HealthMonitor:
         probes: Mapping[str, Probe | str],
         interval_s: float = 30.0,
         timeout_s: float = 2.0,
-        first_wait_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.probes = probes  # name -> probe, or the reason the backend is disabled
         self.interval_s = interval_s
         self.timeout_s = timeout_s
-        self.first_wait_s = first_wait_s
         self.clock = clock
-        self._results: dict[str, dict[str, Any]] = {}
+        # Each answer as it comes; a disabled backend's is known from the start.
+        self._results: dict[str, dict[str, Any]] = {
+            name: {"status": "disabled", "reason": probe} for name, probe in probes.items() if isinstance(probe, str)
+        }
         self._answered: set[str] = set()
         self._round_id = 0
         self._checked = float("-inf")
         self._round = threading.Lock()
-        self._done = threading.Event()
+        self._write = threading.Lock()  # an answer and its round's "no answer" never cross
+        self.checked = threading.Event()  # set when the first round is over (answered or timed out)
         self._pool = ThreadPoolExecutor(max_workers=len(probes) or 1, thread_name_prefix="health")
 
     def report(self, live: Mapping[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
         """The last known state of each backend (probing again in the background when due), merged
-        with `live` states that cost no I/O (counters, queues); the worse status wins."""
-        if self.clock() - self._checked >= self.interval_s and self._round.acquire(blocking=False):
-            threading.Thread(target=self._check_all, name="health-round", daemon=True).start()
-        self._done.wait(self.first_wait_s)
+        with `live` states that cost no I/O (counters, queues); the worse status wins. Never waits."""
+        self.start()
         unknown = {"status": "unknown", "reason": "first check still running"}
         report = {name: self._results.get(name, unknown) for name in self.probes}
         for name, state in (live or {}).items():
@@ -59,38 +60,41 @@ class HealthMonitor:
             report[name] = probed | state | {"status": worst(probed["status"], *_statuses(state))}
         return report
 
+    def start(self) -> None:
+        """Start a round of probes in the background if one is due and none is running."""
+        if self.clock() - self._checked >= self.interval_s and self._round.acquire(blocking=False):
+            threading.Thread(target=self._check_all, name="health-round", daemon=True).start()
+
     def _check_all(self) -> None:
         try:
             self._round_id += 1
-            futures = {
-                name: self._pool.submit(self._timed, probe) for name, probe in self.probes.items() if callable(probe)
-            }
-            results = {
-                name: {"status": "disabled", "reason": probe}
-                for name, probe in self.probes.items()
-                if isinstance(probe, str)
-            }
+            futures = {}
+            for name, probe in self.probes.items():
+                if callable(probe):
+                    futures[name] = self._pool.submit(self._timed, probe)
+                    futures[name].add_done_callback(functools.partial(self._answer, name, self._round_id))
             deadline = time.monotonic() + self.timeout_s
             for name, future in futures.items():
                 try:
-                    results[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+                    future.result(timeout=max(0.0, deadline - time.monotonic()))
                 except ProbeTimeout:
-                    # A backend that never answered yet may still be opening (a cold instance).
-                    status = "degraded" if name in self._answered else "unknown"
-                    results[name] = {"status": status, "reason": f"no answer within {self.timeout_s:g} s"}
-                    future.add_done_callback(functools.partial(self._late, name, self._round_id))
-            self._results = results
-            self._answered.update(name for name, r in results.items() if r["status"] == "healthy")
+                    with self._write:
+                        if not future.done():  # else its answer is in
+                            # A backend that never answered yet may still be opening (a cold instance).
+                            status = "degraded" if name in self._answered else "unknown"
+                            reason = f"no answer within {self.timeout_s:g} s"
+                            self._results = self._results | {name: {"status": status, "reason": reason}}
             self._checked = self.clock()
-            self._done.set()
+            self.checked.set()
         finally:
             self._round.release()
 
-    def _late(self, name: str, round_id: int, future: Future) -> None:
-        """A probe that answered after the round's time limit: its answer replaces "no answer"."""
-        if round_id == self._round_id and not future.cancelled():
-            self._results = self._results | {name: future.result()}
-            self._answered.add(name)
+    def _answer(self, name: str, round_id: int, future: Future) -> None:
+        """A probe's answer, kept as it comes: a late one replaces its round's "no answer"."""
+        with self._write:
+            if round_id == self._round_id and not future.cancelled():
+                self._results = self._results | {name: future.result()}
+                self._answered.add(name)
 
     @staticmethod
     def _timed(probe: Probe) -> dict[str, Any]:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+import http.client
+import json
+import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from shared.cli import parser
 from shared.demo import SCENARIOS, Api
 from tests.conftest import ROOT
 from tests.e2e.stack import serving
@@ -81,8 +88,19 @@ def test_unknown_path_is_a_json_404(server_url):
     assert status == 404 and body["error"]["code"] == "not_found"
 
 
+def cli_commands() -> list[str]:
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(commands.choices)
+
+
+def test_the_readme_names_every_cli_command():
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if "shared.cli --help" in line)
+    named = [name.strip() for name in line.partition("#")[2].split(", each")[0].split("|")]
+    assert named == cli_commands()
+
+
 def test_cli_help_for_every_command():
-    for command in ("serve", "demo", "import-catalog"):
+    for command in cli_commands():
         done = subprocess.run(
             [sys.executable, "-m", "shared.cli", command, "--help"], cwd=ROOT, capture_output=True, text=True
         )
@@ -107,3 +125,86 @@ def test_import_catalog_reports_bad_rows_and_installs_good_files(tmp_path):
         text=True,
     )
     assert done.returncode == 0 and len(out.read_text().splitlines()) == 300
+
+
+def raw(url: str, method: str, path: str, body: object | None = None) -> tuple[int, str, str]:
+    """One request over a socket to the served stack: (status, Content-Type, body)."""
+    connection = http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=10)
+    try:
+        data = None if body is None else json.dumps(body)
+        connection.request(method, path, data, {} if body is None else {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/api/search/" + "x" * 5000, 414, "uri_too_long"),  # gunicorn's request-line limit
+        ("TRACE", "/health", 405, "method_not_allowed"),
+        ("POST", "/_events/archive_events", 400, "invalid_request"),  # not a 308 redirect to the slash
+        ("GET", "/_events/archive_events/", 405, "method_not_allowed"),
+    ],
+    ids=["uri-too-long", "trace", "event-mount-point", "event-get"],
+)
+def test_every_error_is_json_in_our_format(server_url, method, path, status, code):
+    answer = raw(server_url, method, path, {} if method == "POST" else None)
+    assert answer[:2] == (status, "application/json") and json.loads(answer[2])["error"]["code"] == code, answer
+
+
+def test_an_event_function_is_served_at_its_mount_point_without_a_slash(server_url):
+    push = {"message": {"data": "e30=", "messageId": "m-1", "attributes": {}}, "subscription": "projects/p/s"}
+    status, _, _ = raw(server_url, "POST", "/_events/archive_events", push)
+    assert status == 200  # delivered (a poison message: dead-lettered and acknowledged)
+
+
+def test_serve_reports_a_bad_catalog_line_by_line_as_import_catalog_does(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,name,brand,category,department,price\np1,Milk,Acme,milk,dairy,oops\np2,,Acme,milk,dairy,1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "serve", "--port", "0", "--catalog", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines() == [
+        "error: 2 invalid catalog row(s):",
+        "line 2: price: Input should be a valid number, unable to parse string as a number",
+        "line 3: name: Field required",
+    ]
+
+
+def demo_on(catalog: Path, state: Path) -> subprocess.CompletedProcess:
+    """`shared.cli demo` (its own server in its process) on `catalog`."""
+    env = os.environ | {
+        "LEAFLOAF_CATALOG_PATH": str(catalog),
+        "LEAFLOAF_PROFILE_STORE": "memory",
+        "LEAFLOAF_PRIVACY_PATH": str(state / "privacy.sqlite3"),
+        "LEAFLOAF_PUBLISH_SPOOL_PATH": str(state / "publish-spool.sqlite3"),
+        "LEAFLOAF_BUS_PATH": str(state / "bus.sqlite3"),
+    }
+    command = [sys.executable, "-m", "shared.cli", "demo"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_demo_says_plainly_that_it_needs_the_demo_catalog(tmp_path):
+    catalog = tmp_path / "bakery.csv"
+    catalog.write_text("id,name,brand,category,department,price\nb1,Sourdough Bread,Acme,bread,bakery,4\n")
+    done = demo_on(catalog, tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "the server's catalog has no oat milk" in done.stderr
+    assert f"rm {catalog}" in done.stderr and "import-catalog --generate 5000" in done.stderr
+
+
+def test_the_demo_finds_its_products_in_a_bigger_catalog(tmp_path):
+    """50,000 generated products: oat milk is not among the first 100 'milk' results (StopIteration)."""
+    catalog = tmp_path / "catalog.jsonl"
+    generate = [sys.executable, "-m", "shared.cli", "import-catalog", "--generate", "50000", "--out", str(catalog)]
+    subprocess.run(generate, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    done = demo_on(catalog, tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "searches 'oat milk'" in done.stdout and "of 3 scenarios behaved as the design says." in done.stdout

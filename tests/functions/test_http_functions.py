@@ -241,7 +241,15 @@ def test_an_internal_error_is_a_json_500_and_logged(monkeypatch, caplog):
     assert "unhandled error" in caplog.text
 
 
+def probed() -> None:
+    """The instance's first round of health probes has answered (/health itself never waits for it)."""
+    monitor = bootstrap.container().health
+    monitor.start()
+    assert monitor.checked.wait(10)
+
+
 def test_health_reports_every_backend():
+    probed()
     body = client("check_health").get("/health").get_json()
     assert body["status"] == "healthy"
     backends = body["backends"]
@@ -266,6 +274,7 @@ def test_health_of_a_cached_durable_store(tmp_path):
     client("track_interaction").post(
         "/", json={"event_type": "click_product", "user_id": "u1", "product_id": "oat-milk"}
     )
+    probed()
     store = client("check_health").get("/health").get_json()["backends"]["profile_store"]
     assert store["status"] == "healthy" and store["cached_profiles"] == 1
     assert store["store"]["kind"] == "SqliteProfileStore"
