@@ -20,13 +20,16 @@ if TYPE_CHECKING:
 def _serve(args: argparse.Namespace) -> int:
     from functions.local_server import endpoints, serve
     from shared import bootstrap
+    from shared.config import Settings
     from shared.domain.catalog import Catalog
 
     products = None
-    if args.catalog:  # checked first: a bad file is reported line by line, before anything starts
-        if (products := _read_catalog(args.catalog)) is None:
+    installed = Settings().catalog_path
+    # Checked first: a bad file (given, or the installed one) is reported line by line, before anything starts.
+    if path := args.catalog or (installed if installed.exists() else None):
+        if (products := _read_catalog(path)) is None:
             return 2
-        os.environ["LEAFLOAF_CATALOG_PATH"] = str(args.catalog)
+        os.environ["LEAFLOAF_CATALOG_PATH"] = str(path)
     if args.emulators:
         from shared.emulators import start_cloud_topology
 

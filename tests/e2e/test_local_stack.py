@@ -160,12 +160,18 @@ def test_an_event_function_is_served_at_its_mount_point_without_a_slash(server_u
     assert status == 200  # delivered (a poison message: dead-lettered and acknowledged)
 
 
-def test_serve_reports_a_bad_catalog_line_by_line_as_import_catalog_does(tmp_path):
+@pytest.mark.parametrize("given", [True, False], ids=["--catalog", "installed"])
+def test_serve_reports_a_bad_catalog_line_by_line_as_import_catalog_does(tmp_path, given):
     bad = tmp_path / "bad.csv"
     bad.write_text("id,name,brand,category,department,price\np1,Milk,Acme,milk,dairy,oops\np2,,Acme,milk,dairy,1\n")
+    # Given on the command line, or the installed catalog (LEAFLOAF_CATALOG_PATH) gone bad.
+    flags, env = (
+        (["--catalog", str(bad)], os.environ) if given else ([], os.environ | {"LEAFLOAF_CATALOG_PATH": str(bad)})
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "serve", "--port", "0", "--catalog", str(bad)],
+        [sys.executable, "-m", "shared.cli", "serve", "--port", "0", *flags],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
