@@ -37,6 +37,7 @@ from functions.search import search_personalized
 from functions.tracking import track_interaction
 from shared.bootstrap import container
 from shared.ports.event_bus import EventHandler
+from shared.services.jobs import RUN_ORDER
 
 ROUTES = {
     "/api/interactions/track": track_interaction,
@@ -192,7 +193,7 @@ def start_pipeline(push_base_url: str | None = None) -> threading.Event:
 
     def run_schedules() -> None:  # Cloud Scheduler's part: each schedule once per window
         while not stop.wait(SCHEDULE_CHECK_S):
-            for schedule in ("hourly", "daily"):
+            for schedule in RUN_ORDER:
                 try:
                     services.jobs.run(schedule)
                 except Exception:

@@ -14,12 +14,13 @@ class FeatureStore(ABC):
     """Versioned snapshots of per-shopper and per-product feature documents.
 
     A job run publishes a whole new version; serving instances switch to the newest version
-    lazily (never on the request's time) and read single documents by id.
+    lazily (never on the request's time), never to an older one, and read single documents by id.
     """
 
     @abstractmethod
     def publish(self, version: str, sources: Iterable[tuple[str, Iterable[tuple[str, Document]]]]) -> dict[str, int]:
-        """Write version `version` and make it current.
+        """Write version `version` and make it current, unless a newer version is current: the
+        served version never moves back (and of two publishers racing, the newer wins).
 
         Args:
             version: sortable name of the snapshot (e.g. the window's end).

@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.ports.feature_store import Document, FeatureStore
 from shared.ports.warehouse import Warehouse
-from shared.services.jobs import JOB_RUNS_DDL
+from shared.services.jobs import finished_jobs
 
 log = logging.getLogger(__name__)
 PAGE = 5_000
@@ -126,8 +126,7 @@ class FeaturePublisher:
 
     def publish(self, version: str) -> dict[str, Any]:
         """Build version `version` (named by a time: a window's end, or an erasure's) and serve it."""
-        self.warehouse.query(JOB_RUNS_DDL)  # an erasure may publish before any job has run
-        ran = {row["job"] for row in self.warehouse.query("SELECT DISTINCT job FROM job_runs")}
+        ran = finished_jobs(self.warehouse)  # an erasure may publish before any job has run
         sources = [s for s in SOURCES if s.table in ran]
         erased = set(self.being_erased())
         counts = self.store.publish(version, ((s.kind, self._documents(s, erased)) for s in sources))

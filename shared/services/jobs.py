@@ -2,10 +2,11 @@
 
 A window is the schedule's last completed period (hourly: up to the start of this hour; daily: up
 to midnight UTC); every job recomputes its whole table from events before the window's end, so
-running it twice for a window gives the same table. `job_runs` records each finished job: a run
-for a window skips what is done and resumes where a crashed run stopped. A job counts as done
-when its latest run is for this window (order_lines is shared by both schedules, so a daily run
-between two hourly ones makes the next hourly run rebuild it first).
+running it twice for a window gives the same table. `job_runs` records each finished job under
+(schedule, job, window_end): a run skips what its schedule has done for the window and resumes
+where a crashed run stopped, so a job both schedules share (order_lines) runs once per schedule and
+window. Its one table holds the window of whichever schedule built it last, so it is rebuilt first
+when a later job of the run still has to read it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,10 +28,19 @@ from shared.ports.warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 PERIOD = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
+# Both schedules due at once (the local scheduler): daily first, so the hourly run's snapshot, the
+# newer version, carries the daily tables too.
+RUN_ORDER = ("daily", "hourly")
 JOB_RUNS_DDL = (
-    "CREATE TABLE IF NOT EXISTS job_runs (job STRING, window_end TIMESTAMP, output_rows INT64, "
+    "CREATE TABLE IF NOT EXISTS job_runs (schedule STRING, job STRING, window_end TIMESTAMP, output_rows INT64, "
     "seconds FLOAT64, finished_at TIMESTAMP)"
 )
+# A job_runs table from before schedules were recorded gets the column; its rows (schedule NULL)
+# count for no schedule, so each schedule runs its current window once more.
+JOB_RUNS_MIGRATION = "ALTER TABLE job_runs ADD COLUMN IF NOT EXISTS schedule STRING"
+PUBLISH = "publish"  # the job name a schedule's features publication is recorded under
+_IN_SCHEDULES = Counter(job.name for jobs in SCHEDULES.values() for job in jobs)
+SHARED = frozenset(name for name, schedules in _IN_SCHEDULES.items() if schedules > 1)  # one table, two windows
 NEXT_BASKET_COLUMNS = (("user_id", "STRING"), ("position", "INT64"), ("product_id", "STRING"), ("usual", "BOOL"))
 DAY_SECONDS = 86_400.0
 Logged = tuple[list[LoggedSearch], dict[str, list[Interaction]]]
@@ -39,6 +49,18 @@ TrainRanker = Callable[[datetime, dict[str, list[Basket]], Logged, dict[str, flo
 
 class UnknownSchedule(ValueError):
     """No such schedule or job."""
+
+
+def prepare_job_runs(warehouse: Warehouse) -> None:
+    """Create job_runs, or add the schedule column to one from before it was recorded."""
+    warehouse.query(JOB_RUNS_DDL)
+    warehouse.query(JOB_RUNS_MIGRATION)
+
+
+def finished_jobs(warehouse: Warehouse) -> set[str]:
+    """The jobs that have finished a run, for any window."""
+    prepare_job_runs(warehouse)
+    return {row["job"] for row in warehouse.query("SELECT DISTINCT job FROM job_runs")}
 
 
 def window_end(schedule: str, at: datetime) -> datetime:
@@ -104,12 +126,15 @@ class JobRunner:
             raise UnknownSchedule(f"no job {', '.join(unknown)} in {schedule}: choose from {[j.name for j in jobs]}")
         chosen = [job for job in jobs if not only or job.name in only]
         end = window_end(schedule, at or self.clock())
-        self.warehouse.query(JOB_RUNS_DDL)
-        done = self._latest_windows()
+        prepare_job_runs(self.warehouse)
+        done = set() if force else self._done(schedule, end)
+        built = self._latest_windows()  # the window each table holds now
         started = time.perf_counter()
         report: list[dict[str, Any]] = []
         for number, job in enumerate(chosen, start=1):
-            if not force and done.get(job.name) == end:
+            later = any(other.name not in done for other in chosen[number:])
+            stale = job.name in done and job.name in SHARED and built.get(job.name) != end and later
+            if job.name in done and not stale:
                 log.info("job %s/%s %s: already done for %s", number, len(chosen), job.name, end.isoformat())
                 report.append({"job": job.name, "status": "skipped", "reason": "done for this window"})
                 continue
@@ -117,22 +142,31 @@ class JobRunner:
             job_started = time.perf_counter()
             rows = self._python_job(job.name, end) if job.python else self._run_sql(job, end)
             seconds = time.perf_counter() - job_started
-            self._record(job.name, end, rows, seconds)
+            self._record(schedule, job.name, end, rows, seconds)
+            built[job.name] = end
             log.info("job %s/%s %s: %s rows in %.1f s", number, len(chosen), job.name, rows, seconds)
-            report.append({"job": job.name, "status": "done", "rows": rows, "seconds": round(seconds, 3)})
+            entry = {"job": job.name, "status": "done", "rows": rows, "seconds": round(seconds, 3)}
+            report.append(entry | ({"reason": "its table held another window"} if stale else {}))
         summary: dict[str, Any] = {"schedule": schedule, "window_end": end.isoformat(), "jobs": report}
         # Publish once a window too (the local server asks every minute): again only when a job
         # ran, or when a run stopped between its last job and the publication.
-        published = f"publish_{schedule}"
         ran = any(entry["status"] == "done" for entry in report)
-        if self.after_run is not None and (force or ran or done.get(published) != end):
+        if self.after_run is not None and (ran or PUBLISH not in done):
             publish_started = time.perf_counter()
             features = self.after_run(end)
             documents = features.get("user", 0) + features.get("product", 0)
-            self._record(published, end, documents, time.perf_counter() - publish_started)
+            self._record(schedule, PUBLISH, end, documents, time.perf_counter() - publish_started)
             summary["features"] = features
         summary["seconds"] = round(time.perf_counter() - started, 3)
         return summary
+
+    def _done(self, schedule: str, end: datetime) -> set[str]:
+        """The jobs (and the publication) the schedule has finished for the window ending at `end`."""
+        rows = self.warehouse.query(
+            "SELECT DISTINCT job FROM job_runs WHERE schedule = @schedule AND window_end = @window_end",
+            {"schedule": schedule, "window_end": end},
+        )
+        return {row["job"] for row in rows}
 
     def _latest_windows(self) -> dict[str, datetime]:
         rows = self.warehouse.query(
@@ -147,11 +181,12 @@ class JobRunner:
         self.warehouse.query(f"CREATE OR REPLACE TABLE {job.name} AS\n{sql}", params)
         return int(self.warehouse.query(f"SELECT COUNT(*) AS n FROM {job.name}")[0]["n"])
 
-    def _record(self, name: str, end: datetime, rows: int, seconds: float) -> None:
+    def _record(self, schedule: str, job: str, end: datetime, rows: int, seconds: float) -> None:
+        now = datetime.now(UTC)  # not `clock` (the window's): the table standing is the last one written
         self.warehouse.query(
-            "INSERT INTO job_runs (job, window_end, output_rows, seconds, finished_at) "
-            "VALUES (@job, @window_end, @rows, @seconds, @finished_at)",
-            {"job": name, "window_end": end, "rows": rows, "seconds": seconds, "finished_at": self.clock()},
+            "INSERT INTO job_runs (schedule, job, window_end, output_rows, seconds, finished_at) "
+            "VALUES (@schedule, @job, @window_end, @rows, @seconds, @finished_at)",
+            {"schedule": schedule, "job": job, "window_end": end, "rows": rows, "seconds": seconds, "finished_at": now},
         )
 
     # -- the Python jobs -----------------------------------------------------------------------------
@@ -185,7 +220,7 @@ class JobRunner:
         """The latest `ranking_searches` searches with the outcome of every result they showed (the
         search_outcomes job's table), and their shoppers' events of the year before the window's end
         (older ones are out of every profile memory)."""
-        if "search_outcomes" not in self._latest_windows():
+        if "search_outcomes" not in finished_jobs(self.warehouse):
             return [], {}
         latest = (
             "WITH latest AS (SELECT search_id, MIN(searched_at) AS first_seen FROM search_outcomes "

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.adapters.archive.local import LocalFolderArchive
-from shared.adapters.feature_store.snapshot import SnapshotFeatureStore
+from shared.adapters.feature_store.snapshot import CURRENT, SnapshotFeatureStore
 from shared.adapters.warehouse.duckdb import DuckDbWarehouse
 from shared.datasets import instacart_sample, order_records, purchase_events, read_order_rows
 from shared.domain.catalog import Catalog
@@ -20,8 +20,8 @@ from shared.domain.memory import cycle_of, distinct_days
 from shared.domain.nextbasket import Basket, Params, recommend_from, usual_scores
 from shared.domain.pipeline import warehouse_rows
 from shared.ports.warehouse import WarehouseUnavailable
-from shared.services.features import FeaturePublisher
-from shared.services.jobs import JobRunner
+from shared.services.features import FeaturePublisher, version_name
+from shared.services.jobs import RUN_ORDER, JobRunner, window_end
 from tests.conftest import SMALL_CATALOG
 from tests.emulator_fixtures import new_warehouse
 
@@ -123,6 +123,35 @@ def test_a_window_runs_once_and_a_crashed_run_resumes(warehouse):
     status = {j["job"]: j["status"] for j in resumed["jobs"]}
     assert status["order_lines"] == status["product_associations"] == "skipped"  # done before the crash
     assert status["user_segments"] == status["dietary_patterns"] == "done"
+
+
+def test_a_crashed_run_rebuilds_the_shared_table_the_other_schedule_built_meanwhile(warehouse):
+    crashing = JobRunner(FailingOn(warehouse, "CREATE OR REPLACE TABLE user_segments"), clock=lambda: NOW)
+    with pytest.raises(WarehouseUnavailable):
+        crashing.run("hourly")  # order_lines and product_associations are done for 09:00
+    runner = JobRunner(warehouse, clock=lambda: NOW)
+    runner.run("daily")  # order_lines now holds the lines before midnight
+    status = {j["job"]: j["status"] for j in runner.run("hourly")["jobs"]}
+    assert status["order_lines"] == "done" and status["product_associations"] == "skipped"  # read before the crash
+    assert status["user_segments"] == "done"
+    assert {j["status"] for j in runner.run("hourly")["jobs"]} == {"skipped"}  # and then it settles
+
+
+def test_a_job_runs_table_from_before_schedules_is_migrated(warehouse):
+    columns = "job STRING, window_end TIMESTAMP, output_rows INT64, seconds FLOAT64, finished_at TIMESTAMP"
+    warehouse.query(f"CREATE TABLE job_runs ({columns})")  # as a var/ from before has it
+    warehouse.query(
+        "INSERT INTO job_runs (job, window_end, output_rows, seconds, finished_at) "
+        "VALUES ('order_lines', @end, 3, 0.1, @end)",
+        {"end": window_end("hourly", NOW)},
+    )
+    runner = JobRunner(warehouse, clock=lambda: NOW)
+    first = [runner.run(schedule) for schedule in ("hourly", "daily")]
+    assert first[0]["jobs"][0]["status"] == "done"  # the old row is no schedule's: its window runs once more
+    again = [runner.run(schedule) for schedule in ("hourly", "daily")]
+    assert {j["status"] for summary in again for j in summary["jobs"]} == {"skipped"}
+    schedules = {row["schedule"] for row in warehouse.query("SELECT schedule FROM job_runs WHERE job = 'order_lines'")}
+    assert schedules == {None, "hourly", "daily"}
 
 
 class FailingOn:
@@ -242,3 +271,78 @@ def test_features_are_published_once_a_window_and_again_after_a_failed_publicati
     assert {j["status"] for j in again["jobs"]} == {"skipped"} and again["features"] == {"user": 4, "product": 5}
     third = runner.run("hourly")
     assert "features" not in third and len(published) == 2  # nothing new: nothing republished
+
+
+@pytest.mark.parametrize("order", [("hourly", "daily"), RUN_ORDER])
+def test_both_schedules_settle_and_the_served_snapshot_never_moves_back(tmp_path, warehouse, order):
+    """The local scheduler asks both schedules every minute (with a fixed clock here): each window
+    runs once per schedule and is published once, and CURRENT names the newest version (empty
+    snapshots: the documents are the next test's; bqemulator fails on their ARRAY_AGG(STRUCT(...)))."""
+    archive = LocalFolderArchive(tmp_path / "objects")
+    store = SnapshotFeatureStore(archive, tmp_path / "cache", refresh_s=0)
+    now = [NOW]
+    runner = JobRunner(warehouse, after_run=lambda end: store.publish(version_name(end), []), clock=lambda: now[0])
+    for now[0] in (NOW, NOW + timedelta(hours=1), NOW + timedelta(hours=15), NOW + timedelta(hours=16, minutes=5)):
+        newest = version_name(window_end("hourly", now[0]))  # never before the daily window's end
+        for schedule in order:
+            runner.run(schedule)
+            assert archive.get(CURRENT) == (store.version() or "").encode()
+        assert store.version() == newest
+        stored = archive.list("features/")
+        again = [runner.run(schedule) for schedule in order]  # the next minute, in the same hour
+        assert {j["status"] for summary in again for j in summary["jobs"]} == {"skipped"}
+        assert not any("features" in summary for summary in again)
+        assert archive.list("features/") == stored and store.version() == newest  # nothing written
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb"], indirect=True)  # publishing is the same on any warehouse
+def test_the_local_schedulers_first_round_serves_the_daily_features(tmp_path, warehouse):
+    store = SnapshotFeatureStore(LocalFolderArchive(tmp_path / "objects"), tmp_path / "cache", refresh_s=0)
+    runner = JobRunner(warehouse, after_run=FeaturePublisher(warehouse, store), clock=lambda: NOW)
+    for schedule in RUN_ORDER:
+        runner.run(schedule)
+    product = store.product("oat-yogurt")  # the hourly version, the newer, holds the daily tables too
+    assert product is not None and "similar" in product and "goes_with" in product
+
+
+def test_an_older_publication_never_moves_current_back(tmp_path):
+    archive = LocalFolderArchive(tmp_path / "objects")
+    newer = SnapshotFeatureStore(archive, tmp_path / "newer", refresh_s=0)
+    newer.publish("v2", [("user", [("ann", {"usual": ["new"]})])])
+    older = SnapshotFeatureStore(archive, tmp_path / "older", refresh_s=0)
+    older.publish("v1", [("user", [("ann", {"usual": ["old"]})])])
+    assert archive.get(CURRENT) == b"v2"
+    assert older.version() == "v2" and older.user("ann") == {"usual": ["new"]}  # it serves the current one
+    newer.publish("v1", [("user", [("ann", {"usual": ["old"]})])])
+    assert newer.version() == "v2" and newer.user("ann") == {"usual": ["new"]}  # nor does its own instance
+    assert [o.name for o in archive.list("features/")] == [CURRENT, "features/v2.sqlite3"]  # v1 not even stored
+    newer.publish("v2", [("user", [("ann", {"usual": ["again"]})])])  # the same version again: a forced re-run
+    assert newer.user("ann") == {"usual": ["again"]}
+
+
+class WritesCurrentLate(LocalFolderArchive):
+    """A folder archive where `meanwhile` runs just before the first write of CURRENT: another
+    publisher gets in between this one's look at CURRENT and its write."""
+
+    def __init__(self, root, meanwhile) -> None:
+        super().__init__(root)
+        self.meanwhile = meanwhile
+
+    def put(self, name: str, data: bytes, if_absent: bool = False) -> bool:
+        if name == CURRENT and self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        return super().put(name, data, if_absent)
+
+
+def test_of_two_racing_publishers_the_newer_wins(tmp_path):
+    archive = LocalFolderArchive(tmp_path / "objects")
+    newer = SnapshotFeatureStore(archive, tmp_path / "newer", refresh_s=0)
+    older = SnapshotFeatureStore(
+        WritesCurrentLate(tmp_path / "objects", lambda: newer.publish("v2", [("user", [("ann", {"usual": ["b"]})])])),
+        tmp_path / "older",
+        refresh_s=0,
+    )
+    older.publish("v1", [("user", [("ann", {"usual": ["a"]})])])
+    assert archive.get(CURRENT) == b"v2"
+    assert older.version() == newer.version() == "v2" and older.user("ann") == {"usual": ["b"]}

@@ -1,8 +1,10 @@
 """Feature snapshots as SQLite files in the object store (a folder locally, Cloud Storage in production).
 
 `features/<version>.sqlite3` holds two key-value tables of JSON documents; `features/CURRENT` names
-the version to serve; versions sort by name (the publisher names them by their window's end), and an
-instance only ever moves to a newer one. An instance checks CURRENT at most every `refresh_s`
+the version to serve. Versions sort by name (the publisher names them by a window's end or an
+erasure's time), and neither CURRENT nor an instance ever moves back to an older one: an older
+publication is not stored, and two publishers racing leave CURRENT on the newer (the object store
+has no compare-and-set, so each looks again after writing). An instance checks CURRENT at most every `refresh_s`
 seconds in a background thread, downloads a new version into its cache folder once, and answers
 lookups from the local file (a primary-key read, tens of microseconds), so a snapshot larger than
 memory still serves.
@@ -26,6 +28,7 @@ from shared.refresh import BackgroundRefresh
 log = logging.getLogger(__name__)
 PREFIX = "features/"
 CURRENT = f"{PREFIX}CURRENT"
+SUFFIX = ".sqlite3"
 KINDS = ("user", "product")
 
 
@@ -64,10 +67,16 @@ class SnapshotFeatureStore(FeatureStore):
             db.commit()
             db.close()
             data = path.read_bytes()
-        self.archive.put(_object(version), data)
-        self.archive.put(CURRENT, version.encode())  # written last: readers never see half a version
-        with self._refresh.lock:  # this instance serves what it just published without downloading it
-            self._serve(version, data)
+        current = self._current()
+        if current is None or current <= version:  # an older version is not even stored
+            self.archive.put(_object(version), data)
+            current = self._point_current_at_newest()  # CURRENT written last: readers never see half a version
+        with self._refresh.lock:
+            if current == version and (self._version is None or version >= self._version):
+                self._serve(version, data)  # without downloading what it just published
+            else:
+                log.warning("features %s not served: the newer %s is current", version, current)
+                self._load_current()
         return counts
 
     def user(self, user_id: str) -> Document | None:
@@ -89,14 +98,31 @@ class SnapshotFeatureStore(FeatureStore):
         return datetime.fromisoformat(row[0]) if row else datetime.min.replace(tzinfo=UTC)
 
     def discard_older(self) -> int:
-        current = self.archive.get(CURRENT)
+        current = self._current()
         if current is None:
             return 0
-        keep = _object(current.decode())
-        old = [o.name for o in self.archive.list(PREFIX) if o.name.endswith(".sqlite3") and o.name < keep]
-        for name in old:
-            self.archive.delete(name)
+        old = [version for version in self._stored() if version < current]
+        for version in old:
+            self.archive.delete(_object(version))
         return len(old)
+
+    def _current(self) -> str | None:
+        current = self.archive.get(CURRENT)
+        return current.decode() if current else None
+
+    def _stored(self) -> list[str]:
+        """Every stored version (an object is whole once listed)."""
+        return [o.name[len(PREFIX) : -len(SUFFIX)] for o in self.archive.list(PREFIX) if o.name.endswith(SUFFIX)]
+
+    def _point_current_at_newest(self) -> str:
+        """Make CURRENT name the newest stored version, and return what it names. A publisher that
+        wrote an older version after a newer publisher's write finds the newer one stored when it
+        looks again, and writes it back."""
+        while True:
+            newest, current = max(self._stored()), self._current()
+            if current is not None and current >= newest:
+                return current
+            self.archive.put(CURRENT, newest.encode())
 
     def _read(self, kind: str, key: str) -> Document | None:
         self._refresh.due()  # until the first version arrives, there are no features
@@ -109,8 +135,7 @@ class SnapshotFeatureStore(FeatureStore):
     def _load_current(self) -> None:
         """Download the version CURRENT names, if newer than the one served (runs holding the lock)."""
         try:
-            current = self.archive.get(CURRENT)
-            version = current.decode() if current else None
+            version = self._current()
             if version is None or (self._version is not None and version <= self._version):
                 return
             data = self.archive.get(_object(version))
@@ -132,7 +157,7 @@ class SnapshotFeatureStore(FeatureStore):
 
 
 def _object(version: str) -> str:
-    return f"{PREFIX}{version}.sqlite3"
+    return f"{PREFIX}{version}{SUFFIX}"
 
 
 def _has_meta(db: sqlite3.Connection) -> bool:
