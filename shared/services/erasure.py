@@ -25,7 +25,7 @@ from shared.ports.graph_memory import GraphMemory
 from shared.ports.privacy_store import PrivacyStore
 from shared.ports.profile_store import ProfileStore
 from shared.ports.warehouse import Warehouse
-from shared.services.features import FeaturePublisher, version_name
+from shared.services.features import FeaturePublisher
 from shared.services.pipeline import Archiver
 from shared.services.preferences import PreferencesService
 
@@ -104,7 +104,7 @@ class ErasureService:
         if step == "archive":
             return self.archiver.purge(lambda event: event.get("user_id") not in users)
         if step == "features":  # a version without them (pending users are left out), then drop older ones
-            published = self.publisher.publish(version_name(now))
+            published = self.publisher.republish(now)
             return published | {"versions_discarded": self.features.discard_older()}
         raise ValueError(f"unknown erasure step {step!r}")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.ports.feature_store import Document, FeatureStore
 from shared.ports.warehouse import Warehouse
-from shared.services.jobs import finished_jobs
+from shared.services.jobs import finished_jobs, latest_publication
 
 log = logging.getLogger(__name__)
 PAGE = 5_000
@@ -132,6 +132,17 @@ class FeaturePublisher:
         counts = self.store.publish(version, ((s.kind, self._documents(s, erased)) for s in sources))
         log.info("published features %s from %s: %s", version, [s.table for s in sources], counts)
         return {"version": version, "sources": [s.table for s in sources]} | counts
+
+    def republish(self, now: datetime) -> dict[str, Any]:
+        """The job tables again without the shoppers being erased (an erasure's version).
+
+        Named after the newest window published, so it sorts after that window's version and
+        before the next window's ("20261203T100000Z-erased-20261203T103000Z"): a window published
+        after an erasure is still served, and the snapshot never moves back.
+        """
+        latest = latest_publication(self.warehouse)
+        erasure = version_name(now)
+        return self.publish(erasure if latest is None else f"{version_name(latest)}-erased-{erasure}")
 
     def _documents(self, source: Source, erased: set[str]) -> Iterator[tuple[str, Document]]:
         after = ""

@@ -63,6 +63,13 @@ def finished_jobs(warehouse: Warehouse) -> set[str]:
     return {row["job"] for row in warehouse.query("SELECT DISTINCT job FROM job_runs")}
 
 
+def latest_publication(warehouse: Warehouse) -> datetime | None:
+    """The end of the newest window whose features were published, by any schedule."""
+    prepare_job_runs(warehouse)
+    rows = warehouse.query("SELECT MAX(window_end) AS window_end FROM job_runs WHERE job = @job", {"job": PUBLISH})
+    return rows[0]["window_end"] if rows else None
+
+
 def window_end(schedule: str, at: datetime) -> datetime:
     """The end of the schedule's last completed period at `at` (UTC)."""
     at = at.astimezone(UTC)
