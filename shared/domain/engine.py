@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 from collections import defaultdict
@@ -168,37 +167,65 @@ class ProfileEngine:
             profile.add((den * n + cls,), weight, t, factor)
         return Applied(True, name, weight)
 
-    def compact(self, profile: Profile, now: float, max_facets: int | None = None) -> None:
-        """Forget what has expired, then keep at most `max_facets` facets (None: no bound).
+    def compact(self, profile: Profile, now: float, max_bytes: int | None = None) -> None:
+        """Forget what has expired, then shed the weakest facets until `encode` fits in `max_bytes`.
 
-        First every accumulator whose memory has ended goes: reads at `now` or later are unchanged.
-        Then, past `max_facets` facets (a facet is a key with all its decay classes), the weakest
-        facets go first: a facet's strength is its largest |decayed value| at `now` over its classes,
-        the purchase memory's counts included; the price accumulators always stay. A product's
-        preferred quantity lives as long as its facet does, and the profile's own keys that nothing
-        uses any more are forgotten.
+        First every accumulator whose memory has ended goes: reads at `now` or later are unchanged
+        (preferred quantities stay, and with them whether a product was bought before). Then, only if
+        the encoded profile is larger than `max_bytes` (None: no bound), whole facets (a key with all
+        its decay classes and, for a product, its preferred quantity) go, weakest first, until the
+        rest fits: a facet's strength is its largest |decayed value| at `now` over its classes, the
+        purchase memory's counts included (a quantity alone is strength 0). The price accumulators
+        always stay. The profile's own keys that nothing uses any more are forgotten.
         """
-        n, memory, price = self._n, self._memory_s, self._price_ids
+        n, memory = self._n, self._memory_s
         live = [(a, v, r) for a, v, r in profile.accumulators() if now - r <= memory[a % n]]
-        facets = {a // n for a, _, _ in live}
-        if max_facets is not None and len(facets - set(price)) > max_facets:
-            strength: dict[int, float] = {}
-            for acc_id, value, ref in live:
-                fid, cls = divmod(acc_id, n)
-                if fid not in price:
-                    strength[fid] = max(
-                        strength.get(fid, 0.0), abs(decayed(value, ref, now, self._classes[cls][1].factor))
-                    )
-            facets = {*heapq.nlargest(max_facets, strength, key=strength.__getitem__), *price}
-            live = [acc for acc in live if acc[0] // n in facets]
-        quantities = [(fid, q) for fid, q in profile.quantities() if fid in facets]
+        self._keep(profile, live, list(profile.quantities()))
+        if max_bytes is not None and len(self.encode(profile)) > max_bytes:
+            kept = self._strongest(profile, now, max_bytes)
+            self._keep(
+                profile,
+                [acc for acc in profile.accumulators() if acc[0] // n in kept],
+                [(fid, q) for fid, q in profile.quantities() if fid in kept],
+            )
+
+    def _keep(
+        self, profile: Profile, accumulators: list[tuple[int, float, int]], quantities: list[tuple[int, int]]
+    ) -> None:
+        """Keep only these accumulators and quantities, and the profile's own keys they use."""
+        n = self._n
         own = profile.local_keys()
+        facets = {a // n for a, _, _ in accumulators} | {fid for fid, _ in quantities}
         used = sorted((fid for fid in facets if fid < 0), reverse=True)  # -1, -2, ...: their old order
-        renumber = {old: -i - 1 for i, old in enumerate(used)}
-        if len(used) < len(own):
-            live = [(renumber.get(a // n, a // n) * n + a % n, v, r) for a, v, r in live]
+        if len(used) < len(own):  # renumber the local ids still used to -1, -2, ...
+            renumber = {old: -i - 1 for i, old in enumerate(used)}
+            accumulators = [(renumber.get(a // n, a // n) * n + a % n, v, r) for a, v, r in accumulators]
             quantities = [(renumber.get(fid, fid), q) for fid, q in quantities]
-        profile.load(live, profile.recent(), quantities, [own[-fid - 1] for fid in used])
+        profile.load(accumulators, profile.recent(), quantities, [own[-fid - 1] for fid in used])
+
+    def _strongest(self, profile: Profile, now: float, max_bytes: int) -> set[int]:
+        """The facets to keep so the encoded profile fits in max_bytes: the strongest first."""
+        n, price = self._n, self._price_ids
+        names = [name for name, _ in self._classes]
+        strength: dict[int, float] = {}
+        cost: dict[int, int] = defaultdict(int)  # each facet's exact bytes in `encode`, its commas included
+        for acc_id, value, ref in profile.accumulators():
+            fid, cls = divmod(acc_id, n)
+            if fid not in price:
+                part = decayed(value, ref, now, self._classes[cls][1].factor)
+                strength[fid] = max(strength.get(fid, 0.0), abs(part))
+                cost[fid] += len(_compact_json([self._key(profile, fid), names[cls], value, ref])) + 1
+        for fid, q in profile.quantities():
+            strength.setdefault(fid, 0.0)
+            cost[fid] += len(_compact_json([self._key(profile, fid), q])) + 1
+        budget = max_bytes - (len(self.encode(profile)) - sum(cost.values())) - 2  # less the rest, two commas
+        kept = set(price)
+        for fid in sorted(strength, key=strength.__getitem__, reverse=True):
+            budget -= cost[fid]
+            if budget < 0:
+                break
+            kept.add(fid)
+        return kept
 
     # -- reading ---------------------------------------------------------------------------
     def read(
@@ -280,7 +307,7 @@ class ProfileEngine:
             "recent": profile.recent(),
             "qty": [[self._key(profile, fid), q] for fid, q in profile.quantities()],
         }
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return _compact_json(doc).encode()
 
     def decode(self, user_id: str, data: bytes) -> Profile:
         """The inverse of `encode`; accumulators of decay classes the rules no longer have are dropped."""
@@ -347,3 +374,7 @@ class ProfileEngine:
             if abs(part) > best.get(fid, (0.0, 0))[0]:
                 best[fid] = (abs(part), cls)
         return self._affinities(sums, best, history)
+
+
+def _compact_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
