@@ -25,6 +25,7 @@ PRICE_NUM, PRICE_DEN = "price:num", "price:den"
 HISTORY_FACETS = frozenset(("product", "brand", "category"))  # what the long-horizon purchase memory counts
 HISTORY_COUNT = {EventType.PURCHASE: 1.0, EventType.RETURNED: -1.0}
 ProductPlan = tuple[tuple[tuple[str, int], ...], float | None]
+FORGOTTEN = 1e-6  # an expired accumulator smaller than this is dropped: reinforced again, it would add less
 Term = int | str  # in a read: an instance facet id, or the key of a profile's own facet (summed by key)
 
 
@@ -170,16 +171,23 @@ class ProfileEngine:
     def compact(self, profile: Profile, now: float, max_bytes: int | None = None) -> None:
         """Forget what has expired, then shed the weakest facets until `encode` fits in `max_bytes`.
 
-        First every accumulator whose memory has ended goes: reads at `now` or later are unchanged
-        (preferred quantities stay, and with them whether a product was bought before). Then, only if
+        First every accumulator whose memory has ended and whose decayed value is below FORGOTTEN
+        goes: reads at `now` are unchanged, and so are later ones to within FORGOTTEN per accumulator
+        (an expired accumulator counts again, decayed, if its facet and class are reinforced).
+        Preferred quantities stay, and with them whether a product was bought before. Then, only if
         the encoded profile is larger than `max_bytes` (None: no bound), whole facets (a key with all
         its decay classes and, for a product, its preferred quantity) go, weakest first, until the
-        rest fits: a facet's strength is its largest |decayed value| at `now` over its classes, the
-        purchase memory's counts included (a quantity alone is strength 0). The price accumulators
-        always stay. The profile's own keys that nothing uses any more are forgotten.
+        rest fits: a facet's strength is its largest |decayed value| at `now` over the classes it is
+        still remembered in, the purchase memory's counts included (expired ones and a quantity
+        alone count 0). The price accumulators always stay. The profile's own keys that nothing
+        uses any more are forgotten.
         """
-        n, memory = self._n, self._memory_s
-        live = [(a, v, r) for a, v, r in profile.accumulators() if now - r <= memory[a % n]]
+        n, memory, classes = self._n, self._memory_s, self._classes
+        live = [
+            (a, v, r)
+            for a, v, r in profile.accumulators()
+            if now - r <= memory[a % n] or abs(decayed(v, r, now, classes[a % n][1].factor)) >= FORGOTTEN
+        ]
         self._keep(profile, live, list(profile.quantities()))
         if max_bytes is not None and len(self.encode(profile)) > max_bytes:
             kept = self._strongest(profile, now, max_bytes)
@@ -206,18 +214,23 @@ class ProfileEngine:
     def _strongest(self, profile: Profile, now: float, max_bytes: int) -> set[int]:
         """The facets to keep so the encoded profile fits in max_bytes: the strongest first."""
         n, price = self._n, self._price_ids
-        names = [name for name, _ in self._classes]
+        names = [len(name) for name, _ in self._classes]
+        key_bytes: dict[int, int] = {}
         strength: dict[int, float] = {}
         cost: dict[int, int] = defaultdict(int)  # each facet's exact bytes in `encode`, its commas included
         for acc_id, value, ref in profile.accumulators():
             fid, cls = divmod(acc_id, n)
             if fid not in price:
-                part = decayed(value, ref, now, self._classes[cls][1].factor)
+                if fid not in key_bytes:
+                    key_bytes[fid] = _json_len(self._key(profile, fid))
+                remembered = now - ref <= self._memory_s[cls]
+                part = decayed(value, ref, now, self._classes[cls][1].factor) if remembered else 0.0
                 strength[fid] = max(strength.get(fid, 0.0), abs(part))
-                cost[fid] += len(_compact_json([self._key(profile, fid), names[cls], value, ref])) + 1
+                # [key,"class",value,ref], as json.dumps writes it (floats by repr), and a comma
+                cost[fid] += key_bytes[fid] + names[cls] + len(repr(value)) + len(str(ref)) + 8
         for fid, q in profile.quantities():
             strength.setdefault(fid, 0.0)
-            cost[fid] += len(_compact_json([self._key(profile, fid), q])) + 1
+            cost[fid] += _json_len(self._key(profile, fid)) + len(str(q)) + 4  # [key,q],
         budget = max_bytes - (len(self.encode(profile)) - sum(cost.values())) - 2  # less the rest, two commas
         kept = set(price)
         for fid in sorted(strength, key=strength.__getitem__, reverse=True):
@@ -378,3 +391,10 @@ class ProfileEngine:
 
 def _compact_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def _json_len(text: str) -> int:
+    """len(json.dumps(text)), without the call for printable ASCII (nothing but " and \\ escaped)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text) + 2
+    return len(_compact_json(text))
