@@ -210,7 +210,7 @@ def test_past_the_bound_the_weakest_facets_go_and_the_strongest_read_the_same():
     assert len(engine.encode(profile)) <= 8_192
     kept = after.scores.keys() | after.history.keys()
     products = sorted(int(k.removeprefix("product:new-")) for k in kept if k.startswith("product:new-"))
-    assert 0 < products[0] and products == list(range(products[0], 200))  # the newest, strongest, stay
+    assert products[0] > 0 and products == list(range(products[0], 200))  # the newest, strongest, stay
     assert after.scores == {k: before.scores[k] for k in after.scores}  # what stays reads the same
     assert after.history == {k: before.history[k] for k in after.history}
     assert after.price_preference == before.price_preference  # the price accumulators always stay
