@@ -305,6 +305,7 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
             engine,
             spool=SqliteEventSpool(settings.profile_spool_path),
             apply=engine.apply,
+            compact=lambda profile, now: engine.compact(profile, now, settings.profile_max_stored_bytes),
             flush_interval_s=settings.profile_flush_interval_s,
             max_staleness_s=settings.profile_max_staleness_s,
             max_entries=settings.profile_cache_entries,

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     profile_cache_bytes: int = Field(default=256 * 2**20, ge=1)
     profile_cache_ttl_s: float = Field(default=3600.0, gt=0)
     profile_spool_path: Path = ROOT / "var" / "profile-spool.sqlite3"  # events waiting through an outage
+    # Each write-behind compacts the profile: past this encoded size, its weakest facets go (half of
+    # Firestore's 1 MiB document limit; 5 years of a heavy shopper's activity take about 300 KB).
+    profile_max_stored_bytes: int = Field(default=512 * 2**10, ge=4096)
     # Firestore reads on the request path (one attempt). The read that discovers an outage may
     # take this long; later requests are answered from the cache without waiting.
     profile_read_timeout_s: float = Field(default=0.2, gt=0)

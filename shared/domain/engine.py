@@ -25,6 +25,8 @@ PRICE_NUM, PRICE_DEN = "price:num", "price:den"
 HISTORY_FACETS = frozenset(("product", "brand", "category"))  # what the long-horizon purchase memory counts
 HISTORY_COUNT = {EventType.PURCHASE: 1.0, EventType.RETURNED: -1.0}
 ProductPlan = tuple[tuple[tuple[str, int], ...], float | None]
+FORGOTTEN = 1e-6  # an expired accumulator smaller than this is dropped: reinforced again, it would add less
+Term = int | str  # in a read: an instance facet id, or the key of a profile's own facet (summed by key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +79,29 @@ def purchase_kind(event: Interaction, rules: Rules, bought_before: bool) -> str:
 
 
 class ProfileEngine:
-    """Pure domain logic over profiles; one instance per function instance (holds the facet index)."""
+    """Pure domain logic over profiles; one instance per function instance (holds the facet index).
+
+    The facet index holds the catalog's keys only, so it is bounded by the catalog; keys the
+    catalog does not know (unknown products, their brands, categories and attributes) live in the
+    profile that uses them, bounded with it by `compact`.
+    """
 
     def __init__(self, rules: Rules, catalog: Catalog, dedup_window: int = 32) -> None:
         self.rules = rules
         self.catalog = catalog
         self.dedup_window = dedup_window
         self.facets = FacetIndex()
+        self._price_ids = (self.facets.add(PRICE_NUM), self.facets.add(PRICE_DEN))
+        for product in catalog.products:  # a new catalog would only add its keys the same way
+            for _, key in catalog.keys(product.id):
+                self.facets.add(key)
         # The live decay classes, then the ranking's long-horizon purchase memory (left out of affinities).
         self._classes = [*rules.decay.items(), (HISTORY, rules.ranking.history)]
         self._n = len(self._classes)
         self._history = self._n - 1
         self._class_of = rules.decay_index | {HISTORY: self._history}
         self._purchase_classes = {self._class_of[rules.signals[kind].decay] for kind in PURCHASE_KINDS}
-        self._price_ids = (self.facets.id_of(PRICE_NUM), self.facets.id_of(PRICE_DEN))
+        self._memory_s = [decay.memory_days * 86_400.0 for _, decay in self._classes]
         # Per signal: the rules entry, its decay class index and factor, the facets it speaks about.
         self._plans = {
             name: (signal, self._class_of[signal.decay], rules.decay[signal.decay].factor, frozenset(signal.facets))
@@ -98,16 +109,31 @@ class ProfileEngine:
         }
         self._catalog_plans: dict[str, ProductPlan] = {}  # bounded by the catalog
 
-    def _product_plan(self, event: Interaction) -> ProductPlan:
+    def _product_plan(self, event: Interaction, profile: Profile) -> ProductPlan:
         """(facet, facet id) pairs of the event's product (the product first) and its price level."""
         pid = event.product_id or ""
         plan = self._catalog_plans.get(pid) if event.price is None else None
         if plan is None:
             facts = facts_for(event, self.catalog)
-            plan = (tuple((facet, self.facets.id_of(key)) for facet, key in facts.keys), facts.price_ratio)
-            if event.price is None and self.catalog.get(pid) is not None:
+            plan = (tuple((facet, self._fid(profile, key)) for facet, key in facts.keys), facts.price_ratio)
+            if event.price is None and self.catalog.get(pid) is not None:  # catalog keys: instance ids only
                 self._catalog_plans[pid] = plan
         return plan
+
+    def _fid(self, profile: Profile, key: str) -> int:
+        """The instance's id of a catalog key, else the profile's own id for it."""
+        fid = self.facets.get(key)
+        return profile.local_id(key) if fid is None else fid
+
+    def _key(self, profile: Profile, fid: int) -> str:
+        return self.facets.key_of(fid) if fid >= 0 else profile.local_key(fid)
+
+    def _term(self, key: str) -> Term:
+        fid = self.facets.get(key)
+        return key if fid is None else fid
+
+    def _name(self, term: Term) -> str:
+        return term if isinstance(term, str) else self.facets.key_of(term)
 
     # -- writing ---------------------------------------------------------------------------
     def apply(self, profile: Profile, event: Interaction) -> Applied:
@@ -118,7 +144,7 @@ class ProfileEngine:
         profile.remember(digest, self.dedup_window)
         if event.event_type is EventType.SEARCH:  # kept for the pipeline, no profile signal
             return Applied(True)
-        fids, price_ratio = self._product_plan(event)
+        fids, price_ratio = self._product_plan(event, profile)
         product_fid = fids[0][1]
         t = event.epoch_seconds
         n = self._n
@@ -142,10 +168,77 @@ class ProfileEngine:
             profile.add((den * n + cls,), weight, t, factor)
         return Applied(True, name, weight)
 
-    def compact(self, profile: Profile, now: float) -> None:
-        """Drop accumulators whose memory has ended; reads at `now` or later are unchanged."""
-        memory = [c.memory_days * 86_400.0 for _, c in self._classes]
-        profile.keep(lambda acc_id, ref: now - ref <= memory[acc_id % self._n])
+    def compact(self, profile: Profile, now: float, max_bytes: int | None = None) -> None:
+        """Forget what has expired, then shed the weakest facets until `encode` fits in `max_bytes`.
+
+        First every accumulator whose memory has ended and whose decayed value is below FORGOTTEN
+        goes: reads at `now` are unchanged, and so are later ones to within FORGOTTEN per accumulator
+        (an expired accumulator counts again, decayed, if its facet and class are reinforced).
+        Preferred quantities stay, and with them whether a product was bought before. Then, only if
+        the encoded profile is larger than `max_bytes` (None: no bound), whole facets (a key with all
+        its decay classes and, for a product, its preferred quantity) go, weakest first, until the
+        rest fits: a facet's strength is its largest |decayed value| at `now` over the classes it is
+        still remembered in, the purchase memory's counts included (expired ones and a quantity
+        alone count 0). The price accumulators always stay. The profile's own keys that nothing
+        uses any more are forgotten.
+        """
+        n, memory, classes = self._n, self._memory_s, self._classes
+        live = [
+            (a, v, r)
+            for a, v, r in profile.accumulators()
+            if now - r <= memory[a % n] or abs(decayed(v, r, now, classes[a % n][1].factor)) >= FORGOTTEN
+        ]
+        self._keep(profile, live, list(profile.quantities()))
+        if max_bytes is not None and len(self.encode(profile)) > max_bytes:
+            kept = self._strongest(profile, now, max_bytes)
+            self._keep(
+                profile,
+                [acc for acc in profile.accumulators() if acc[0] // n in kept],
+                [(fid, q) for fid, q in profile.quantities() if fid in kept],
+            )
+
+    def _keep(
+        self, profile: Profile, accumulators: list[tuple[int, float, int]], quantities: list[tuple[int, int]]
+    ) -> None:
+        """Keep only these accumulators and quantities, and the profile's own keys they use."""
+        n = self._n
+        own = profile.local_keys()
+        facets = {a // n for a, _, _ in accumulators} | {fid for fid, _ in quantities}
+        used = sorted((fid for fid in facets if fid < 0), reverse=True)  # -1, -2, ...: their old order
+        if len(used) < len(own):  # renumber the local ids still used to -1, -2, ...
+            renumber = {old: -i - 1 for i, old in enumerate(used)}
+            accumulators = [(renumber.get(a // n, a // n) * n + a % n, v, r) for a, v, r in accumulators]
+            quantities = [(renumber.get(fid, fid), q) for fid, q in quantities]
+        profile.load(accumulators, profile.recent(), quantities, [own[-fid - 1] for fid in used])
+
+    def _strongest(self, profile: Profile, now: float, max_bytes: int) -> set[int]:
+        """The facets to keep so the encoded profile fits in max_bytes: the strongest first."""
+        n, price = self._n, self._price_ids
+        names = [len(name) for name, _ in self._classes]
+        key_bytes: dict[int, int] = {}
+        strength: dict[int, float] = {}
+        cost: dict[int, int] = defaultdict(int)  # each facet's exact bytes in `encode`, its commas included
+        for acc_id, value, ref in profile.accumulators():
+            fid, cls = divmod(acc_id, n)
+            if fid not in price:
+                if fid not in key_bytes:
+                    key_bytes[fid] = _json_len(self._key(profile, fid))
+                remembered = now - ref <= self._memory_s[cls]
+                part = decayed(value, ref, now, self._classes[cls][1].factor) if remembered else 0.0
+                strength[fid] = max(strength.get(fid, 0.0), abs(part))
+                # [key,"class",value,ref], as json.dumps writes it (floats by repr), and a comma
+                cost[fid] += key_bytes[fid] + names[cls] + len(repr(value)) + len(str(ref)) + 8
+        for fid, q in profile.quantities():
+            strength.setdefault(fid, 0.0)
+            cost[fid] += _json_len(self._key(profile, fid)) + len(str(q)) + 4  # [key,q],
+        budget = max_bytes - (len(self.encode(profile)) - sum(cost.values())) - 2  # less the rest, two commas
+        kept = set(price)
+        for fid in sorted(strength, key=strength.__getitem__, reverse=True):
+            budget -= cost[fid]
+            if budget < 0:
+                break
+            kept.add(fid)
+        return kept
 
     # -- reading ---------------------------------------------------------------------------
     def read(
@@ -158,9 +251,9 @@ class ProfileEngine:
         decay classes in `ignore` (e.g. "purchase", when the shopper turned purchase history off)
         are left out.
         """
-        sums: dict[int, float] = defaultdict(float)
-        best: dict[int, tuple[float, int]] = {}
-        history: dict[int, tuple[float, float]] = {}
+        sums: dict[Term, float] = defaultdict(float)
+        best: dict[Term, tuple[float, int]] = {}
+        history: dict[Term, tuple[float, float]] = {}
         ignored = {self._class_of[name] for name in ignore}
         if ignored & self._purchase_classes:
             ignored.add(self._history)  # the long horizon is what purchases taught too
@@ -177,14 +270,16 @@ class ProfileEngine:
         self,
         profile: Profile,
         now: float,
-        sums: dict[int, float],
-        best: dict[int, tuple[float, int]],
-        history: dict[int, tuple[float, float]],
+        sums: dict[Term, float],
+        best: dict[Term, tuple[float, int]],
+        history: dict[Term, tuple[float, float]],
         ignored: frozenset[int] = frozenset(),
     ) -> None:
         """Add the profile's decayed accumulators at `now` into `sums` (uncapped) and `best`, and
-        its long-horizon purchase memory into `history` (count, days since the latest purchase)."""
+        its long-horizon purchase memory into `history` (count, days since the latest purchase).
+        The profile's own facets are summed by key: two profiles' local ids do not agree."""
         for acc_id, value, ref in profile.accumulators():
+            fid: Term
             fid, cls = divmod(acc_id, self._n)
             if cls in ignored:
                 continue
@@ -192,6 +287,8 @@ class ProfileEngine:
             if now - ref > decay.memory_days * 86_400.0:
                 continue
             part = decayed(value, ref, now, decay.factor)
+            if fid < 0:
+                fid = profile.local_key(fid)
             if cls == self._history:
                 history[fid] = (part, max(0.0, now - ref) / 86_400.0)
                 continue
@@ -200,47 +297,46 @@ class ProfileEngine:
                 best[fid] = (abs(part), cls)
 
     def _affinities(
-        self, sums: dict[int, float], best: dict[int, tuple[float, int]], history: dict[int, tuple[float, float]]
+        self, sums: dict[Term, float], best: dict[Term, tuple[float, int]], history: dict[Term, tuple[float, float]]
     ) -> Affinities:
         num, den = self._price_ids
         den_sum = sums.pop(den, 0.0)
         num_sum = sums.pop(num, 0.0)
         cap = self.rules.score_cap
-        scores = {self.facets.key_of(f): clip(s, cap) for f, s in sums.items()}
-        dominant = {self.facets.key_of(f): self._classes[c][0] for f, (_, c) in best.items() if f in sums}
+        scores = {self._name(f): clip(s, cap) for f, s in sums.items()}
+        dominant = {self._name(f): self._classes[c][0] for f, (_, c) in best.items() if f in sums}
         # The prior pulls the preference toward neutral until there is enough evidence.
         price = num_sum / (den_sum + self.rules.price_prior_weight) if den_sum > 1e-9 else None
-        return Affinities(scores, dominant, price, {self.facets.key_of(f): h for f, h in history.items()})
+        return Affinities(scores, dominant, price, {self._name(f): h for f, h in history.items()})
 
     # -- persistence -------------------------------------------------------------------------
     def encode(self, profile: Profile) -> bytes:
-        """A portable document: facet keys and class names, not this instance's interned ids."""
+        """A portable document: facet keys and class names, not this instance's or profile's ids."""
         names = [name for name, _ in self._classes]
+        n = self._n
         doc = {
             "v": 1,
-            "acc": [[self.facets.key_of(a // self._n), names[a % self._n], v, r] for a, v, r in profile.accumulators()],
+            "acc": [[self._key(profile, a // n), names[a % n], v, r] for a, v, r in profile.accumulators()],
             "recent": profile.recent(),
-            "qty": [[self.facets.key_of(fid), q] for fid, q in profile.quantities()],
+            "qty": [[self._key(profile, fid), q] for fid, q in profile.quantities()],
         }
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return _compact_json(doc).encode()
 
     def decode(self, user_id: str, data: bytes) -> Profile:
         """The inverse of `encode`; accumulators of decay classes the rules no longer have are dropped."""
         doc = json.loads(data)
         profile = Profile(user_id)
-        profile.load(
-            (
-                (self.facets.id_of(key) * self._n + self._class_of[name], float(value), int(ref))
-                for key, name, value, ref in doc["acc"]
-                if name in self._class_of
-            ),
-            doc["recent"],
-            ((self.facets.id_of(key), int(q)) for key, q in doc["qty"]),
-        )
+        accumulators = [
+            (self._fid(profile, key) * self._n + self._class_of[name], float(value), int(ref))
+            for key, name, value, ref in doc["acc"]
+            if name in self._class_of
+        ]
+        quantities = [(self._fid(profile, key), int(q)) for key, q in doc["qty"]]
+        profile.load(accumulators, doc["recent"], quantities, profile.local_keys())
         return profile
 
     def preferred_quantities(self, profile: Profile) -> dict[str, int]:
-        return {self.facets.key_of(fid).split(":", 1)[1]: q for fid, q in profile.quantities()}
+        return {self._key(profile, fid).split(":", 1)[1]: q for fid, q in profile.quantities()}
 
     # -- the batch reference (tests and benchmarks) -----------------------------------------
     def reference(self, events: Iterable[Interaction], now: float) -> Affinities:
@@ -248,7 +344,7 @@ class ProfileEngine:
 
         Events are taken in arrival order (it decides first_time vs repeat); duplicate ids count once.
         """
-        interactions: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+        interactions: dict[tuple[Term, int], list[tuple[float, float]]] = defaultdict(list)
         seen: set[str] = set()
         bought: set[str] = set()
         for event in events:
@@ -264,22 +360,20 @@ class ProfileEngine:
             if event.event_type in HISTORY_COUNT:
                 for facet, key in facts.keys:
                     if facet in HISTORY_FACETS:
-                        interactions[(self.facets.id_of(key), self._history)].append(
-                            (HISTORY_COUNT[event.event_type], t)
-                        )
+                        interactions[(self._term(key), self._history)].append((HISTORY_COUNT[event.event_type], t))
             signal = self.rules.signals[name]
             weight = signal.weight_for(event.context.time_on_page)
             if weight == 0.0:
                 continue
             cls = self._class_of[signal.decay]
             for key in facts.keys_for(signal.facets):
-                interactions[(self.facets.id_of(key), cls)].append((weight, t))
+                interactions[(self._term(key), cls)].append((weight, t))
             if weight > 0 and facts.price_ratio is not None:
                 interactions[(self._price_ids[0], cls)].append((weight * facts.price_ratio, t))
                 interactions[(self._price_ids[1], cls)].append((weight, t))
-        sums: dict[int, float] = defaultdict(float)
-        best: dict[int, tuple[float, int]] = {}
-        history: dict[int, tuple[float, float]] = {}
+        sums: dict[Term, float] = defaultdict(float)
+        best: dict[Term, tuple[float, int]] = {}
+        history: dict[Term, tuple[float, float]] = {}
         for (fid, cls), items in interactions.items():
             decay = self._classes[cls][1]
             latest = max(t for _, t in items)
@@ -293,3 +387,14 @@ class ProfileEngine:
             if abs(part) > best.get(fid, (0.0, 0))[0]:
                 best[fid] = (abs(part), cls)
         return self._affinities(sums, best, history)
+
+
+def _compact_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _json_len(text: str) -> int:
+    """len(json.dumps(text)), without the call for printable ASCII (nothing but " and \\ escaped)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text) + 2
+    return len(_compact_json(text))

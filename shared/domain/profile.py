@@ -16,7 +16,7 @@ import bisect
 import math
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 DAY = 86_400.0
@@ -33,27 +33,43 @@ def event_hash(event_id: str) -> int:
 
 
 class FacetIndex:
-    """Interns facet keys ("brand:oatly") to small ints shared by every profile of an instance."""
+    """Interns facet keys ("brand:oatly") to small ints shared by every profile of an instance.
+
+    It holds only keys the engine adds (the catalog's, and the price accumulators'), so it is
+    bounded by the catalog; a key the catalog does not know lives in the profile that uses it
+    (`Profile.local_id`). A new catalog only needs its keys added.
+    """
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
         self._keys: list[str] = []
 
-    def id_of(self, key: str) -> int:
+    def add(self, key: str) -> int:
         fid = self._ids.get(key)
         if fid is None:
             fid = self._ids[key] = len(self._keys)
             self._keys.append(key)
         return fid
 
+    def get(self, key: str) -> int | None:
+        return self._ids.get(key)
+
     def key_of(self, fid: int) -> str:
         return self._keys[fid]
 
+    def __len__(self) -> int:
+        return len(self._keys)
+
 
 class Profile:
-    """One shopper's accumulators, idempotency window and preferred quantities."""
+    """One shopper's accumulators, idempotency window, preferred quantities and own facet keys.
 
-    __slots__ = ("_ids", "_quantities", "_recent", "_refs", "_values", "user_id")
+    A facet id is either the instance's (`FacetIndex`, >= 0) or this profile's own (-1, -2, ...)
+    for a key the catalog does not know; the accumulator id fid * n_classes + class index stays
+    decodable with divmod for both.
+    """
+
+    __slots__ = ("_ids", "_local_ids", "_local_keys", "_quantities", "_recent", "_refs", "_values", "user_id")
 
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
@@ -62,6 +78,8 @@ class Profile:
         self._refs = array("I")  # epoch seconds (rounded up) of the latest interaction
         self._recent = array("Q")  # hashes of the latest applied event ids
         self._quantities = array("i")  # flat pairs: product facet id, last purchased quantity
+        self._local_keys: list[str] | None = None  # key of local facet id -(i + 1); None until one is needed
+        self._local_ids: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -89,23 +107,41 @@ class Profile:
         """(accumulator id, value at ref, ref) triples."""
         return zip(self._ids, self._values, self._refs, strict=True)
 
-    def keep(self, predicate: Callable[[int, int], bool]) -> None:
-        """Drop every accumulator for which predicate(acc_id, ref) is false."""
-        self.load([(a, v, r) for a, v, r in self.accumulators() if predicate(a, r)], self._recent, self.quantities())
-
     def load(
         self,
         accumulators: Iterable[tuple[int, float, int]],
         recent: Iterable[int],
         quantities: Iterable[tuple[int, int]],
+        local_keys: Iterable[str] = (),
     ) -> None:
-        """Replace the whole state (accumulators in any order)."""
+        """Replace the whole state (accumulators in any order; local facet id -(i + 1) is local_keys[i])."""
         ordered = sorted(accumulators)
         self._ids = array("i", (a for a, _, _ in ordered))
         self._values = array("d", (v for _, v, _ in ordered))
         self._refs = array("I", (r for _, _, r in ordered))
         self._recent = array("Q", recent)
         self._quantities = array("i", (x for pair in quantities for x in pair))
+        keys = list(local_keys)
+        self._local_keys = keys or None
+        self._local_ids = {key: -i - 1 for i, key in enumerate(keys)} or None
+
+    def local_id(self, key: str) -> int:
+        """This profile's own (negative) facet id for a key the instance's index does not hold."""
+        if self._local_ids is None or self._local_keys is None:
+            self._local_ids, self._local_keys = {}, []
+        fid = self._local_ids.get(key)
+        if fid is None:
+            self._local_keys.append(key)
+            fid = self._local_ids[key] = -len(self._local_keys)
+        return fid
+
+    def local_key(self, fid: int) -> str:
+        assert self._local_keys is not None, "a local facet id of a profile without local keys"
+        return self._local_keys[-fid - 1]
+
+    def local_keys(self) -> list[str]:
+        """The profile's own facet keys, in local id order (-1 first)."""
+        return list(self._local_keys or ())
 
     def recent(self) -> list[int]:
         """Hashes of the latest applied event ids, oldest first."""
