@@ -2,7 +2,7 @@
 
 Each starts on a free loopback port in its own process group and is stopped by its PID.
 Google's Firestore and Pub/Sub emulators come with the Google Cloud SDK; the BigQuery emulator
-(bqemulator) runs in its own virtualenv (`.venv-bqemulator`, made from
+(bqemulator) runs in its own virtualenv (`.venv-bqemulator`, made from the hashed lock
 requirements-bqemulator.txt) because it pins another DuckDB; fake-gcs-server comes in a PyPI
 wheel of the dev requirements.
 """
@@ -307,13 +307,13 @@ class GcsEmulator(Emulator):
 
 
 def install_bigquery_emulator() -> None:
-    """Make .venv-bqemulator from requirements-bqemulator.txt (once; again when the file changes)."""
+    """Make .venv-bqemulator from the hashed lock requirements-bqemulator.txt (once; again when it changes)."""
     stamp = BIGQUERY_VENV / f".installed-{hash_file(BIGQUERY_REQUIREMENTS)}"
     if stamp.exists():
         return
     print(f"installing the BigQuery emulator into {BIGQUERY_VENV} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(BIGQUERY_VENV)], check=True)
-    pip = [str(BIGQUERY_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    pip = [str(BIGQUERY_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--require-hashes"]
     done = subprocess.run([*pip, "-r", str(BIGQUERY_REQUIREMENTS)], capture_output=True, text=True)
     if done.returncode != 0:  # pip's output only when it failed: its warnings drown everything else
         raise RuntimeError(f"pip install -r {BIGQUERY_REQUIREMENTS} failed:\n{done.stdout}\n{done.stderr}")
