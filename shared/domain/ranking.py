@@ -8,6 +8,7 @@ strongest ones, and a confidence. The plain order is here too, for answers witho
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,6 @@ from shared.domain.catalog import Catalog, Product
 from shared.domain.profile import Affinities
 from shared.domain.ranker import COLUMN, FEATURES
 from shared.domain.rules import RankingRules
-from shared.domain.search import Hits
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +37,13 @@ class Ranked:
     reasons: tuple[Contribution, ...] = ()  # what moved it, strongest first
 
 
-def plain(hits: Hits, catalog: Catalog, limit: int) -> list[Ranked]:
-    """The first `limit` hits in base order, no personal contribution."""
-    top = hits.relevance[0] if len(hits) else 1.0
+def plain(products: Sequence[Product], relevance: np.ndarray, limit: int) -> list[Ranked]:
+    """The first `limit` candidates (products with their relevance, best first) in base order, no
+    personal contribution."""
+    top = relevance[0] if len(relevance) else 1.0
     return [
-        Ranked(catalog.products[row], float(r), i, float(r / top))
-        for i, (row, r) in enumerate(zip(hits.rows[:limit], hits.relevance[:limit], strict=True))
+        Ranked(product, float(r), i, float(r / top))
+        for i, (product, r) in enumerate(zip(products[:limit], relevance[:limit], strict=True))
     ]
 
 
@@ -132,7 +133,8 @@ def reasons(
             )
             key = f"attribute:{label}"
         elif group == "price":
-            label, key = "cheaper" if (catalog.price_ratio(product.id) or 0) < 0 else "pricier", ""
+            cheaper = (catalog.price_ratio_of(product, product.price) or 0) < 0  # a product it may not hold
+            label, key = "cheaper" if cheaper else "pricier", ""
         elif group in ("product", "history"):
             label, key = product.name, f"product:{product.id}"
         elif group == "brand":
