@@ -143,7 +143,7 @@ class RankRequest(BaseModel):
 
     user_id: Id | None = None
     session_id: Id | None = None
-    items: tuple[RankItem, ...] = Field(min_length=1, max_length=MAX_RANK_ITEMS)
+    items: tuple[RankItem, ...] = Field(max_length=MAX_RANK_ITEMS)
     context: SearchContext = Field(default_factory=SearchContext)
 
     def conflicts(self) -> list[tuple[str, str]]:
