@@ -120,8 +120,9 @@ def reasons(
 ) -> list[Contribution]:
     """A product's grouped contributions (a row of `grouped`) as reasons, strongest first."""
     found = []
-    for g in np.flatnonzero(contributions):
-        group, value = GROUPS[g], float(contributions[g])
+    for group, value in zip(GROUPS, contributions.tolist(), strict=True):  # a list: faster than a few numpy reads
+        if not value:
+            continue
         if group in ("viewed", "cart"):
             found.append(Contribution("session", group, 0.0, value, group))
             continue
@@ -133,7 +134,9 @@ def reasons(
             )
             key = f"attribute:{label}"
         elif group == "price":
-            cheaper = (catalog.price_ratio_of(product, product.price) or 0) < 0  # a product it may not hold
+            held = product.id in catalog.index  # else an item's own facts: priced against the catalog's medians
+            ratio = catalog.price_ratio(product.id) if held else catalog.price_ratio_of(product, product.price)
+            cheaper = (ratio or 0) < 0
             label, key = "cheaper" if cheaper else "pricier", ""
         elif group in ("product", "history"):
             label, key = product.name, f"product:{product.id}"
