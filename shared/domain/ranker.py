@@ -9,7 +9,6 @@ the per-feature contributions of both parts: every reason shown moved the produc
 
 from __future__ import annotations
 
-import collections
 import json
 import math
 from collections import defaultdict
@@ -141,12 +140,13 @@ class FeatureTable:
         """The same matrix for products the catalog may not hold, from their own facts (brand,
         category, attributes, price): a facet key the catalog has shares its column, so the
         shopper's affinity for a brand counts for a product of that brand the catalog lacks."""
-        extra: dict[str, int] = {}
-        columns = collections.ChainMap(self.columns, extra)
+        # Only these products' keys: the profile is looked up in a map of a few dozen keys, not the catalog's.
+        columns: dict[str, int] = {}
         keys = [facet_keys(p.id, p.brand, p.category, p.attributes) for p in products]
         for key in (k for product in keys for _, k in product):
             if key not in columns:
-                extra[key] = self.missing + 1 + len(extra)
+                known = self.columns.get(key)
+                columns[key] = known if known is not None else self.missing + 1 + len(columns)
         single = {
             facet: np.array([next((columns[k] for f, k in mine if f == facet), self.missing) for mine in keys])
             for facet in self.single
