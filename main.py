@@ -13,6 +13,7 @@ from functions.privacy import (
     manage_privacy,
     process_deletion_queue,
 )
+from functions.rank import rank_personalized
 from functions.search import search_personalized
 from functions.tracking import track_interaction
 
@@ -30,6 +31,7 @@ __all__ = [
     "load_events_bigquery",
     "manage_privacy",
     "process_deletion_queue",
+    "rank_personalized",
     "run_daily_jobs",
     "run_hourly_jobs",
     "search_personalized",

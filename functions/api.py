@@ -16,7 +16,7 @@ from shared.domain.events import Interaction
 from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict)
 from shared.domain.orders import Order
 from shared.domain.privacy import PrivacyFeatures, PrivacyUpdate
-from shared.domain.search import SearchRequest
+from shared.domain.search import RankRequest, SearchRequest
 
 
 class _Answer(BaseModel):
@@ -106,6 +106,12 @@ class SearchResponse(_Answer):
     results: list[SearchResult]
     personalization: Personalization
     timing_ms: Timing
+
+
+class RankResponse(_Answer):
+    results: list[SearchResult]  # every item given, re-ordered for the shopper
+    personalization: Personalization
+    timing_ms: Timing  # base_search: reading the store's items
 
 
 class ConfirmedItem(_Answer):
@@ -267,13 +273,13 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 MODELS: tuple[type[BaseModel], ...] = (
     Interaction, EventBatchBody, SearchRequest, Order, Note, JobRequest, ErrorResponse, TrackResult,
     SearchResponse, OrderConfirmation, LivePreferences, ShopperMemory, NoteAccepted, Health, JobSummary,
-    PrivacyUpdate, QueueRequest, PrivacyAnswer, DeletionStatus, DataExport, QueueRun,
+    PrivacyUpdate, QueueRequest, PrivacyAnswer, DeletionStatus, DataExport, QueueRun, RankRequest, RankResponse,
 )  # fmt: skip
 
 
 def openapi() -> dict[str, Any]:
     """The OpenAPI document of every HTTP function, at the local server's paths."""
-    requests = (Interaction, SearchRequest, Order, Note, JobRequest, PrivacyUpdate, QueueRequest)
+    requests = (Interaction, SearchRequest, Order, Note, JobRequest, PrivacyUpdate, QueueRequest, RankRequest)
     _, definitions = models_json_schema(
         [(m, "validation" if m in requests else "serialization") for m in MODELS],
         ref_template="#/components/schemas/{model}",
@@ -286,6 +292,14 @@ def openapi() -> dict[str, Any]:
         },
         "/api/search/personalized": {
             "post": _operation("Personalized search", "search_personalized", (200, SearchResponse), _ref(SearchRequest))
+        },
+        "/api/rank": {
+            "post": _operation(
+                "Re-order the store's own results for the shopper",
+                "rank_personalized",
+                (200, RankResponse),
+                _ref(RankRequest),
+            )
         },
         "/api/orders/confirm": {
             "post": _operation("Confirm an order", "confirm_order", (200, OrderConfirmation), _ref(Order))

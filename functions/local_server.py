@@ -33,6 +33,7 @@ from functions.privacy import (
     manage_privacy,
     process_deletion_queue,
 )
+from functions.rank import rank_personalized
 from functions.search import search_personalized
 from functions.tracking import track_interaction
 from shared.bootstrap import container
@@ -43,6 +44,7 @@ ROUTES = {
     "/api/interactions/track": track_interaction,
     "/api/orders/confirm": confirm_order,
     "/api/search/personalized": search_personalized,
+    "/api/rank": rank_personalized,
     "/api/users/<user_id>/preferences/live": get_live_preferences,
     "/api/users/<user_id>/memory": get_shopper_memory,
     "/api/users/<user_id>/memory/notes": add_memory_note,

@@ -30,6 +30,7 @@ class Function:
 FUNCTIONS: dict[str, Function] = {
     "track_interaction": Function("http", public=True),
     "search_personalized": Function("http", public=True, memory="1Gi"),
+    "rank_personalized": Function("http", public=True, memory="1Gi"),
     "confirm_order": Function("http", public=True),
     "get_live_preferences": Function("http", public=True),
     "get_shopper_memory": Function("http", public=True),

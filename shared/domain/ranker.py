@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from shared.domain.catalog import Catalog
+from shared.domain.catalog import Catalog, Product, facet_keys
 from shared.domain.profile import Affinities
 from shared.domain.rules import RankingRules
 
@@ -109,13 +109,14 @@ class FeatureTable:
         by_category: dict[str, float] = defaultdict(float)
         for product, count in zip(catalog.products, orders, strict=True):
             by_category[product.category.lower()] += count
+        self.category_orders = dict(by_category)
         totals = np.array([by_category[p.category.lower()] for p in catalog.products])
         self.popularity = np.log1p(orders) / self.top_orders
         self.category_share = np.divide(orders, totals, out=np.zeros_like(orders), where=totals > 0)
 
-    def _values(self, values: Mapping[str, float]) -> Callable[..., np.ndarray]:
+    def _values(self, values: Mapping[str, float], columns: Mapping[str, int]) -> Callable[..., np.ndarray]:
         """A lookup of `values` (by facet key) at facet columns."""
-        return _lookup([(self.columns[key], value) for key, value in values.items() if key in self.columns])
+        return _lookup([(columns[key], value) for key, value in values.items() if key in columns])
 
     def features(
         self,
@@ -124,57 +125,120 @@ class FeatureTable:
         affinities: Affinities | None,
         session: Session = Session(),
     ) -> np.ndarray:
-        """The (candidates x FEATURES) matrix; `relevance` is normalised by the caller."""
-        x = np.zeros((len(rows), len(FEATURES)))
+        """The (candidates x FEATURES) matrix of catalog rows; `relevance` is normalised by the caller."""
+        single = {facet: columns[rows] for facet, columns in self.single.items()}
+        facts = _Facts(self.columns, single, self.attribute_columns[rows], self.price_tanh[rows])
+        return self._features(facts, self.popularity[rows], self.category_share[rows], relevance, affinities, session)
+
+    def features_of(
+        self,
+        products: Sequence[Product],
+        relevance: np.ndarray,
+        affinities: Affinities | None,
+        session: Session = Session(),
+    ) -> np.ndarray:
+        """The same matrix for products the catalog may not hold, from their own facts (brand,
+        category, attributes, price): a facet key the catalog has shares its column, so the
+        shopper's affinity for a brand counts for a product of that brand the catalog lacks."""
+        # Only these products' keys: the profile is looked up in a map of a few dozen keys, not the catalog's.
+        columns: dict[str, int] = {}
+        keys = [facet_keys(p.id, p.brand, p.category, p.attributes) for p in products]
+        for key in (k for product in keys for _, k in product):
+            if key not in columns:
+                known = self.columns.get(key)
+                columns[key] = known if known is not None else self.missing + 1 + len(columns)
+        single = {
+            facet: np.array([next((columns[k] for f, k in mine if f == facet), self.missing) for mine in keys])
+            for facet in self.single
+        }
+        attributes = [[columns[k] for f, k in mine if f == "attribute"] for mine in keys]
+        width = max((len(a) for a in attributes), default=0)
+        attribute_columns = np.full((len(products), width), self.missing, dtype=np.int64)
+        for row, mine in enumerate(attributes):
+            attribute_columns[row, : len(mine)] = mine
+        ratios = [self.catalog.price_ratio_of(p, p.price) for p in products]
+        price_tanh = np.tanh(np.array([0.0 if r is None else r for r in ratios]))
+        orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in products])
+        totals = np.array([self.category_orders.get(p.category.lower(), 0.0) for p in products])
+        share = np.divide(orders, totals, out=np.zeros_like(orders), where=totals > 0)
+        facts = _Facts(columns, single, attribute_columns, price_tanh)
+        return self._features(facts, np.log1p(orders) / self.top_orders, share, relevance, affinities, session)
+
+    def _features(
+        self,
+        facts: _Facts,
+        popularity: np.ndarray,
+        category_share: np.ndarray,
+        relevance: np.ndarray,
+        affinities: Affinities | None,
+        session: Session,
+    ) -> np.ndarray:
+        x = np.zeros((len(relevance), len(FEATURES)))
         x[:, COLUMN["relevance"]] = relevance
         x[:, COLUMN["own_days"]] = NEVER
         x[:, COLUMN["own_category_days"]] = NEVER
-        x[:, COLUMN["popularity"]] = self.popularity[rows]
-        x[:, COLUMN["category_share"]] = self.category_share[rows]
+        x[:, COLUMN["popularity"]] = popularity
+        x[:, COLUMN["category_share"]] = category_share
         if affinities is not None:
-            live = self._values(affinities.scores)
+            live = self._values(affinities.scores, facts.columns)
             weights = self.rules.facet_weights
-            personal = np.zeros(len(rows))
+            personal = np.zeros(len(x))
             for facet in ("product", "brand", "category"):
-                values = live(self.single[facet][rows])
+                values = live(facts.single[facet])
                 x[:, COLUMN[facet]] = values
                 personal += weights[facet] * values
-            attribute = np.zeros(len(rows))
-            for slot in live(self.attribute_columns[rows]).T:  # one attribute slot of every candidate at a time
+            attribute = np.zeros(len(x))
+            for slot in live(facts.attributes).T:  # one attribute slot of every candidate at a time
                 attribute += slot
             x[:, COLUMN["attribute"]] = attribute
             personal += weights["attribute"] * attribute
             if affinities.price_preference is not None:
-                fit = math.tanh(affinities.price_preference) * self.price_tanh[rows]
+                fit = math.tanh(affinities.price_preference) * facts.price_tanh
                 x[:, COLUMN["price_fit"]] = fit
                 personal += self.rules.price_weight * fit
             x[:, COLUMN["personal"]] = personal
             if affinities.history:
-                counts = self._values({k: c for k, (c, _) in affinities.history.items()})
-                days = self._values({k: d for k, (_, d) in affinities.history.items()})
-                products, brands, categories = (self.single[f][rows] for f in ("product", "brand", "category"))
+                counts = self._values({k: c for k, (c, _) in affinities.history.items()}, facts.columns)
+                days = self._values({k: d for k, (_, d) in affinities.history.items()}, facts.columns)
+                products, brands, categories = (facts.single[f] for f in ("product", "brand", "category"))
                 x[:, COLUMN["own_count"]] = counts(products)
                 x[:, COLUMN["own_days"]] = days(products, NEVER)
                 x[:, COLUMN["own_brand_count"]] = counts(brands)
                 x[:, COLUMN["own_category_count"]] = counts(categories)
                 x[:, COLUMN["own_category_days"]] = days(categories, NEVER)
+        # Product ids are unique: a candidate is a product when its product column is.
         if session.cycles:
-            self._due(x, rows, session.cycles)
-        if session.viewed:  # product ids are unique in a catalog: a candidate is viewed when its row is
-            x[:, COLUMN["viewed_now"]] = np.isin(rows, self.catalog.rows_of(session.viewed))
+            self._due(x, facts, session.cycles)
+        if session.viewed:
+            x[:, COLUMN["viewed_now"]] = np.isin(facts.single["product"], facts.products_of(session.viewed))
         if session.cart:
-            x[:, COLUMN["in_cart"]] = np.isin(rows, self.catalog.rows_of(session.cart))
+            x[:, COLUMN["in_cart"]] = np.isin(facts.single["product"], facts.products_of(session.cart))
         return x
 
-    def _due(self, x: np.ndarray, rows: np.ndarray, cycles: Mapping[str, tuple[float, float]]) -> None:
+    def _due(self, x: np.ndarray, facts: _Facts, cycles: Mapping[str, tuple[float, float]]) -> None:
         """Fill due-ness and cycle confidence for the candidates with a reorder cycle."""
-        index = self.catalog.index
-        known = [(index[p], cycle) for p, cycle in cycles.items() if p in index and cycle[0] > 0]
-        days = _lookup([(row, days) for row, (days, _) in known])(rows)
+        column = facts.columns
+        known = [(column[f"product:{p}"], cycle) for p, cycle in cycles.items() if f"product:{p}" in column]
+        known = [(c, cycle) for c, cycle in known if cycle[0] > 0]
+        products = facts.single["product"]
+        days = _lookup([(c, days) for c, (days, _) in known])(products)
         # A cycle without a remembered purchase (memory ended) counts as long overdue, capped.
         overdue = np.minimum(x[:, COLUMN["own_days"]] / np.where(days > 0, days, 1.0), MAX_DUE)
         x[:, COLUMN["due"]] = np.where(days > 0, overdue, 0.0)
-        x[:, COLUMN["cycle_confidence"]] = _lookup([(row, confidence) for row, (_, confidence) in known])(rows)
+        x[:, COLUMN["cycle_confidence"]] = _lookup([(c, confidence) for c, (_, confidence) in known])(products)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """Candidates' facet columns and price level: gathered from the table, or built for ad-hoc products."""
+
+    columns: Mapping[str, int]  # facet key -> column
+    single: Mapping[str, np.ndarray]  # product, brand, category: each candidate's column
+    attributes: np.ndarray  # candidates x widest: attribute columns, padded with the missing slot
+    price_tanh: np.ndarray
+
+    def products_of(self, product_ids: Iterable[str]) -> list[int]:
+        return [self.columns[key] for key in (f"product:{p}" for p in product_ids) if key in self.columns]
 
 
 def _lookup(pairs: list[tuple[int, float]]) -> Callable[..., np.ndarray]:

@@ -90,6 +90,78 @@ class SearchRequest(BaseModel):
         return value.strip()
 
 
+MAX_RANK_ITEMS = 1_000
+
+
+class RankItem(BaseModel):
+    """One of the store's own results: its id, the store's score if it has one, and, for a product
+    the catalog does not hold, its facts (the catalog's row wins for a product it holds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    product_id: Id
+    score: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # higher is more relevant
+    name: str | None = Field(default=None, min_length=1, max_length=300)
+    brand: str | None = Field(default=None, max_length=80)
+    category: Label | None = None
+    department: Label | None = None
+    attributes: tuple[Label, ...] = Field(default=(), max_length=50)
+    price: float | None = Field(default=None, ge=0, le=100_000)
+    size: float | None = Field(default=None, gt=0)
+    unit: str | None = Field(default=None, max_length=20)
+
+    @field_validator("name", "brand", "category", "department", mode="after")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @field_validator("attributes", mode="after")
+    @classmethod
+    def _lower_all(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted({v.strip().lower() for v in value}))
+
+    def product(self) -> Product:
+        """The item as a product from its own facts; a fact it lacks gives it no facet (as a
+        catalog product without a brand has no brand facet)."""
+        return Product.model_construct(
+            id=self.product_id,
+            name=self.name or self.product_id,
+            category=self.category or "",
+            department=self.department or "",
+            brand=self.brand,
+            attributes=self.attributes,
+            price=self.price,
+            size=self.size,
+            unit=self.unit,
+        )
+
+
+class RankRequest(BaseModel):
+    """The store's own results for a shopper, to be re-ordered for them (all of them, none dropped)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: Id | None = None
+    session_id: Id | None = None
+    items: tuple[RankItem, ...] = Field(max_length=MAX_RANK_ITEMS)
+    context: SearchContext = Field(default_factory=SearchContext)
+
+    def conflicts(self) -> list[tuple[str, str]]:
+        """(field, message) for what each item's schema cannot say: a product given twice, or a
+        score for some items but not all (the base order would be undefined)."""
+        found = []
+        seen: set[str] = set()
+        for i, item in enumerate(self.items):
+            if item.product_id in seen:
+                found.append((f"items.{i}.product_id", f"duplicate product id {item.product_id!r}"))
+            seen.add(item.product_id)
+        scored = [item.score is not None for item in self.items]
+        if any(scored) and not all(scored):
+            first = scored.index(False)
+            found.append((f"items.{first}.score", "give a score for every item or for none"))
+        return found
+
+
 @dataclass(frozen=True, slots=True)
 class Hits:
     """Base search results as arrays: positions in `catalog.products`, most relevant first."""

@@ -9,21 +9,35 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+import numpy as np
+
+from shared.domain.catalog import Product
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventContext, EventType, Interaction
 from shared.domain.features import ShopperFeatures, complements, learned_badges, lift_learned, reorder_cycles
 from shared.domain.profile import Affinities, Profile
 from shared.domain.ranker import FeatureTable, Ranker, Session
 from shared.domain.ranking import Ranked, badges, confidence, grouped, plain, reasons
-from shared.domain.search import Hits, SearchRequest
+from shared.domain.search import Hits, RankRequest, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
 from shared.services.privacy import UserPrivacy, ignored_signals
 
 log = logging.getLogger(__name__)
+Asked = SearchRequest | RankRequest  # what both doors are asked: a shopper, their session and consent
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The candidates a door hands the one ranker, in base order, and how their features are built."""
+
+    products: list[Product]
+    relevance: np.ndarray  # per candidate, best first, > 0 at the top
+    features: Callable[[FeatureTable, np.ndarray, Affinities, Session], np.ndarray]  # (table, relevance, ...)
 
 
 class SearchService:
@@ -53,22 +67,39 @@ class SearchService:
 
     def search(self, request: SearchRequest) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
-        rules = self.engine.rules.ranking
-        started = self.timer()
         search_id = uuid.uuid4().hex  # events tracked with context.search_id are attributed to this answer
         privacy = self._privacy(request)
+        answer = self._answer(request, privacy, lambda affinities: self._pool(request, affinities), request.limit)
+        if self.publish is not None and request.user_id:
+            event = search_event(request, [r["product_id"] for r in answer["results"]], search_id)
+            if privacy is None or privacy.refuses(event) is None:  # search history may be off
+                self.publish([event])
+        return {"query": request.query, "search_id": search_id, **answer}
+
+    def rank(self, request: RankRequest) -> dict:
+        """The store's own results re-ordered for the shopper, every item kept, with the same
+        reasons, fail-open and budget as search: one ranker, two doors."""
+        return self._answer(request, self._privacy(request), lambda _: self._items(request), len(request.items))
+
+    def _answer(
+        self, request: Asked, privacy: UserPrivacy | None, pool_of: Callable[[Affinities | None], Pool], limit: int
+    ) -> dict:
+        """What both doors answer: the candidates `pool_of` gives (from the shopper's profile, or
+        None) ranked for the shopper, their first `limit` compiled, and why personalization was skipped."""
+        rules = self.engine.rules.ranking
+        started = self.timer()
         if privacy is not None and not privacy.settings.personalization_enabled:
             request = request.model_copy(
                 update={"context": request.context.model_copy(update={"personalization": False})}
             )
         affinities, skipped = self._affinities(request, privacy)
-        hits = self._candidates(request, affinities)
+        pool = pool_of(affinities)
         searched = self.timer()
         shopper, goes_with = self._learned(request, privacy)
-        ranked, skipped, learnt, model = self._personalize(request, hits, affinities, skipped, shopper)
+        ranked, skipped, learnt, model = self._personalize(request, pool, limit, affinities, skipped, shopper)
         ranked_at = self.timer()
         if skipped:
-            ranked, affinities = plain(hits, self.engine.catalog, request.limit), None
+            ranked, affinities = plain(pool.products, pool.relevance, limit), None
         today = datetime.fromtimestamp(self.clock(), UTC).date()
         if shopper is not None:
             ranked = lift_learned(ranked, shopper, today, rules)
@@ -79,14 +110,8 @@ class SearchService:
         if privacy is not None and not privacy.settings.features.household_inference:
             quantities = {}
         results = self._compile(ranked, affinities, quantities, today, shopper, goes_with)
-        if self.publish is not None and request.user_id:
-            event = search_event(request, [r["product_id"] for r in results], search_id)
-            if privacy is None or privacy.refuses(event) is None:  # search history may be off
-                self.publish([event])
         done = self.timer()
         return {
-            "query": request.query,
-            "search_id": search_id,
             "results": results,
             "personalization": {
                 "applied": skipped is None,
@@ -110,7 +135,7 @@ class SearchService:
         privacy = self._privacy(request)
         return self._candidates(request, self._affinities(request, privacy)[0])
 
-    def _privacy(self, request: SearchRequest) -> UserPrivacy | None:
+    def _privacy(self, request: Asked) -> UserPrivacy | None:
         return self.privacy(request.user_id) if self.privacy is not None and request.user_id else None
 
     def _candidates(self, request: SearchRequest, affinities: Affinities | None) -> Hits:
@@ -118,7 +143,46 @@ class SearchService:
         pool = max(self.engine.rules.ranking.candidate_pool, request.limit)
         return self.products.search(request.query, request.filters, pool, own)
 
-    def _affinities(self, request: SearchRequest, privacy: UserPrivacy | None) -> tuple[Affinities | None, str | None]:
+    def _pool(self, request: SearchRequest, affinities: Affinities | None) -> Pool:
+        hits = self._candidates(request, affinities)
+        products = self.engine.catalog.products
+        return Pool(
+            [products[row] for row in hits.rows],
+            hits.relevance,
+            lambda table, relevance, affinities, session: table.features(hits.rows, relevance, affinities, session),
+        )
+
+    def _items(self, request: RankRequest) -> Pool:
+        """The store's items in base order: by score when they have one (relevance = score / the best
+        score), else as given (relevance falling by position from 1 to `min_relevance`, so every
+        item the store chose may move); the catalog's row for a product it holds, else the item's facts."""
+        items = request.items
+        scores = [item.score for item in items]
+        best = max((s for s in scores if s is not None), default=0.0)
+        if best > 0:
+            order = sorted(range(len(items)), key=lambda i: -(scores[i] or 0.0))  # stable: ties as given
+            relevance = np.array([(scores[i] or 0.0) / best for i in order])
+        else:
+            order = list(range(len(items)))
+            relevance = 1.0 - (1.0 - self.engine.rules.ranking.min_relevance) * np.arange(len(items)) / len(items)
+        catalog = self.engine.catalog
+        products = [catalog.get(items[i].product_id) or items[i].product() for i in order]
+
+        def features(table: FeatureTable, relevance: np.ndarray, live: Affinities, session: Session) -> np.ndarray:
+            rows = np.array([table.catalog.index.get(p.id, -1) for p in products], dtype=np.int64)
+            known = rows >= 0
+            x = table.features(rows[known], relevance[known], live, session)
+            if known.all():
+                return x
+            out = np.empty((len(products), x.shape[1]))
+            out[known] = x
+            unknown = [p for p, held in zip(products, known, strict=True) if not held]
+            out[~known] = table.features_of(unknown, relevance[~known], live, session)
+            return out
+
+        return Pool(products, relevance, features)
+
+    def _affinities(self, request: Asked, privacy: UserPrivacy | None) -> tuple[Affinities | None, str | None]:
         """(the shopper's profile read now, None), or (None, why personalization is skipped)."""
         session = self._session_events(request)
         if not request.context.personalization:
@@ -144,8 +208,9 @@ class SearchService:
 
     def _personalize(
         self,
-        request: SearchRequest,
-        hits: Hits,
+        request: Asked,
+        pool: Pool,
+        limit: int,
         affinities: Affinities | None,
         skipped: str | None,
         shopper: ShopperFeatures | None = None,
@@ -154,29 +219,28 @@ class SearchService:
         else ([], why it was skipped, False, None)."""
         if skipped in ("opted_out", "anonymous"):
             return [], skipped, False, None
-        if not len(hits):
+        if not len(pool.products):
             return [], "no_results", False, None
         if skipped is not None or affinities is None:
             return [], skipped or "no_profile", False, None
         started = self.timer()
         try:
             ranker = self.ranker()
-            relevance = hits.relevance / hits.relevance[0]
+            relevance = pool.relevance / pool.relevance[0]
             views = frozenset(v.product_id for v in request.context.recent_views)
             cycles = reorder_cycles(shopper) if shopper is not None else {}
             session = Session(views, frozenset(request.context.cart), cycles)
-            x = ranker.table.features(hits.rows, relevance, affinities, session)
+            x = pool.features(ranker.table, relevance, affinities, session)
             ranking = ranker.rank(x)
-            top = ranking.order[: request.limit]
+            top = ranking.order[:limit]
             parts = ranker.contributions(x[top], ranking.scored[top])
             rules = self.engine.rules.ranking
-            products = self.engine.catalog.products
             by_group = grouped(x[top], parts, rules)
             ranked = []
             for place, i in enumerate(top):
-                product = products[hits.rows[i]]
+                product = pool.products[i]
                 found = reasons(product, by_group[place], affinities, self.engine.catalog)
-                ranked.append(Ranked(product, float(hits.relevance[i]), int(i), float(ranking.score[i]), tuple(found)))
+                ranked.append(Ranked(product, float(pool.relevance[i]), int(i), float(ranking.score[i]), tuple(found)))
         except Exception:  # fail open: a broken profile or model must never break search
             log.exception("personalization failed; serving plain results", extra={"user_id": request.user_id})
             return [], "error", False, None
@@ -185,7 +249,7 @@ class SearchService:
         # The version of the ranker that ranked: another may have been swapped in since.
         return ranked, None, ranking.learnt, ranker.version if ranking.learnt else None
 
-    def _session_events(self, request: SearchRequest) -> list[Interaction]:
+    def _session_events(self, request: Asked) -> list[Interaction]:
         """The request's recent views as events at this instant."""
         at = datetime.fromtimestamp(self.clock(), UTC)
         return [
@@ -199,9 +263,7 @@ class SearchService:
             for view in request.context.recent_views
         ]
 
-    def _learned(
-        self, request: SearchRequest, privacy: UserPrivacy | None
-    ) -> tuple[ShopperFeatures | None, dict[str, str]]:
+    def _learned(self, request: Asked, privacy: UserPrivacy | None) -> tuple[ShopperFeatures | None, dict[str, str]]:
         """The shopper's learnt features and what complements the cart and this session's views
         (None when none are published for them, personalization or purchase history is off, the
         snapshot predates their deletion, or the store fails)."""
@@ -232,6 +294,7 @@ class SearchService:
         shopper: ShopperFeatures | None = None,
         goes_with: dict[str, str] | None = None,
     ) -> list[dict]:
+        """The answer's items, in served order: the one place both doors compile what they show."""
         rules = self.engine.rules.ranking
         results = []
         for rank, item in enumerate(ranked):

@@ -41,6 +41,7 @@ def mutated_event() -> st.SearchStrategy[dict]:
 HTTP = [
     ("track_interaction", "post", "/"),
     ("search_personalized", "post", "/"),
+    ("rank_personalized", "post", "/"),
     ("confirm_order", "post", "/"),
     ("manage_privacy", "put", "/api/users/fuzz/privacy"),
     ("add_memory_note", "post", "/api/users/fuzz/memory/notes"),
