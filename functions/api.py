@@ -13,6 +13,7 @@ from functions.jobs import JobRequest
 from functions.memory import Note
 from functions.privacy import QueueRequest
 from shared.domain.events import Interaction
+from shared.domain.merchandising import MerchandisingRules
 from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict)
 from shared.domain.orders import Order
 from shared.domain.privacy import PrivacyFeatures, PrivacyUpdate
@@ -82,6 +83,8 @@ class SearchResult(_Answer):
     reasons: list[Reason]
     confidence: float
     suggested_quantity: int
+    rule: str | None = None  # the merchandising rule that moved it (pin, promotion, boost or bury)
+    promoted: bool = False  # a promoted (sponsored) slot: its badge says "Promoted" or "Sponsored"
 
 
 class Personalization(_Answer):
@@ -218,6 +221,11 @@ class DataExport(_Answer):
     data: dict[str, ExportSection]
 
 
+class ServedMerchandising(_Answer):
+    version: str  # "file": the rules file's, until rules are published through the admin API
+    rules: MerchandisingRules
+
+
 class QueueRun(_Answer):
     deletions: dict[str, Any]
     retention: dict[str, Any]
@@ -267,13 +275,14 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 MODELS: tuple[type[BaseModel], ...] = (
     Interaction, EventBatchBody, SearchRequest, Order, Note, JobRequest, ErrorResponse, TrackResult,
     SearchResponse, OrderConfirmation, LivePreferences, ShopperMemory, NoteAccepted, Health, JobSummary,
-    PrivacyUpdate, QueueRequest, PrivacyAnswer, DeletionStatus, DataExport, QueueRun,
+    PrivacyUpdate, QueueRequest, PrivacyAnswer, DeletionStatus, DataExport, QueueRun, MerchandisingRules,
+    ServedMerchandising,
 )  # fmt: skip
 
 
 def openapi() -> dict[str, Any]:
     """The OpenAPI document of every HTTP function, at the local server's paths."""
-    requests = (Interaction, SearchRequest, Order, Note, JobRequest, PrivacyUpdate, QueueRequest)
+    requests = (Interaction, SearchRequest, Order, Note, JobRequest, PrivacyUpdate, QueueRequest, MerchandisingRules)
     _, definitions = models_json_schema(
         [(m, "validation" if m in requests else "serialization") for m in MODELS],
         ref_template="#/components/schemas/{model}",
@@ -332,6 +341,27 @@ def openapi() -> dict[str, Any]:
                 (200, QueueRun),
                 _ref(QueueRequest),
                 body_required=False,
+            )
+        },
+        "/api/merchandising/rules": {
+            "get": _operation(
+                "The served merchandising rules (a service identity's token)",
+                "manage_merchandising_rules",
+                (200, ServedMerchandising),
+            ),
+            "put": _operation(
+                "Replace the merchandising rules (a service identity's token)",
+                "manage_merchandising_rules",
+                (200, ServedMerchandising),
+                _ref(MerchandisingRules),
+            ),
+        },
+        "/api/merchandising/rules/{rule_id}": {
+            "delete": _operation(
+                "Remove one merchandising rule (a service identity's token)",
+                "manage_merchandising_rules",
+                (200, ServedMerchandising),
+                params=({"name": "rule_id", "in": "path", "required": True, "schema": ID},),
             )
         },
         "/health": {"get": _operation("Backends' state", "check_health", (200, Health))},

@@ -132,8 +132,13 @@ def acts_for(who: Caller, user_ids: Iterable[str]) -> None:
 
 
 def scheduled(request: flask.Request) -> None:
-    """Only a service identity may run a scheduled function (Cloud Scheduler's; locally
-    `python -m shared.cli token NAME --service`). Where the platform checks the callers of private
+    """Only a service identity may run a scheduled function (Cloud Scheduler's); see `service_only`."""
+    service_only(request, "run the scheduled jobs")
+
+
+def service_only(request: flask.Request, action: str) -> None:
+    """Only a service identity may go on (locally `python -m shared.cli token NAME --service`), as
+    for the scheduled functions and the admin API. Where the platform checks the callers of private
     functions itself (Cloud Run IAM, deployed), it is trusted: Cloud Scheduler's token is made for
     the function's URL, not for the verifier's audience.
 
@@ -145,7 +150,7 @@ def scheduled(request: flask.Request) -> None:
         return
     who = authenticated(request)
     if who is not None and not who.service:
-        raise RequestError("forbidden", "only a service identity may run the scheduled jobs", status=403)
+        raise RequestError("forbidden", f"only a service identity may {action}", status=403)
 
 
 DEGRADED_HEADER = "X-LeafLoaf-Degraded"  # the backends an answer had to do without

@@ -24,6 +24,8 @@ from shared.ports.profile_store import ProfileStore
 from shared.services.privacy import UserPrivacy, ignored_signals
 
 log = logging.getLogger(__name__)
+# (query, surface, compiled results, limit, bring(product_id) -> a compiled result) -> results
+Merchandise = Callable[[str, str, list[dict], int, Callable[[str], dict | None]], list[dict]]
 
 
 class SearchService:
@@ -40,7 +42,9 @@ class SearchService:
         features: Callable[[], FeatureStore | None] = lambda: None,
         privacy: Callable[[str], UserPrivacy] | None = None,
         ranker: Callable[[], Ranker] | None = None,  # the served ranker: rules, or a published model
+        merchandise: Merchandise | None = None,  # the store's merchandising rules, after personalization
     ) -> None:
+        self.merchandise = merchandise
         self.privacy = privacy  # the shopper's settings and tombstone
         self.publish = publish
         self.features = features  # what the scheduled jobs learnt, when a snapshot is published
@@ -79,6 +83,9 @@ class SearchService:
         if privacy is not None and not privacy.settings.features.household_inference:
             quantities = {}
         results = self._compile(ranked, affinities, quantities, today, shopper, goes_with)
+        if self.merchandise is not None:  # the store's rules, after personalization
+            bring = functools.partial(self._unranked, today=today)  # a pin may name a product beyond the matches
+            results = self.merchandise(request.query, "search", results, request.limit, bring)
         if self.publish is not None and request.user_id:
             event = search_event(request, [r["product_id"] for r in results], search_id)
             if privacy is None or privacy.refuses(event) is None:  # search history may be off
@@ -270,6 +277,10 @@ class SearchService:
                 }
             )
         return results
+
+    def _unranked(self, product_id: str, today: date) -> dict | None:
+        product = self.engine.catalog.get(product_id)
+        return self._compile([Ranked(product, 0.0, -1, 0.0)], None, {}, today)[0] if product else None
 
     def _quantities(self, user_id: str) -> dict[str, int]:
         try:
