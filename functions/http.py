@@ -31,9 +31,17 @@ class UserRef(BaseModel):
 class RequestError(Exception):
     """Bad input: answered with 400 and a machine-readable error naming the fields."""
 
-    def __init__(self, code: str, message: str, fields: list[dict] | None = None, status: int = 400) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        fields: list[dict] | None = None,
+        status: int = 400,
+        headers: dict[str, str] | None = None,  # e.g. a 405's Allow
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.fields, self.status = code, message, fields or [], status
+        self.headers = headers or {}
 
 
 def field_errors(exc: ValidationError, prefix: str = "") -> list[dict]:
@@ -210,7 +218,7 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
                 status, payload = handler(request)
                 response = _json(status, payload, headers)
             except RequestError as exc:
-                response = _error(exc.status, exc.code, exc.message, exc.fields, headers)
+                response = _error(exc.status, exc.code, exc.message, exc.fields, headers | exc.headers)
             except InvalidToken as exc:  # e.g. a token already spent on a change (token_replayed)
                 response = _error(401, exc.code, str(exc), [], headers)
             except Exception:

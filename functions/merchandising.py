@@ -36,7 +36,8 @@ def manage_merchandising_rules(request: flask.Request) -> tuple[int, dict]:
         except KeyError:
             raise RequestError("not_found", f"no merchandising rule {rule_id!r}", status=404) from None
         return 200, service.describe()
-    raise RequestError("method_not_allowed", "GET or PUT the rules; DELETE one rule by id", status=405)
+    allow = "GET, PUT" if rule_id is None else "DELETE"
+    raise RequestError("method_not_allowed", f"use {allow} here", status=405, headers={"Allow": allow})
 
 
 def _rule_id(request: flask.Request) -> str | None:
