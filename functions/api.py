@@ -13,8 +13,8 @@ from functions.jobs import JobRequest
 from functions.memory import Note
 from functions.privacy import QueueRequest
 from shared.domain.events import Interaction
-from shared.domain.merchandising import MerchandisingRules
 from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict)
+from shared.domain.merchandising import MerchandisingRules
 from shared.domain.orders import Order
 from shared.domain.privacy import PrivacyFeatures, PrivacyUpdate
 from shared.domain.search import SearchRequest

@@ -22,8 +22,8 @@ from functions.api import openapi
 from functions.health import check_health
 from functions.http import _error
 from functions.jobs import run_daily_jobs, run_hourly_jobs
-from functions.merchandising import manage_merchandising_rules
 from functions.memory import add_memory_note, get_shopper_memory
+from functions.merchandising import manage_merchandising_rules
 from functions.orders import confirm_order
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from functions.preferences import get_live_preferences

@@ -132,7 +132,9 @@ def normalize(query: str) -> str:
     return " ".join(query.casefold().split())
 
 
-def parse_merchandising(data: object, source: str = "merchandising rules", node: yaml.Node | None = None):
+def parse_merchandising(
+    data: object, source: str = "merchandising rules", node: yaml.Node | None = None
+) -> MerchandisingRules:
     """Validate parsed YAML/JSON into MerchandisingRules, or raise MerchandisingError naming each
     field as a dotted path (`rules.2.position`), with its line when the YAML `node` is given."""
     try:
