@@ -138,7 +138,7 @@ def parse_merchandising(
     """Validate parsed YAML/JSON into MerchandisingRules, or raise MerchandisingError naming each
     field as a dotted path (`rules.2.position`), with its line when the YAML `node` is given."""
     try:
-        return MerchandisingRules.model_validate({} if data is None else data)
+        return MerchandisingRules.model_validate(data)
     except ValidationError as exc:
         fields = []
         for err in exc.errors(include_url=False):
@@ -160,6 +160,7 @@ def load_merchandising(path: str | Path) -> MerchandisingRules:
         raise MerchandisingError(f"cannot read merchandising rules file {path}: {exc.strerror}", []) from None
     except yaml.YAMLError as exc:
         raise MerchandisingError(f"merchandising rules file {path} is not valid YAML: {exc}", []) from None
+    data = {} if data is None else data  # an empty file: no rules
     return parse_merchandising(data, f"merchandising rules file {path}", node)
 
 

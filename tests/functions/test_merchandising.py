@@ -7,6 +7,7 @@ import pytest
 from functions_framework import create_app
 
 from shared import bootstrap
+from shared.domain.merchandising import MerchandisingError
 from tests.conftest import ROOT, installed_services
 
 MAIN = str(ROOT / "main.py")
@@ -54,6 +55,16 @@ def test_a_bad_rule_is_a_400_naming_the_field(services):
     answer = client("manage_merchandising_rules").put("/", json=bad, headers=token(services, "ops", service=True))
     assert answer.status_code == 400
     assert [f["field"] for f in answer.get_json()["error"]["fields"]] == ["rules.2.position"]
+    emptied = client("manage_merchandising_rules").put("/", json=None, headers=token(services, "ops", service=True))
+    assert emptied.status_code == 400  # `null` is not "no rules"
+
+
+def test_a_bad_rules_file_stops_the_start(tmp_path):
+    path = tmp_path / "merch.yaml"
+    path.write_text("version: 1\nrules:\n  - {id: a, kind: hide}\n")
+    with pytest.raises(MerchandisingError, match=r"rules\.0\.product_id: Field required \(line 3\)"):
+        installed_services(tmp_path, merchandising_rules_path=path)
+    bootstrap.install(None)
 
 
 def test_published_rules_show_in_search_and_one_can_be_deleted(services):
