@@ -3,6 +3,7 @@
 from functions.health import check_health
 from functions.jobs import run_daily_jobs, run_hourly_jobs
 from functions.memory import add_memory_note, get_shopper_memory
+from functions.merchandising import manage_merchandising_rules
 from functions.orders import confirm_order
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from functions.preferences import get_live_preferences
@@ -29,6 +30,7 @@ __all__ = [
     "get_shopper_memory",
     "ingest_graph_memory",
     "load_events_bigquery",
+    "manage_merchandising_rules",
     "manage_privacy",
     "process_deletion_queue",
     "rank_personalized",

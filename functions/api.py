@@ -14,6 +14,7 @@ from functions.memory import Note
 from functions.privacy import QueueRequest
 from shared.domain.events import Interaction
 from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict)
+from shared.domain.merchandising import MerchandisingRules
 from shared.domain.orders import Order
 from shared.domain.privacy import PrivacyFeatures, PrivacyUpdate
 from shared.domain.search import RankRequest, SearchRequest
@@ -82,6 +83,8 @@ class SearchResult(_Answer):
     reasons: list[Reason]
     confidence: float
     suggested_quantity: int
+    rule: str | None = None  # the merchandising rule that moved it (pin, promotion, boost or bury)
+    promoted: bool = False  # a promoted (sponsored) slot: its badge says "Promoted" or "Sponsored"
 
 
 class Personalization(_Answer):
@@ -224,6 +227,11 @@ class DataExport(_Answer):
     data: dict[str, ExportSection]
 
 
+class ServedMerchandising(_Answer):
+    version: str  # "file": the rules file's, until rules are published through the admin API
+    rules: MerchandisingRules
+
+
 class QueueRun(_Answer):
     deletions: dict[str, Any]
     retention: dict[str, Any]
@@ -274,12 +282,16 @@ MODELS: tuple[type[BaseModel], ...] = (
     Interaction, EventBatchBody, SearchRequest, Order, Note, JobRequest, ErrorResponse, TrackResult,
     SearchResponse, OrderConfirmation, LivePreferences, ShopperMemory, NoteAccepted, Health, JobSummary,
     PrivacyUpdate, QueueRequest, PrivacyAnswer, DeletionStatus, DataExport, QueueRun, RankRequest, RankResponse,
+    MerchandisingRules, ServedMerchandising,
 )  # fmt: skip
 
 
 def openapi() -> dict[str, Any]:
     """The OpenAPI document of every HTTP function, at the local server's paths."""
-    requests = (Interaction, SearchRequest, Order, Note, JobRequest, PrivacyUpdate, QueueRequest, RankRequest)
+    requests = (
+        Interaction, SearchRequest, Order, Note, JobRequest, PrivacyUpdate, QueueRequest, RankRequest,
+        MerchandisingRules,
+    )  # fmt: skip
     _, definitions = models_json_schema(
         [(m, "validation" if m in requests else "serialization") for m in MODELS],
         ref_template="#/components/schemas/{model}",
@@ -346,6 +358,27 @@ def openapi() -> dict[str, Any]:
                 (200, QueueRun),
                 _ref(QueueRequest),
                 body_required=False,
+            )
+        },
+        "/api/merchandising/rules": {
+            "get": _operation(
+                "The served merchandising rules (a service identity's token)",
+                "manage_merchandising_rules",
+                (200, ServedMerchandising),
+            ),
+            "put": _operation(
+                "Replace the merchandising rules (a service identity's token)",
+                "manage_merchandising_rules",
+                (200, ServedMerchandising),
+                _ref(MerchandisingRules),
+            ),
+        },
+        "/api/merchandising/rules/{rule_id}": {
+            "delete": _operation(
+                "Remove one merchandising rule (a service identity's token)",
+                "manage_merchandising_rules",
+                (200, ServedMerchandising),
+                params=({"name": "rule_id", "in": "path", "required": True, "schema": ID},),
             )
         },
         "/health": {"get": _operation("Backends' state", "check_health", (200, Health))},

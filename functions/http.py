@@ -31,9 +31,17 @@ class UserRef(BaseModel):
 class RequestError(Exception):
     """Bad input: answered with 400 and a machine-readable error naming the fields."""
 
-    def __init__(self, code: str, message: str, fields: list[dict] | None = None, status: int = 400) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        fields: list[dict] | None = None,
+        status: int = 400,
+        headers: dict[str, str] | None = None,  # e.g. a 405's Allow
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.fields, self.status = code, message, fields or [], status
+        self.headers = headers or {}
 
 
 def field_errors(exc: ValidationError, prefix: str = "") -> list[dict]:
@@ -132,8 +140,13 @@ def acts_for(who: Caller, user_ids: Iterable[str]) -> None:
 
 
 def scheduled(request: flask.Request) -> None:
-    """Only a service identity may run a scheduled function (Cloud Scheduler's; locally
-    `python -m shared.cli token NAME --service`). Where the platform checks the callers of private
+    """Only a service identity may run a scheduled function (Cloud Scheduler's); see `service_only`."""
+    service_only(request, "run the scheduled jobs")
+
+
+def service_only(request: flask.Request, action: str) -> None:
+    """Only a service identity may go on (locally `python -m shared.cli token NAME --service`), as
+    for the scheduled functions and the admin API. Where the platform checks the callers of private
     functions itself (Cloud Run IAM, deployed), it is trusted: Cloud Scheduler's token is made for
     the function's URL, not for the verifier's audience.
 
@@ -145,7 +158,7 @@ def scheduled(request: flask.Request) -> None:
         return
     who = authenticated(request)
     if who is not None and not who.service:
-        raise RequestError("forbidden", "only a service identity may run the scheduled jobs", status=403)
+        raise RequestError("forbidden", f"only a service identity may {action}", status=403)
 
 
 DEGRADED_HEADER = "X-LeafLoaf-Degraded"  # the backends an answer had to do without
@@ -205,7 +218,7 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
                 status, payload = handler(request)
                 response = _json(status, payload, headers)
             except RequestError as exc:
-                response = _error(exc.status, exc.code, exc.message, exc.fields, headers)
+                response = _error(exc.status, exc.code, exc.message, exc.fields, headers | exc.headers)
             except InvalidToken as exc:  # e.g. a token already spent on a change (token_replayed)
                 response = _error(401, exc.code, str(exc), [], headers)
             except Exception:

@@ -23,6 +23,7 @@ from functions.health import check_health
 from functions.http import _error
 from functions.jobs import run_daily_jobs, run_hourly_jobs
 from functions.memory import add_memory_note, get_shopper_memory
+from functions.merchandising import manage_merchandising_rules
 from functions.orders import confirm_order
 from functions.pipeline import archive_events, ingest_graph_memory, load_events_bigquery
 from functions.preferences import get_live_preferences
@@ -52,6 +53,8 @@ ROUTES = {
     "/api/users/<user_id>/data": export_user_data,
     "/api/users/<user_id>": delete_user_data,
     "/api/deletions/<request_id>": get_deletion_status,
+    "/api/merchandising/rules": manage_merchandising_rules,  # the admin API (a service identity)
+    "/api/merchandising/rules/<rule_id>": manage_merchandising_rules,
     "/health": check_health,
     "/jobs/hourly": run_hourly_jobs,  # what Cloud Scheduler calls
     "/jobs/daily": run_daily_jobs,
@@ -73,14 +76,16 @@ log = logging.getLogger(__name__)
 def create_local_app() -> flask.Flask:
     """A Flask app routing each path to its function, as Cloud Functions URLs would."""
     app = flask.Flask("leafloaf-local")
+    named: set[str] = set()
     for path, function in ROUTES.items():
         app.add_url_rule(
             path,
-            endpoint=function.__name__,
+            endpoint=path if function.__name__ in named else function.__name__,  # one function, two paths
             view_func=lambda function=function, **_: function(flask.request),
             methods=ALL_METHODS,
             provide_automatic_options=False,
         )
+        named.add(function.__name__)
 
     app.add_url_rule("/openapi.json", endpoint="openapi", view_func=_openapi, methods=["GET"])
     app.add_url_rule("/metrics", endpoint="metrics", view_func=_metrics, methods=["GET"])

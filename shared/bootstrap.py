@@ -16,6 +16,7 @@ from shared.config import Settings
 from shared.domain.catalog import Catalog
 from shared.domain.catalog_generator import generate_catalog
 from shared.domain.engine import ProfileEngine
+from shared.domain.merchandising import load_merchandising
 from shared.domain.rules import Rules, load_rules
 from shared.observability import configure_logging
 from shared.ports.archive import Archive
@@ -33,6 +34,7 @@ from shared.services.features import FeaturePublisher
 from shared.services.health import HealthMonitor
 from shared.services.jobs import JobRunner
 from shared.services.memory import GraphMemoryService
+from shared.services.merchandising import MerchandisingService
 from shared.services.orders import OrderService
 from shared.services.pipeline import Archiver, WarehouseLoader
 from shared.services.preferences import PreferencesService
@@ -223,6 +225,12 @@ class Container:
         )
 
     @cached_property
+    def merchandising(self) -> MerchandisingService:
+        """The store's rules: the file's (read now: a bad file stops the start), until some are published."""
+        initial = load_merchandising(self.settings.merchandising_rules_path)
+        return MerchandisingService(lambda: self.archive, initial, self.settings.merchandising_refresh_s)
+
+    @cached_property
     def search(self) -> SearchService:
         return SearchService(
             self.engine,
@@ -232,6 +240,7 @@ class Container:
             features=lambda: self.features,  # opened on the first search that needs it
             privacy=self.privacy.of,
             ranker=self.rankers,
+            merchandise=self.merchandising.apply,
         )
 
     def __post_init__(self) -> None:

@@ -14,6 +14,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEAFLOAF_", extra="ignore")
 
     rules_path: Path = ROOT / "personalization_rules.yaml"
+    # The store's merchandising rules at start (validated then); rules published through the admin
+    # API win once there are any, and instances look for newer ones every merchandising_refresh_s.
+    merchandising_rules_path: Path = ROOT / "merchandising_rules.yaml"
+    merchandising_refresh_s: float = Field(default=30.0, gt=0)
     # A catalog file (.jsonl or .csv); when it does not exist a demo catalog is generated.
     catalog_path: Path = ROOT / "var" / "catalog.jsonl"
     demo_catalog_size: int = Field(default=5_000, ge=1)

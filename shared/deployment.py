@@ -40,6 +40,7 @@ FUNCTIONS: dict[str, Function] = {
     "delete_user_data": Function("http", public=True),
     "get_deletion_status": Function("http", public=True),
     "check_health": Function("http"),
+    "manage_merchandising_rules": Function("http"),  # the admin API: private, a service identity calls it
     "load_events_bigquery": Function("pubsub"),
     "archive_events": Function("pubsub"),
     "ingest_graph_memory": Function("pubsub", memory="1Gi"),

@@ -40,6 +40,10 @@ class Pool:
     features: Callable[[FeatureTable, np.ndarray, Affinities, Session], np.ndarray]  # (table, relevance, ...)
 
 
+# (query, surface, compiled results, limit, bring(product_id) -> a compiled result) -> results
+Merchandise = Callable[[str, str, list[dict], int, Callable[[str], dict | None]], list[dict]]
+
+
 class SearchService:
     """Base search, then re-rank with the shopper's profile within `rules.ranking.budget_ms`."""
 
@@ -54,7 +58,9 @@ class SearchService:
         features: Callable[[], FeatureStore | None] = lambda: None,
         privacy: Callable[[str], UserPrivacy] | None = None,
         ranker: Callable[[], Ranker] | None = None,  # the served ranker: rules, or a published model
+        merchandise: Merchandise | None = None,  # the store's merchandising rules, after personalization
     ) -> None:
+        self.merchandise = merchandise
         self.privacy = privacy  # the shopper's settings and tombstone
         self.publish = publish
         self.features = features  # what the scheduled jobs learnt, when a snapshot is published
@@ -69,7 +75,9 @@ class SearchService:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
         search_id = uuid.uuid4().hex  # events tracked with context.search_id are attributed to this answer
         privacy = self._privacy(request)
-        answer = self._answer(request, privacy, lambda affinities: self._pool(request, affinities), request.limit)
+        answer = self._answer(
+            request, privacy, lambda affinities: self._pool(request, affinities), request.limit, "search", request.query
+        )
         if self.publish is not None and request.user_id:
             event = search_event(request, [r["product_id"] for r in answer["results"]], search_id)
             if privacy is None or privacy.refuses(event) is None:  # search history may be off
@@ -79,13 +87,31 @@ class SearchService:
     def rank(self, request: RankRequest) -> dict:
         """The store's own results re-ordered for the shopper, every item kept, with the same
         reasons, fail-open and budget as search: one ranker, two doors."""
-        return self._answer(request, self._privacy(request), lambda _: self._items(request), len(request.items))
+        # Rules may hide or move the items given, never bring in one the store did not send.
+        return self._answer(
+            request,
+            self._privacy(request),
+            lambda _: self._items(request),
+            len(request.items),
+            "rank",
+            "",
+            brings=False,
+        )
 
     def _answer(
-        self, request: Asked, privacy: UserPrivacy | None, pool_of: Callable[[Affinities | None], Pool], limit: int
+        self,
+        request: Asked,
+        privacy: UserPrivacy | None,
+        pool_of: Callable[[Affinities | None], Pool],
+        limit: int,
+        surface: str,
+        query: str,
+        brings: bool = True,
     ) -> dict:
         """What both doors answer: the candidates `pool_of` gives (from the shopper's profile, or
-        None) ranked for the shopper, their first `limit` compiled, and why personalization was skipped."""
+        None) ranked for the shopper, their first `limit` compiled, the store's merchandising rules for
+        `surface` and `query` applied, and why personalization was skipped. When it `brings`, a pin
+        may bring in a product beyond the candidates (from the catalog)."""
         rules = self.engine.rules.ranking
         started = self.timer()
         if privacy is not None and not privacy.settings.personalization_enabled:
@@ -110,6 +136,9 @@ class SearchService:
         if privacy is not None and not privacy.settings.features.household_inference:
             quantities = {}
         results = self._compile(ranked, affinities, quantities, today, shopper, goes_with)
+        if self.merchandise is not None:  # the store's rules, after personalization
+            bring = functools.partial(self._unranked, today=today) if brings else lambda _: None
+            results = self.merchandise(query, surface, results, limit, bring)
         done = self.timer()
         return {
             "results": results,
@@ -333,6 +362,10 @@ class SearchService:
                 }
             )
         return results
+
+    def _unranked(self, product_id: str, today: date) -> dict | None:
+        product = self.engine.catalog.get(product_id)
+        return self._compile([Ranked(product, 0.0, -1, 0.0)], None, {}, today)[0] if product else None
 
     def _quantities(self, user_id: str) -> dict[str, int]:
         try:
