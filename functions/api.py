@@ -89,7 +89,7 @@ class SearchResult(_Answer):
 
 class Personalization(_Answer):
     applied: bool
-    reason: Literal["anonymous", "opted_out", "no_profile", "no_results", "over_budget", "error"] | None
+    reason: Literal["anonymous", "opted_out", "off", "no_profile", "no_results", "over_budget", "error"] | None
     budget_ms: float
     learned: bool
     ranking: Literal["learnt", "rules"] | None  # a learnt model's ranking, or the rules'

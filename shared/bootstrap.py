@@ -241,6 +241,7 @@ class Container:
             privacy=self.privacy.of,
             ranker=self.rankers,
             merchandise=self.merchandising.apply,
+            strength=self.merchandising.strength_for,
         )
 
     def __post_init__(self) -> None:

@@ -354,11 +354,12 @@ class Ranker:
         self.model = model
         self.version = version
 
-    def rank(self, x: np.ndarray, use_model: bool = True) -> Ranking:
+    def rank(self, x: np.ndarray, use_model: bool = True, strength: float = 1.0) -> Ranking:
         """Order the candidates: by the rules score, then the model's correction re-orders the
-        rules' best `model_depth` (they stay above the rest, so a model reorders good answers)."""
+        rules' best `model_depth` (they stay above the rest, so a model reorders good answers).
+        `strength` (0..1, the store's per surface) scales everything but relevance."""
         rules = self.table.rules
-        score = rules_parts(x, rules).sum(axis=1)
+        score = _scaled(rules_parts(x, rules), strength).sum(axis=1)
         # Weak matches (below min_relevance of the best) stay below the good ones, in base order.
         eligible = x[:, COLUMN["relevance"]] >= rules.min_relevance
         base = np.arange(len(x))
@@ -370,12 +371,12 @@ class Ranker:
             depth = min(rules.model_depth, int(eligible.sum()))
             top = order[:depth]
             score = score.copy()
-            score[top] += self.model.scores(x[top])
+            score[top] += strength * self.model.scores(x[top])
             scored[top] = True
             order = np.concatenate([top[np.lexsort((top, -score[top]))], order[depth:]])
         return Ranking(order, score, learnt, scored)
 
-    def contributions(self, x: np.ndarray, scored: np.ndarray | None = None) -> np.ndarray:
+    def contributions(self, x: np.ndarray, scored: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:
         """Per-feature contributions of the candidates in `x` (relevance included): the rules' parts,
         plus the model's for the candidates it `scored`, on the features the shopper has a value for.
         A model's contributions are measured against its training average, so a feature at its
@@ -384,7 +385,16 @@ class Ranker:
         if self.model is not None and scored is not None and scored.any():
             model = self.model.contributions(x[scored]) * (x[scored] != ABSENT)
             parts[scored] += model
+        return _scaled(parts, strength)
+
+
+def _scaled(parts: np.ndarray, strength: float) -> np.ndarray:
+    """The parts with every feature's but relevance's times `strength` (1: unchanged)."""
+    if strength == 1.0:
         return parts
+    scaled = parts * strength
+    scaled[:, COLUMN["relevance"]] = parts[:, COLUMN["relevance"]]
+    return scaled
 
 
 def ranker_of(artifact: RankerArtifact | None, catalog: Catalog, rules: RankingRules) -> Ranker:

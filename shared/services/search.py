@@ -18,6 +18,7 @@ from shared.domain.catalog import Product
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventContext, EventType, Interaction
 from shared.domain.features import ShopperFeatures, complements, learned_badges, lift_learned, reorder_cycles
+from shared.domain.merchandising import Surface
 from shared.domain.profile import Affinities, Profile
 from shared.domain.ranker import FeatureTable, Ranker, Session
 from shared.domain.ranking import Ranked, badges, confidence, grouped, plain, reasons
@@ -59,8 +60,10 @@ class SearchService:
         privacy: Callable[[str], UserPrivacy] | None = None,
         ranker: Callable[[], Ranker] | None = None,  # the served ranker: rules, or a published model
         merchandise: Merchandise | None = None,  # the store's merchandising rules, after personalization
+        strength: Callable[[Surface], float] | None = None,  # the store's personalization strength per surface
     ) -> None:
         self.merchandise = merchandise
+        self.strength = strength
         self.privacy = privacy  # the shopper's settings and tombstone
         self.publish = publish
         self.features = features  # what the scheduled jobs learnt, when a snapshot is published
@@ -104,7 +107,7 @@ class SearchService:
         privacy: UserPrivacy | None,
         pool_of: Callable[[Affinities | None], Pool],
         limit: int,
-        surface: str,
+        surface: Surface,
         query: str,
         brings: bool = True,
     ) -> dict:
@@ -122,7 +125,8 @@ class SearchService:
         pool = pool_of(affinities)
         searched = self.timer()
         shopper, goes_with = self._learned(request, privacy)
-        ranked, skipped, learnt, model = self._personalize(request, pool, limit, affinities, skipped, shopper)
+        strength = self.strength(surface) if self.strength is not None else 1.0
+        ranked, skipped, learnt, model = self._personalize(request, pool, limit, affinities, skipped, shopper, strength)
         ranked_at = self.timer()
         if skipped:
             ranked, affinities = plain(pool.products, pool.relevance, limit), None
@@ -243,11 +247,14 @@ class SearchService:
         affinities: Affinities | None,
         skipped: str | None,
         shopper: ShopperFeatures | None = None,
+        strength: float = 1.0,
     ) -> tuple[list[Ranked], str | None, bool, str | None]:
         """(ranked, None, whether a learnt model ranked, its version) when personalization applied,
-        else ([], why it was skipped, False, None)."""
+        else ([], why it was skipped, False, None). `strength` scales the personal part of the score."""
         if skipped in ("opted_out", "anonymous"):
             return [], skipped, False, None
+        if strength <= 0:  # the store turned personalization off on this surface
+            return [], "off", False, None
         if not len(pool.products):
             return [], "no_results", False, None
         if skipped is not None or affinities is None:
@@ -260,9 +267,9 @@ class SearchService:
             cycles = reorder_cycles(shopper) if shopper is not None else {}
             session = Session(views, frozenset(request.context.cart), cycles)
             x = pool.features(ranker.table, relevance, affinities, session)
-            ranking = ranker.rank(x)
+            ranking = ranker.rank(x, strength=strength)
             top = ranking.order[:limit]
-            parts = ranker.contributions(x[top], ranking.scored[top])
+            parts = ranker.contributions(x[top], ranking.scored[top], strength)
             rules = self.engine.rules.ranking
             by_group = grouped(x[top], parts, rules)
             ranked = []

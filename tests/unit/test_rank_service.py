@@ -7,7 +7,7 @@ import itertools
 import pytest
 from pydantic import ValidationError
 
-from shared.domain.search import RankRequest
+from shared.domain.search import RankRequest, SearchRequest
 from tests.unit.test_search_service import click, make
 
 # The store's own order; without scores relevance falls by position from 1 to min_relevance (0.5).
@@ -130,3 +130,24 @@ def test_conflicts_name_the_field():
         ("items.2.product_id", "duplicate product id 'a'"),
         ("items.1.score", "give a score for every item or for none"),
     ]
+
+
+def test_the_stores_strength_per_surface_scales_personalization_and_zero_turns_it_off(rules, small_catalog):
+    """Merchandising's per-surface strength: 1 as before, 0.5 half the personal lift (relevance kept), 0 off."""
+    search, tracking = make(rules, small_catalog)
+    tracking.track([click("oat-milk")])
+    items = [{"product_id": p} for p in STORE_ORDER]
+    strengths = {"search": 1.0, "rank": 1.0}
+    search.strength = strengths.__getitem__
+    full = {r["product_id"]: r for r in rank(search, items, user_id="u")["results"]}
+    strengths["rank"] = 0.5
+    half = {r["product_id"]: r for r in rank(search, items, user_id="u")["results"]}
+    for product, result in half.items():
+        lift = full[product]["score"] - full[product]["relevance"]
+        assert result["score"] - result["relevance"] == pytest.approx(lift / 2, abs=1e-3)  # answers are rounded
+    strengths["rank"] = 0.0
+    off = rank(search, items, user_id="u")
+    assert off["personalization"]["applied"] is False and off["personalization"]["reason"] == "off"
+    assert ids(off) == STORE_ORDER  # the store's own order
+    personal = search.search(SearchRequest(query="yogurt", user_id="u"))  # other surfaces keep theirs
+    assert personal["personalization"]["applied"] is True
