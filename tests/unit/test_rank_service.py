@@ -151,3 +151,18 @@ def test_the_stores_strength_per_surface_scales_personalization_and_zero_turns_i
     assert ids(off) == STORE_ORDER  # the store's own order
     personal = search.search(SearchRequest(query="yogurt", user_id="u"))  # other surfaces keep theirs
     assert personal["personalization"]["applied"] is True
+
+
+def test_the_stores_rules_apply_to_rank_without_bringing_in_items_it_did_not_send(rules, small_catalog):
+    from shared.domain.merchandising import apply, parse_merchandising
+
+    served = parse_merchandising({"version": 1, "rules": [
+        {"id": "no-skim", "kind": "hide", "product_id": "skim-milk"},
+        {"id": "chips-first", "kind": "promote", "product_id": "original-chips", "position": 0},
+        {"id": "elsewhere", "kind": "promote", "product_id": "oat-yogurt", "position": 1},  # not among the items
+    ]})  # fmt: skip
+    search, _ = make(rules, small_catalog)
+    search.merchandise = lambda query, surface, results, limit, bring: apply(served, query, results, limit, bring)
+    answer = rank(search, [{"product_id": p} for p in STORE_ORDER])
+    assert ids(answer) == ["original-chips", "whole-milk", "oat-milk", "greek-yogurt"]
+    assert answer["results"][0]["rule"] == "chips-first" and answer["results"][0]["promoted"] is True
