@@ -11,7 +11,10 @@ locals {
   # The deletion queue erases from every store; the export reads from every store.
   bigquery_writers = toset(["load_events_bigquery", "run_hourly_jobs", "run_daily_jobs", "process_deletion_queue"])
   bigquery_readers = toset(["export_user_data"])
-  archive_writers  = toset(["archive_events", "run_hourly_jobs", "run_daily_jobs", "process_deletion_queue"])
+  archive_writers = toset([
+    "archive_events", "run_hourly_jobs", "run_daily_jobs", "process_deletion_queue",
+    "manage_merchandising_rules", # publishes the rules to the archive's object store
+  ])
   archive_readers  = toset(["search_personalized", "rank_personalized", "export_user_data"]) # the features snapshot, the archive
   spanner_users = toset([
     "ingest_graph_memory", "get_shopper_memory", "add_memory_note", "process_deletion_queue", "export_user_data",
