@@ -189,7 +189,7 @@ def _json(status: int, payload: Any, headers: dict[str, str]) -> flask.Response:
     return response
 
 
-def _error(status: int, code: str, message: str, fields: list[dict], headers: dict[str, str]) -> flask.Response:
+def error_response(status: int, code: str, message: str, fields: list[dict], headers: dict[str, str]) -> flask.Response:
     return _json(status, {"error": {"code": code, "message": message, "fields": fields}}, headers)
 
 
@@ -205,7 +205,7 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
                 return flask.Response(status=204, headers=headers)
             if request.method not in methods:
                 message = f"use {' or '.join(methods)}"
-                return _error(405, "method_not_allowed", message, [], headers | {"Allow": ", ".join(methods)})
+                return error_response(405, "method_not_allowed", message, [], headers | {"Allow": ", ".join(methods)})
             started = time.perf_counter()
             headers_in = request.headers
             fields = trace_fields(
@@ -218,12 +218,12 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
                 status, payload = handler(request)
                 response = _json(status, payload, headers)
             except RequestError as exc:
-                response = _error(exc.status, exc.code, exc.message, exc.fields, headers | exc.headers)
+                response = error_response(exc.status, exc.code, exc.message, exc.fields, headers | exc.headers)
             except InvalidToken as exc:  # e.g. a token already spent on a change (token_replayed)
-                response = _error(401, exc.code, str(exc), [], headers)
+                response = error_response(401, exc.code, str(exc), [], headers)
             except Exception:
                 log.exception("unhandled error", extra={"path": request.path})
-                response = _error(500, "internal", "internal error; it has been logged", [], headers)
+                response = error_response(500, "internal", "internal error; it has been logged", [], headers)
             finally:
                 reset_trace(trace)
             if degraded := services.degraded():  # answered, but without these backends

@@ -20,7 +20,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from functions.api import openapi
 from functions.health import check_health
-from functions.http import _error
+from functions.http import error_response
 from functions.jobs import run_daily_jobs, run_hourly_jobs
 from functions.memory import add_memory_note, get_shopper_memory
 from functions.merchandising import manage_merchandising_rules
@@ -130,13 +130,13 @@ def _http_error(exc: HTTPException) -> flask.Response:
     """werkzeug's and functions-framework's errors (405, 415, 400) in our JSON error format."""
     status = exc.code or 500
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # keeps 405's Allow
-    return _error(status, _error_code(status, exc.name), exc.description or exc.name, [], headers)
+    return error_response(status, _error_code(status, exc.name), exc.description or exc.name, [], headers)
 
 
 def _event_failed(exc: Exception) -> flask.Response:
     """An event function that raised (a backend down: the bus redelivers), as JSON, with
     functions-framework's crash header."""
-    response = _error(500, "internal", "the event function failed; it has been logged", [], {})
+    response = error_response(500, "internal", "the event function failed; it has been logged", [], {})
     response.headers.update(functions_framework.crash_handler(exc)[2])
     return response
 
@@ -145,7 +145,7 @@ def _write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: s
     """gunicorn's own answer to a request it refuses before any app sees it (a request line over
     its limit: 414, a malformed request: 400, headers too large: 431), in our JSON error format
     instead of its HTML page."""
-    body = _error(status_int, _error_code(status_int, reason), mesg or reason, [], {}).get_data()
+    body = error_response(status_int, _error_code(status_int, reason), mesg or reason, [], {}).get_data()
     head = f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
     gunicorn.util.write_nonblock(sock, f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin1") + body)
 
@@ -175,8 +175,7 @@ def _metrics() -> flask.Response:
 
 
 def _not_found(**_: str) -> flask.Response:
-    body = {"error": {"code": "not_found", "message": f"no endpoint at {flask.request.path}", "fields": []}}
-    return flask.Response(json.dumps(body), status=404, mimetype="application/json")
+    return error_response(404, "not_found", f"no endpoint at {flask.request.path}", [], {})
 
 
 def start_pipeline(push_base_url: str | None = None) -> threading.Event:
