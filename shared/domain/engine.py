@@ -283,10 +283,9 @@ class ProfileEngine:
             fid, cls = divmod(acc_id, self._n)
             if cls in ignored:
                 continue
-            decay = self._classes[cls][1]
-            if now - ref > decay.memory_days * 86_400.0:
+            if now - ref > self._memory_s[cls]:
                 continue
-            part = decayed(value, ref, now, decay.factor)
+            part = decayed(value, ref, now, self._classes[cls][1].factor)
             if fid < 0:
                 fid = profile.local_key(fid)
             if cls == self._history:
