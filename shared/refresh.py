@@ -20,6 +20,7 @@ class BackgroundRefresh:
         self.name = name
         self.lock = threading.Lock()
         self._started = float("-inf")
+        self._again = False  # a load was asked for while one ran: run once more after it
 
     def due(self) -> None:
         """Start a load in the background if the period has passed and none is running; never waits."""
@@ -28,6 +29,13 @@ class BackgroundRefresh:
         self._started = self.clock()
         threading.Thread(target=self._run, name=self.name, daemon=True).start()
 
+    def soon(self) -> None:
+        """Start a load in the background now, whatever the period; after the running one if any
+        (which may have looked at the store before what the caller just wrote)."""
+        self._again = True
+        self._started = float("-inf")
+        self.due()
+
     def now(self) -> None:
         """Load in this thread (after a load in progress)."""
         with self.lock:
@@ -35,6 +43,12 @@ class BackgroundRefresh:
 
     def _run(self) -> None:
         try:
+            self._again = False
             self.load()
+            while self._again:
+                self._again = False
+                self.load()
         finally:
             self.lock.release()
+        if self._again:  # asked for between the last load and the release
+            self.soon()

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.domain.events import Id, Label
 from shared.domain.rules import Facet
@@ -29,6 +29,7 @@ class Product(BaseModel):
     price: float | None = Field(default=None, ge=0, le=100_000)
     size: float | None = Field(default=None, gt=0)
     unit: str | None = Field(default=None, max_length=20)
+    in_stock: bool = True  # search, rank and recommendations leave out what is not, unless asked
 
     @field_validator("name", "category", "department", mode="after")
     @classmethod
@@ -93,10 +94,74 @@ def parse_products(rows: Iterable[tuple[int, Mapping[str, object]]]) -> list[Pro
     return products
 
 
-class Catalog:
-    """Products by id, with each product's facet keys and price level precomputed."""
+class ProductPatch(BaseModel):
+    """A partial update of a product the catalog holds: only the fields given change (null clears
+    an optional one)."""
 
-    def __init__(self, products: Iterable[Product]) -> None:
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Id
+    name: str | None = Field(default=None, min_length=1, max_length=300)
+    category: Label | None = None
+    department: Label | None = None
+    brand: str | None = Field(default=None, max_length=80)
+    attributes: tuple[Label, ...] | None = None
+    price: float | None = Field(default=None, ge=0, le=100_000)
+    size: float | None = Field(default=None, gt=0)
+    unit: str | None = Field(default=None, max_length=20)
+    in_stock: bool | None = None
+
+    @model_validator(mode="after")
+    def _required_stay(self) -> ProductPatch:
+        for field in ("name", "category", "department", "attributes", "in_stock"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be cleared")
+        if self.model_fields_set <= {"id"}:
+            raise ValueError("nothing to change: give at least one field besides id")
+        return self
+
+    def applied_to(self, product: Product) -> Product:
+        changes = {f: getattr(self, f) for f in self.model_fields_set if f != "id"}
+        return Product.model_validate(product.model_dump() | changes)
+
+
+@dataclass(frozen=True)
+class CatalogChange:
+    """One change of the catalog, applied whole or not at all: products upserted, patched, deleted."""
+
+    upserts: tuple[Product, ...] = ()
+    patches: tuple[ProductPatch, ...] = ()
+    deletes: tuple[str, ...] = ()
+
+    def applied_to(self, products: dict[str, Product]) -> dict[str, Product]:
+        """The products after this change (a new dict); a patch of a product that is not there
+        is an error naming it, and then nothing changes. Deleting a missing product is not."""
+        upserted = {u.id for u in self.upserts}
+        missing = [
+            RowError(i + 1, f"id: no product {p.id!r} to patch")
+            for i, p in enumerate(self.patches)
+            if p.id not in products and p.id not in upserted
+        ]
+        if missing:
+            raise CatalogError(missing)
+        changed = dict(products)
+        changed.update((p.id, p) for p in self.upserts)
+        for patch in self.patches:
+            changed[patch.id] = patch.applied_to(changed[patch.id])
+        for product_id in self.deletes:
+            changed.pop(product_id, None)
+        return changed
+
+    def __len__(self) -> int:
+        return len(self.upserts) + len(self.patches) + len(self.deletes)
+
+
+class Catalog:
+    """Products by id, with each product's facet keys and price level precomputed; `version` is
+    the catalog store's (0: a catalog no store holds, such as a test's)."""
+
+    def __init__(self, products: Iterable[Product], version: int = 0) -> None:
+        self.version = version
         self.products: list[Product] = list(products)
         self._by_id = {p.id: p for p in self.products}
         self.index = {p.id: row for row, p in enumerate(self.products)}  # product id -> position

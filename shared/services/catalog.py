@@ -1,0 +1,144 @@
+"""The live catalog: the newest version of the store's catalog, as this instance serves it.
+
+Every change (an import, or the admin API's upserts, patches and deletes) makes a new version in the
+catalog store. An instance looks for a newer one at most every `refresh_s` seconds, in a background
+thread, and builds what serving needs there (the catalog's lookups, the search index, the engine's
+facet ids and the ranker's feature table) while requests go on with the version they have. Then
+one assignment swaps the new shelf in: a request holds one shelf from start to end, so it never
+mixes two versions. An instance never moves back to an older version; the instance that commits a
+change starts building it at once. A store that is down never blocks a request: the last version
+keeps serving and `health` says degraded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.domain.catalog import Catalog, CatalogChange, Product
+from shared.ports.catalog_store import CatalogStore
+from shared.ports.product_search import ProductSearch
+from shared.refresh import BackgroundRefresh
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shelf:
+    """One catalog version and its search index, built together and served together."""
+
+    catalog: Catalog
+    products: ProductSearch
+
+
+class LiveCatalog:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        store: Callable[[], CatalogStore],
+        index: Callable[[Catalog], ProductSearch],
+        initial: Catalog,
+        adopt: Sequence[Callable[[Catalog], None]] = (),
+        refresh_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        """
+        Args:
+            store: opens the catalog store (called in the background on the first refresh).
+            index: builds the search index of a catalog.
+            initial: served until the store has a newer version (the version the instance started
+                with, or an empty catalog).
+            adopt: told of each new catalog before it is served (the engine's facet ids, the ranker's
+                feature table), in the building thread.
+            refresh_s: how often the store is asked for its newest version.
+        """
+        self._store_factory = store
+        self._store: CatalogStore | None = None
+        self.index = index
+        self.adopt = adopt
+        self.wall = wall
+        self._shelf = Shelf(initial, index(initial))
+        self._refresh = BackgroundRefresh(self._load, refresh_s, clock, "catalog-refresh")
+        self._failure: str | None = None  # why the last look at the store failed
+        self._served_since = wall()
+
+    @property
+    def shelf(self) -> Shelf:
+        """The version served now; never waits on the store."""
+        self._refresh.due()
+        return self._shelf
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.shelf.catalog
+
+    def commit(self, change: CatalogChange) -> int:
+        """Apply `change` as a new version, start serving it here, and return its number."""
+        version = self.store().commit(change)
+        self._refresh.soon()
+        return version
+
+    def replace(self, products: Iterable[Product]) -> int:
+        """Make `products` the whole catalog, as a new version served here next."""
+        version = self.store().replace(products)
+        self._refresh.soon()
+        return version
+
+    def refresh(self) -> None:
+        """Serve the store's newest version when newer than the one served, in this thread (tests,
+        and the start of an instance)."""
+        self._refresh.now()
+
+    def store(self) -> CatalogStore:
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store
+
+    def _load(self) -> None:
+        served = self._shelf.catalog.version
+        try:
+            store = self.store()
+            latest = store.latest()
+            found = store.load() if latest is not None and latest > served else None
+        except Exception as exc:  # any store failure: keep serving, look again at the next refresh
+            self._failure = f"{type(exc).__name__}: {exc}"
+            log.warning("could not look for a new catalog version; serving %s: %s", served, exc)
+            return
+        self._failure = None
+        if found is None or found.version <= served:  # never an older version
+            return
+        started = time.perf_counter()
+        catalog = Catalog(found.products, found.version)
+        shelf = Shelf(catalog, self.index(catalog))
+        for adopt in self.adopt:
+            adopt(catalog)
+        self._shelf, self._served_since = shelf, self.wall()
+        log.info(
+            "serving catalog version %s (%d products, built in %.1f s)",
+            catalog.version,
+            len(catalog),
+            time.perf_counter() - started,
+        )
+
+    def health(self) -> dict[str, Any]:
+        """The version served, from memory: unhealthy with no products, degraded when the store fails."""
+        catalog = self._shelf.catalog
+        state: dict[str, Any] = {"status": "healthy", "version": catalog.version, "products": len(catalog)}
+        if not len(catalog):
+            state |= {
+                "status": "unhealthy",
+                "reason": "no catalog: import one (python -m shared.cli import-catalog FILE, "
+                "or PUT /api/catalog/products)",
+            }
+        if self._failure is not None:
+            state |= {"status": "degraded" if len(catalog) else "unhealthy", "store": self._failure}
+        return state
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
