@@ -20,6 +20,15 @@ class CatalogVersion:
     products: list[Product]
 
 
+@dataclass(frozen=True)
+class CatalogDelta:
+    """What changed from one version to a later one: products added or changed, products deleted."""
+
+    version: int  # the later version
+    upserted: list[Product]
+    deleted: list[str]
+
+
 class CatalogStore(ABC):
     """The catalog's versions. A change is applied whole or not at all, on the newest version, and
     makes the next version; readers see a version whole, never half of one."""
@@ -37,6 +46,12 @@ class CatalogStore(ABC):
     @abstractmethod
     def load(self) -> CatalogVersion | None:
         """The newest version whole, or None when there is none."""
+
+    @abstractmethod
+    def changes(self, since: int) -> CatalogDelta | None:
+        """What changed after version `since` up to the newest version, or None when the store cannot
+        say (the catalog was replaced since, or `since` is not one of its versions): load it whole.
+        An instance that serves `since` applies the delta instead of reading every product again."""
 
     @abstractmethod
     def commit(self, change: CatalogChange) -> int:

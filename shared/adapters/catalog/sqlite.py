@@ -18,12 +18,18 @@ from pathlib import Path
 from shared.adapters.sqlite_retry import retry_while_locked
 from shared.config import Settings
 from shared.domain.catalog import CatalogChange, Product
-from shared.ports.catalog_store import CatalogStore, CatalogUnavailable, CatalogVersion
+from shared.ports.catalog_store import CatalogDelta, CatalogStore, CatalogUnavailable, CatalogVersion
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
-    id  TEXT PRIMARY KEY,
-    doc TEXT NOT NULL
+    id      TEXT PRIMARY KEY,
+    doc     TEXT NOT NULL,
+    version INTEGER NOT NULL  -- the version that last wrote it
+);
+CREATE INDEX IF NOT EXISTS products_by_version ON products (version);
+CREATE TABLE IF NOT EXISTS deleted (
+    id      TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS versions (
     version  INTEGER PRIMARY KEY,
@@ -31,11 +37,14 @@ CREATE TABLE IF NOT EXISTS versions (
     upserted INTEGER NOT NULL,
     patched  INTEGER NOT NULL,
     deleted  INTEGER NOT NULL,
-    replaced INTEGER NOT NULL
+    replaced INTEGER NOT NULL  -- 1: the whole catalog was replaced (an import)
 );
 """
 # An upsert keeps the row (and so the product's place in the catalog's order).
-UPSERT = "INSERT INTO products (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc"
+UPSERT = (
+    "INSERT INTO products (id, doc, version) VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, version = excluded.version"
+)
 
 
 class SqliteCatalogStore(CatalogStore):
@@ -67,6 +76,23 @@ class SqliteCatalogStore(CatalogStore):
             return None
         return CatalogVersion(version, [Product.model_validate_json(doc) for (doc,) in rows])
 
+    def changes(self, since: int) -> CatalogDelta | None:
+        with self._lock, _unavailable():
+            self._db.execute("BEGIN")
+            try:
+                version, replaced = self._db.execute(
+                    "SELECT max(version), (SELECT max(version) FROM versions WHERE replaced) FROM versions"
+                ).fetchone()
+                known = self._db.execute("SELECT 1 FROM versions WHERE version = ?", (since,)).fetchone()
+                if version is None or not known or (replaced or 0) > since:
+                    return None
+                rows = self._db.execute("SELECT doc FROM products WHERE version > ? ORDER BY rowid", (since,))
+                upserted = [Product.model_validate_json(doc) for (doc,) in rows]
+                deleted = [pid for (pid,) in self._db.execute("SELECT id FROM deleted WHERE version > ?", (since,))]
+            finally:
+                self._db.execute("COMMIT")
+        return CatalogDelta(version, upserted, deleted)
+
     def commit(self, change: CatalogChange) -> int:
         with self._lock, _unavailable():
             self._db.execute("BEGIN IMMEDIATE")
@@ -80,9 +106,13 @@ class SqliteCatalogStore(CatalogStore):
                     )
                 }
                 changed = change.applied_to(held)  # raises, naming them, for patches of missing products
-                self._db.executemany(UPSERT, _rows(changed.values()))
-                self._db.executemany("DELETE FROM products WHERE id = ?", ((pid,) for pid in change.deletes))
                 version = self._next_version(len(change.upserts), len(change.patches), len(change.deletes), 0)
+                self._db.executemany(UPSERT, _rows(changed.values(), version))
+                self._db.executemany("DELETE FROM products WHERE id = ?", ((pid,) for pid in change.deletes))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO deleted (id, version) VALUES (?, ?)",
+                    ((pid, version) for pid in change.deletes),
+                )
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -94,11 +124,10 @@ class SqliteCatalogStore(CatalogStore):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute("DELETE FROM products")
-                count = 0
+                self._db.execute("DELETE FROM deleted")
+                version = self._next_version(0, 0, 0, 1)
                 for chunk in batched(products, 10_000):
-                    self._db.executemany(UPSERT, _rows(chunk))
-                    count += len(chunk)
-                version = self._next_version(0, 0, 0, count)
+                    self._db.executemany(UPSERT, _rows(chunk, version))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -128,5 +157,5 @@ def _unavailable() -> Iterator[None]:
         raise CatalogUnavailable(f"catalog store {type(exc).__name__}: {exc}") from exc
 
 
-def _rows(products: Iterable[Product]) -> Iterator[tuple[str, str]]:
-    return ((p.id, p.model_dump_json()) for p in products)
+def _rows(products: Iterable[Product], version: int) -> Iterator[tuple[str, str, int]]:
+    return ((p.id, p.model_dump_json(), version) for p in products)
