@@ -1,5 +1,6 @@
 """Entry points of LeafLoaf Personalize: functions-framework's --target names one of these."""
 
+from functions.catalog import manage_catalog
 from functions.health import check_health
 from functions.jobs import run_daily_jobs, run_hourly_jobs
 from functions.memory import add_memory_note, get_shopper_memory
@@ -30,6 +31,7 @@ __all__ = [
     "get_shopper_memory",
     "ingest_graph_memory",
     "load_events_bigquery",
+    "manage_catalog",
     "manage_merchandising_rules",
     "manage_privacy",
     "process_deletion_queue",

@@ -72,7 +72,7 @@ def run(shoppers: int | None) -> dict:
     rules = load_rules(ROOT / "personalization_rules.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         graph = KuzuGraphMemory(Path(tmp) / "graph.kuzu")
-        service = GraphMemoryService(graph, Catalog([]), rules, clock=lambda: datetime.now(UTC))
+        service = GraphMemoryService(graph, lambda: Catalog([]), rules, clock=lambda: datetime.now(UTC))
         say(f"ingesting {len(orders)} orders of {len(users)} shoppers in batches of {BATCH_EVENTS} events")
         batched = ingest(service, batches(orders, None), "batched")
         edges = count_edges(graph)
@@ -100,7 +100,7 @@ def run(shoppers: int | None) -> dict:
         graph.close()
         baseline_orders = [o for o in orders if o.user_id in set(users[:10])]
         graph = KuzuGraphMemory(Path(tmp) / "baseline.kuzu")
-        service = GraphMemoryService(graph, Catalog([]), rules)
+        service = GraphMemoryService(graph, lambda: Catalog([]), rules)
         say(f"baseline: {len(baseline_orders)} orders, one order per batch")
         single = ingest(service, batches(baseline_orders, 1), "one order per batch")
         graph.close()

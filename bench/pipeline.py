@@ -81,7 +81,7 @@ def publish_rate(bus: EventBus, spool: Path, n: int, batch: int) -> float:
 
 
 def load_rate(warehouse: Warehouse, n: int, batch: int) -> float:
-    loader = WarehouseLoader(warehouse, CATALOG, RULES)
+    loader = WarehouseLoader(warehouse, lambda: CATALOG, RULES)
     stream = events(n, uuid.uuid4().hex[:6])
     batches = [EventBatch(tuple(stream[i : i + batch])) for i in range(0, n, batch)]
     seconds = timed(lambda: [loader.load(b) for b in batches])

@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 from functions.jobs import JobRequest
 from functions.memory import Note
 from functions.privacy import QueueRequest
+from shared.domain.catalog import CatalogDelete, CatalogPatch, CatalogUpsert, Product
 from shared.domain.events import Interaction
 from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict)
 from shared.domain.merchandising import MerchandisingRules
@@ -73,6 +74,7 @@ class SearchResult(_Answer):
     price: float | None
     size: float | None
     unit: str | None
+    in_stock: bool  # false only when the request asked for out-of-stock products too
     rank: int
     position: int  # 0-based place in this answer: track a click on it with context.position and .search_id
     base_rank: int
@@ -112,9 +114,23 @@ class SearchResponse(_Answer):
 
 
 class RankResponse(_Answer):
-    results: list[SearchResult]  # every item given, re-ordered for the shopper
+    results: list[SearchResult]  # every item the filters accept, re-ordered for the shopper
     personalization: Personalization
     timing_ms: Timing  # base_search: reading the store's items
+    filtered_out: list[str]  # the items left out: out of stock (unless filters.include_out_of_stock), or filtered
+
+
+class CatalogWrite(_Answer):
+    version: int  # the catalog version this change made
+    upserted: int
+    patched: int
+    deleted: int
+    serving: int  # the version this instance served when answering; it serves `version` within a second
+
+
+class ServedProduct(_Answer):
+    version: int  # the catalog version served
+    product: Product
 
 
 class ConfirmedItem(_Answer):
@@ -282,7 +298,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     Interaction, EventBatchBody, SearchRequest, Order, Note, JobRequest, ErrorResponse, TrackResult,
     SearchResponse, OrderConfirmation, LivePreferences, ShopperMemory, NoteAccepted, Health, JobSummary,
     PrivacyUpdate, QueueRequest, PrivacyAnswer, DeletionStatus, DataExport, QueueRun, RankRequest, RankResponse,
-    MerchandisingRules, ServedMerchandising,
+    MerchandisingRules, ServedMerchandising, CatalogUpsert, CatalogPatch, CatalogDelete, CatalogWrite, ServedProduct,
 )  # fmt: skip
 
 
@@ -290,7 +306,7 @@ def openapi() -> dict[str, Any]:
     """The OpenAPI document of every HTTP function, at the local server's paths."""
     requests = (
         Interaction, SearchRequest, Order, Note, JobRequest, PrivacyUpdate, QueueRequest, RankRequest,
-        MerchandisingRules,
+        MerchandisingRules, CatalogUpsert, CatalogPatch, CatalogDelete,
     )  # fmt: skip
     _, definitions = models_json_schema(
         [(m, "validation" if m in requests else "serialization") for m in MODELS],
@@ -380,6 +396,40 @@ def openapi() -> dict[str, Any]:
                 (200, ServedMerchandising),
                 params=({"name": "rule_id", "in": "path", "required": True, "schema": ID},),
             )
+        },
+        "/api/catalog/products": {
+            "put": _operation(
+                "Add or replace up to 1,000 products, as one new catalog version (a service identity's token)",
+                "manage_catalog",
+                (200, CatalogWrite),
+                _ref(CatalogUpsert),
+            ),
+            "patch": _operation(
+                "Change some fields of up to 1,000 products, as one new catalog version (a service identity's token)",
+                "manage_catalog",
+                (200, CatalogWrite),
+                _ref(CatalogPatch),
+            ),
+            "delete": _operation(
+                "Remove up to 1,000 products, as one new catalog version (a service identity's token)",
+                "manage_catalog",
+                (200, CatalogWrite),
+                _ref(CatalogDelete),
+            ),
+        },
+        "/api/catalog/products/{product_id}": {
+            "get": _operation(
+                "A product as this instance serves it (a service identity's token)",
+                "manage_catalog",
+                (200, ServedProduct),
+                params=({"name": "product_id", "in": "path", "required": True, "schema": ID},),
+            ),
+            "delete": _operation(
+                "Remove one product, as a new catalog version (a service identity's token)",
+                "manage_catalog",
+                (200, CatalogWrite),
+                params=({"name": "product_id", "in": "path", "required": True, "schema": ID},),
+            ),
         },
         "/health": {"get": _operation("Backends' state", "check_health", (200, Health))},
         "/jobs/hourly": {

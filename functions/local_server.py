@@ -19,6 +19,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from functions.api import openapi
+from functions.catalog import manage_catalog
 from functions.health import check_health
 from functions.http import error_response
 from functions.jobs import run_daily_jobs, run_hourly_jobs
@@ -55,6 +56,8 @@ ROUTES = {
     "/api/deletions/<request_id>": get_deletion_status,
     "/api/merchandising/rules": manage_merchandising_rules,  # the admin API (a service identity)
     "/api/merchandising/rules/<rule_id>": manage_merchandising_rules,
+    "/api/catalog/products": manage_catalog,  # the catalog's admin API (a service identity)
+    "/api/catalog/products/<product_id>": manage_catalog,
     "/health": check_health,
     "/jobs/hourly": run_hourly_jobs,  # what Cloud Scheduler calls
     "/jobs/daily": run_daily_jobs,

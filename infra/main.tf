@@ -14,8 +14,11 @@ locals {
   archive_writers = toset([
     "archive_events", "run_hourly_jobs", "run_daily_jobs", "process_deletion_queue",
     "manage_merchandising_rules", # publishes the rules to the archive's object store
+    "manage_catalog",             # writes the catalog's versions there
   ])
-  archive_readers  = toset(["search_personalized", "rank_personalized", "export_user_data"]) # the features snapshot, the archive
+  # Every function reads the catalog's versions (and the search functions the features snapshot);
+  # the writers above may read already.
+  archive_readers = setsubtract(toset(keys(var.functions)), local.archive_writers)
   spanner_users = toset([
     "ingest_graph_memory", "get_shopper_memory", "add_memory_note", "process_deletion_queue", "export_user_data",
   ])
@@ -39,6 +42,7 @@ locals {
     LEAFLOAF_WAREHOUSE_PROJECT   = var.project
     LEAFLOAF_WAREHOUSE_DATASET   = var.dataset
     LEAFLOAF_ARCHIVE             = "gcs"
+    LEAFLOAF_CATALOG_STORE       = "objects" # the catalog's versions in the archive bucket (docs/CATALOG.md)
     LEAFLOAF_ARCHIVE_BUCKET      = google_storage_bucket.archive.name
     LEAFLOAF_GRAPH_MEMORY        = "spanner"
     LEAFLOAF_SPANNER_PROJECT     = var.project

@@ -20,6 +20,7 @@ from shared.domain.merchandising import load_merchandising
 from shared.domain.rules import Rules, load_rules
 from shared.observability import configure_logging
 from shared.ports.archive import Archive
+from shared.ports.catalog_store import CatalogStore, CatalogUnavailable
 from shared.ports.event_bus import EventBus
 from shared.ports.feature_store import FeatureStore
 from shared.ports.graph_memory import GraphMemory
@@ -29,6 +30,7 @@ from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
 from shared.ports.ranking_model import ModelStore
 from shared.ports.warehouse import Warehouse
+from shared.services.catalog import LiveCatalog
 from shared.services.erasure import ErasureService
 from shared.services.features import FeaturePublisher
 from shared.services.health import HealthMonitor
@@ -89,22 +91,46 @@ def import_class(name: str, registry: dict[str, str]) -> type:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def load_catalog(settings: Settings) -> Catalog:
-    if settings.catalog_path.exists():
-        from shared.adapters.catalog.files import load_catalog_file
+CATALOG_STORE_CLASS_FOR_TYPE = {
+    "sqlite": "shared.adapters.catalog.sqlite.SqliteCatalogStore",
+    "objects": "shared.adapters.catalog.objects.ObjectCatalogStore",
+}
 
-        return Catalog(load_catalog_file(settings.catalog_path))
-    return Catalog(generate_catalog(settings.demo_catalog_size))
+
+def open_catalog_store(settings: Settings) -> CatalogStore:
+    store_class: type[CatalogStore] = import_class(settings.catalog_store, CATALOG_STORE_CLASS_FOR_TYPE)
+    return store_class.from_settings(settings)
+
+
+def initial_catalog(settings: Settings) -> Catalog:
+    """The store's newest version, read as the instance starts (before any request). An empty store
+    is seeded from the catalog file when there is one, else, on local runs only, with the demo
+    catalog; otherwise the instance starts with no products (/health says why). A store that is
+    down gives no products now: the background refresh keeps trying."""
+    try:
+        store = open_catalog_store(settings)
+        if store.latest() is None:
+            if settings.catalog_path.exists():
+                from shared.adapters.catalog.files import load_catalog_file
+
+                store.replace(load_catalog_file(settings.catalog_path))
+            elif settings.demo_catalog:
+                store.replace(generate_catalog(settings.demo_catalog_size))
+        found = store.load()
+        store.close()
+    except CatalogUnavailable:
+        logging.getLogger(__name__).exception("the catalog store failed at start; serving no products until it answers")
+        return Catalog([])
+    return Catalog(found.products, found.version) if found is not None else Catalog([])
 
 
 @dataclass
 class Container:
     settings: Settings
     rules: Rules
-    catalog: Catalog
+    live: LiveCatalog
     engine: ProfileEngine
     profiles: ProfileStore
-    products: ProductSearch
     tracking: TrackingService
     preferences: PreferencesService
     bus: EventBus
@@ -112,6 +138,16 @@ class Container:
     orders: OrderService
     privacy: PrivacyService
     telemetry: Telemetry
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog version served now."""
+        return self.live.catalog
+
+    @property
+    def products(self) -> ProductSearch:
+        """The search index of the version served now."""
+        return self.live.shelf.products
 
     # The event functions' backends, built on first use: an HTTP-only instance never opens them.
     @cached_property
@@ -132,7 +168,11 @@ class Container:
     @cached_property
     def memory(self) -> GraphMemoryService:
         return GraphMemoryService(
-            self.graph, self.catalog, self.rules, privacy=self.privacy.of, screen=self.privacy.without_erased
+            self.graph,
+            lambda: self.live.catalog,
+            self.rules,
+            privacy=self.privacy.of,
+            screen=self.privacy.without_erased,
         )
 
     @cached_property
@@ -166,7 +206,7 @@ class Container:
         """The served ranker: the rules until the daily job publishes a model (the store is opened
         in the background on the first search)."""
         return RankerProvider(
-            lambda: self.model_store, self.catalog, self.rules.ranking, self.settings.features_refresh_s
+            lambda: self.model_store, self.engine.catalog, self.rules.ranking, self.settings.features_refresh_s
         )
 
     @cached_property
@@ -176,9 +216,10 @@ class Container:
         return RankerTrainer(
             self.model_store,
             self.engine,
-            self.products,
+            self.live.shelf.products,
             published=self.rankers.refresh,
             being_erased=lambda: _being_erased(store),
+            shelf=lambda: self.live.shelf,
         )
 
     @cached_property
@@ -232,9 +273,10 @@ class Container:
 
     @cached_property
     def search(self) -> SearchService:
+        live = self.live
         return SearchService(
             self.engine,
-            self.products,
+            live.shelf.products,
             self.profiles,
             publish=self.publisher.publish,
             features=lambda: self.features,  # opened on the first search that needs it
@@ -242,15 +284,20 @@ class Container:
             ranker=self.rankers,
             merchandise=self.merchandising.apply,
             strength=self.merchandising.strength_for,
+            shelf=lambda: live.shelf,
         )
 
     def __post_init__(self) -> None:
         # Built now (the ranker's feature table, no I/O), so the first search does not wait for it.
         self.search  # noqa: B018
+        # A new catalog version is served once the engine and the ranker have it too.
+        self.live.adopt = [self.engine.adopt, self.rankers.adopt]
 
     @cached_property
     def loader(self) -> WarehouseLoader:
-        return WarehouseLoader(self.warehouse, self.catalog, self.rules, screen=self.privacy.without_erased)
+        return WarehouseLoader(
+            self.warehouse, lambda: self.live.catalog, self.rules, screen=self.privacy.without_erased
+        )
 
     @cached_property
     def archiver(self) -> Archiver:
@@ -285,6 +332,7 @@ class Container:
                 self.__dict__[backend].close()
         if isinstance(self.profiles, CachedProfileStore):
             self.profiles.close()
+        self.live.close()
 
 
 def _being_erased(store: PrivacyStore) -> set[str]:
@@ -305,7 +353,7 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     settings = settings or Settings()
     configure_logging(settings.log_level)
     rules = load_rules(settings.rules_path)
-    catalog = catalog or load_catalog(settings)
+    catalog = catalog if catalog is not None else initial_catalog(settings)
     engine = ProfileEngine(rules, catalog, settings.dedup_window)
     store_class: type[ProfileStore] = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE)
     profiles = store_class.from_settings(settings, engine)
@@ -322,7 +370,12 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
             max_bytes=settings.profile_cache_bytes,
             ttl_s=settings.profile_cache_ttl_s,
         )
-    products = import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE)(catalog)
+    live = LiveCatalog(
+        lambda: open_catalog_store(settings),
+        import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE),
+        catalog,
+        refresh_s=settings.catalog_refresh_s,
+    )
     bus_class: type[EventBus] = import_class(settings.event_bus, EVENT_BUS_CLASS_FOR_TYPE)
     bus = bus_class.from_settings(settings)
     publisher = EventPublisher(
@@ -343,10 +396,9 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     services = Container(
         settings,
         rules,
-        catalog,
+        live,
         engine,
         profiles,
-        products,
         tracking,
         PreferencesService(engine, profiles, privacy=privacy.of),
         bus,

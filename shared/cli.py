@@ -21,24 +21,24 @@ def _serve(args: argparse.Namespace) -> int:
     from functions.local_server import endpoints, serve
     from shared import bootstrap
     from shared.config import Settings
-    from shared.domain.catalog import Catalog
+    from shared.domain.catalog import CatalogError
 
-    products = None
-    installed = Settings().catalog_path
-    # Checked first: a bad file (given, or the installed one) is reported line by line, before anything starts.
-    if path := args.catalog or (installed if installed.exists() else None):
-        if (products := _read_catalog(path)) is None:
-            return 2
-        os.environ["LEAFLOAF_CATALOG_PATH"] = str(path)
     if args.emulators:
         from shared.emulators import start_cloud_topology
 
         print("Starting the Firestore, Pub/Sub, BigQuery, Cloud Storage and Spanner emulators ...", flush=True)
         os.environ.update(start_cloud_topology())
-    if products is not None:  # the file read above, not read twice
-        bootstrap.install(bootstrap.build(catalog=Catalog(products)))
-        bootstrap.settle_heap()
-    services = bootstrap.container()  # build before listening: the first request is fast
+    # Checked first: a bad file is reported line by line, before anything starts.
+    if args.catalog is not None:
+        if (products := _read_catalog(args.catalog)) is None:
+            return 2
+        version = bootstrap.open_catalog_store(Settings()).replace(products)
+        print(f"imported {len(products)} products from {args.catalog} as catalog version {version}", flush=True)
+    try:
+        services = bootstrap.container()  # build before listening: the first request is fast
+    except CatalogError as exc:  # the catalog file seeding an empty store is bad
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     settings = services.settings
 
     def ready(port: int, app: flask.Flask) -> None:
@@ -59,7 +59,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from shared.config import Settings
     from shared.demo import MissingProduct, run_demo
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # keep the story readable
@@ -77,11 +76,10 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         outcomes = run_demo(url, token_for=_local_tokens())
     except MissingProduct as missing:
-        installed = Settings().catalog_path
         print(
             f"error: the demo's scenarios need the demo catalog, and the server's catalog has no {missing}.\n"
-            f"To go back to the demo catalog: rm {installed} (serve then generates it; or "
-            "python -m shared.cli import-catalog --generate 5000), and restart the server if one is running.",
+            "To go back to the demo catalog: python -m shared.cli import-catalog --generate 5000 (a new "
+            "catalog version, which a running server picks up within LEAFLOAF_CATALOG_REFRESH_S).",
             file=sys.stderr,
         )
         return 2
@@ -133,10 +131,11 @@ def _read_catalog(path: Path) -> list[Product] | None:
 
 def _import_catalog(args: argparse.Namespace) -> int:
     from shared.adapters.catalog.files import write_catalog_file
+    from shared.bootstrap import open_catalog_store
     from shared.config import Settings
     from shared.domain.catalog_generator import generate_catalog
+    from shared.ports.catalog_store import CatalogUnavailable
 
-    out = args.out or Settings().catalog_path
     if args.generate:
         products = generate_catalog(args.generate, seed=args.seed)
     elif args.file:
@@ -146,8 +145,20 @@ def _import_catalog(args: argparse.Namespace) -> int:
     else:
         print("error: give a catalog FILE or --generate N", file=sys.stderr)
         return 2
-    write_catalog_file(products, out)
-    print(f"wrote {len(products)} products to {out}; 'serve' uses it (LEAFLOAF_CATALOG_PATH={out})")
+    if args.out is not None:
+        write_catalog_file(products, args.out)
+        print(f"wrote {len(products)} products to {args.out}")
+        return 0
+    settings = Settings()
+    try:
+        version = open_catalog_store(settings).replace(products)
+    except CatalogUnavailable as exc:  # nothing changed: the previous version keeps serving
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"imported {len(products)} products as catalog version {version} ({settings.catalog_store} store); "
+        f"servers pick it up within {settings.catalog_refresh_s:g} s"
+    )
     return 0
 
 
@@ -222,7 +233,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--catalog",
         type=Path,
-        help="catalog file (.jsonl/.csv); default: var/catalog.jsonl, else a generated demo catalog",
+        help="catalog file (.jsonl/.csv) imported as the catalog's next version before serving (default: the "
+        "store's newest version; an empty store is seeded from LEAFLOAF_CATALOG_PATH, or the demo catalog "
+        "with LEAFLOAF_DEMO_CATALOG=true, as ./dev run sets)",
     )
     serve.add_argument(
         "--emulators",
@@ -245,7 +258,8 @@ def parser() -> argparse.ArgumentParser:
     token.set_defaults(run=_token)
 
     imp = commands.add_parser(
-        "import-catalog", help="validate a catalog file (or generate one) and install it for 'serve'"
+        "import-catalog",
+        help="validate a catalog file (or generate one) and make it the catalog's next version, whole",
     )
     imp.add_argument(
         "file",
@@ -257,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
         "--generate", type=int, metavar="N", help="write a deterministic demo catalog of N products instead"
     )
     imp.add_argument("--seed", type=int, default=7, help="seed for --generate")
-    imp.add_argument("--out", type=Path, help="where to write (default: LEAFLOAF_CATALOG_PATH or var/catalog.jsonl)")
+    imp.add_argument("--out", type=Path, help="write the products to this JSON Lines file instead of the store")
     imp.set_defaults(run=_import_catalog)
 
     ev = commands.add_parser(

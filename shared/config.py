@@ -18,8 +18,17 @@ class Settings(BaseSettings):
     # API win once there are any, and instances look for newer ones every merchandising_refresh_s.
     merchandising_rules_path: Path = ROOT / "merchandising_rules.yaml"
     merchandising_refresh_s: float = Field(default=30.0, gt=0)
-    # A catalog file (.jsonl or .csv); when it does not exist a demo catalog is generated.
+    # The catalog's versions (shared/services/catalog.py): "sqlite" (a local file) or "objects"
+    # (the archive's object store: Cloud Storage in production). Instances look for a newer version
+    # every catalog_refresh_s, and build it in the background.
+    catalog_store: str = "sqlite"
+    catalog_store_path: Path = ROOT / "var" / "catalog.sqlite3"
+    catalog_refresh_s: float = Field(default=10.0, gt=0, le=60)
+    # A catalog file (.jsonl or .csv) that seeds an empty store at start (older installs kept it here).
     catalog_path: Path = ROOT / "var" / "catalog.jsonl"
+    # Local runs only (`./dev run` turns it on): an empty store gets a generated demo catalog. A
+    # deployed instance never serves demo products: with no catalog, /health is unhealthy.
+    demo_catalog: bool = False
     demo_catalog_size: int = Field(default=5_000, ge=1)
     # Adapters by short name (or a full "module.Class" path); the embedded ones are the default.
     profile_store: str = "sqlite"

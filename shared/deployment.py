@@ -41,6 +41,7 @@ FUNCTIONS: dict[str, Function] = {
     "get_deletion_status": Function("http", public=True),
     "check_health": Function("http"),
     "manage_merchandising_rules": Function("http"),  # the admin API: private, a service identity calls it
+    "manage_catalog": Function("http", memory="1Gi"),  # the catalog's admin API: private, as above
     "load_events_bigquery": Function("pubsub"),
     "archive_events": Function("pubsub"),
     "ingest_graph_memory": Function("pubsub", memory="1Gi"),

@@ -54,6 +54,7 @@ def local_state(tmp_path_factory) -> Path:
         "LEAFLOAF_FEATURES_CACHE_PATH": "features",
         "LEAFLOAF_PRIVACY_PATH": "privacy.sqlite3",
         "LEAFLOAF_AUTH_SECRET_PATH": "auth-secret",
+        "LEAFLOAF_CATALOG_STORE_PATH": "catalog.sqlite3",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, file in paths.items():
@@ -61,6 +62,7 @@ def local_state(tmp_path_factory) -> Path:
         # Tests of other features act for shoppers without tokens; tests/functions/test_privacy.py
         # and tests/e2e/test_privacy.py run with authentication on.
         patch.setenv("LEAFLOAF_AUTH", "off")
+        patch.setenv("LEAFLOAF_DEMO_CATALOG", "true")  # as ./dev run: an empty store gets the demo catalog
         yield state
 
 
@@ -75,6 +77,7 @@ def installed_services(state: Path, **overrides):
 
     paths = {
         "catalog_path": state / "none.jsonl",
+        "catalog_store_path": state / "catalog.sqlite3",
         "bus_path": state / "bus.sqlite3",
         "publish_spool_path": state / "publish-spool.sqlite3",
         "duckdb_path": state / "warehouse.duckdb",

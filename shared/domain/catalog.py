@@ -94,6 +94,9 @@ def parse_products(rows: Iterable[tuple[int, Mapping[str, object]]]) -> list[Pro
     return products
 
 
+MAX_BATCH_PRODUCTS = 1_000  # per admin API call
+
+
 class ProductPatch(BaseModel):
     """A partial update of a product the catalog holds: only the fields given change (null clears
     an optional one)."""
@@ -123,6 +126,36 @@ class ProductPatch(BaseModel):
     def applied_to(self, product: Product) -> Product:
         changes = {f: getattr(self, f) for f in self.model_fields_set if f != "id"}
         return Product.model_validate(product.model_dump() | changes)
+
+
+class StrictProduct(Product):
+    """A product as the API takes it: an unknown field is an error (a file import ignores extra columns)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CatalogUpsert(BaseModel):
+    """PUT /api/catalog/products: products added or replaced whole."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    products: tuple[StrictProduct, ...] = Field(min_length=1, max_length=MAX_BATCH_PRODUCTS)
+
+
+class CatalogPatch(BaseModel):
+    """PATCH /api/catalog/products: partial updates of products the catalog holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    products: tuple[ProductPatch, ...] = Field(min_length=1, max_length=MAX_BATCH_PRODUCTS)
+
+
+class CatalogDelete(BaseModel):
+    """DELETE /api/catalog/products: products removed (an id the catalog lacks is no error)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ids: tuple[Id, ...] = Field(min_length=1, max_length=MAX_BATCH_PRODUCTS)
 
 
 @dataclass(frozen=True)

@@ -88,13 +88,9 @@ class ProfileEngine:
 
     def __init__(self, rules: Rules, catalog: Catalog, dedup_window: int = 32) -> None:
         self.rules = rules
-        self.catalog = catalog
         self.dedup_window = dedup_window
         self.facets = FacetIndex()
         self._price_ids = (self.facets.add(PRICE_NUM), self.facets.add(PRICE_DEN))
-        for product in catalog.products:  # a new catalog would only add its keys the same way
-            for _, key in catalog.keys(product.id):
-                self.facets.add(key)
         # The live decay classes, then the ranking's long-horizon purchase memory (left out of affinities).
         self._classes = [*rules.decay.items(), (HISTORY, rules.ranking.history)]
         self._n = len(self._classes)
@@ -107,17 +103,33 @@ class ProfileEngine:
             name: (signal, self._class_of[signal.decay], rules.decay[signal.decay].factor, frozenset(signal.facets))
             for name, signal in rules.signals.items()
         }
-        self._catalog_plans: dict[str, ProductPlan] = {}  # bounded by the catalog
+        self._view: tuple[Catalog, dict[str, ProductPlan]] = (catalog, {})
+        self.adopt(catalog)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._view[0]
+
+    def adopt(self, catalog: Catalog) -> None:
+        """Serve `catalog` from now on (a new version): its keys join the facet index, which only
+        grows, so profiles built on an older version keep their meaning, and the product plans
+        start afresh (a product's facts may have changed). The catalog and its plans are swapped
+        as one, so an event applied meanwhile caches no plan of the old catalog in the new one."""
+        for product in catalog.products:
+            for _, key in catalog.keys(product.id):
+                self.facets.add(key)
+        self._view = (catalog, {})
 
     def _product_plan(self, event: Interaction, profile: Profile) -> ProductPlan:
         """(facet, facet id) pairs of the event's product (the product first) and its price level."""
         pid = event.product_id or ""
-        plan = self._catalog_plans.get(pid) if event.price is None else None
+        catalog, plans = self._view
+        plan = plans.get(pid) if event.price is None else None
         if plan is None:
-            facts = facts_for(event, self.catalog)
+            facts = facts_for(event, catalog)
             plan = (tuple((facet, self._fid(profile, key)) for facet, key in facts.keys), facts.price_ratio)
-            if event.price is None and self.catalog.get(pid) is not None:  # catalog keys: instance ids only
-                self._catalog_plans[pid] = plan
+            if event.price is None and catalog.get(pid) is not None:  # catalog keys: instance ids only
+                plans[pid] = plan
         return plan
 
     def _fid(self, profile: Profile, key: str) -> int:
@@ -277,7 +289,8 @@ class ProfileEngine:
     ) -> None:
         """Add the profile's decayed accumulators at `now` into `sums` (uncapped) and `best`, and
         its long-horizon purchase memory into `history` (count, days since the latest purchase).
-        The profile's own facets are summed by key: two profiles' local ids do not agree."""
+        The profile's own facets are summed by key (two profiles' local ids do not agree), or with
+        the instance's id of that key once a newer catalog holds it."""
         for acc_id, value, ref in profile.accumulators():
             fid: Term
             fid, cls = divmod(acc_id, self._n)
@@ -286,8 +299,10 @@ class ProfileEngine:
             if now - ref > self._memory_s[cls]:
                 continue
             part = decayed(value, ref, now, self._classes[cls][1].factor)
-            if fid < 0:
-                fid = profile.local_key(fid)
+            if fid < 0:  # a key the catalog did not hold then; a newer version may hold it now
+                key = profile.local_key(fid)
+                known = self.facets.get(key)
+                fid = key if known is None else known
             if cls == self._history:
                 history[fid] = (part, max(0.0, now - ref) / 86_400.0)
                 continue

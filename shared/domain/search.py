@@ -23,6 +23,7 @@ class SearchFilters(BaseModel):
     attributes: tuple[Label, ...] = Field(default=(), max_length=20)
     min_price: float | None = Field(default=None, ge=0)
     max_price: float | None = Field(default=None, ge=0)
+    include_out_of_stock: bool = False  # out-of-stock products are left out unless asked for
 
     @field_validator("category", "department", "brand", mode="after")
     @classmethod
@@ -42,7 +43,8 @@ class SearchFilters(BaseModel):
 
     def accepts(self, product: Product) -> bool:
         return (
-            (self.category is None or product.category.lower() == self.category)
+            (product.in_stock or self.include_out_of_stock)
+            and (self.category is None or product.category.lower() == self.category)
             and (self.department is None or product.department.lower() == self.department)
             and (self.brand is None or (product.brand or "").lower() == self.brand)
             and all(a in product.attributes for a in self.attributes)
@@ -109,6 +111,7 @@ class RankItem(BaseModel):
     price: float | None = Field(default=None, ge=0, le=100_000)
     size: float | None = Field(default=None, gt=0)
     unit: str | None = Field(default=None, max_length=20)
+    in_stock: bool | None = None  # the catalog's stock wins for a product it holds
 
     @field_validator("name", "brand", "category", "department", mode="after")
     @classmethod
@@ -133,17 +136,22 @@ class RankItem(BaseModel):
             price=self.price,
             size=self.size,
             unit=self.unit,
+            in_stock=self.in_stock is not False,
         )
 
 
 class RankRequest(BaseModel):
-    """The store's own results for a shopper, to be re-ordered for them (all of them, none dropped)."""
+    """The store's own results for a shopper, to be re-ordered for them (every item the filters
+    accept; none dropped for being unknown)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     user_id: Id | None = None
     session_id: Id | None = None
     items: tuple[RankItem, ...] = Field(max_length=MAX_RANK_ITEMS)
+    # The items these refuse are left out of the answer (listed in filtered_out); by default only
+    # what is out of stock.
+    filters: SearchFilters = Field(default_factory=SearchFilters)
     context: SearchContext = Field(default_factory=SearchContext)
 
     def conflicts(self) -> list[tuple[str, str]]:

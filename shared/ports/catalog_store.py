@@ -22,7 +22,8 @@ class CatalogVersion:
 
 @dataclass(frozen=True)
 class CatalogDelta:
-    """What changed from one version to a later one: products added or changed, products deleted."""
+    """What changed from one version to a later one: products deleted, then products added or
+    changed (apply in that order: a product deleted and added again is there)."""
 
     version: int  # the later version
     upserted: list[Product]

@@ -79,7 +79,7 @@ class GraphMemoryService:
     def __init__(
         self,
         graph: GraphMemory,
-        catalog: Catalog,
+        catalog: Callable[[], Catalog],  # the version served now
         rules: Rules,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         privacy: Callable[[str], UserPrivacy] | None = None,
@@ -93,7 +93,7 @@ class GraphMemoryService:
         self.screen = screen  # drops late events of deleted shoppers, so a redelivery undoes no erasure
 
     def product_info(self, product_id: str, event: Interaction | None = None) -> ProductInfo:
-        product = self.catalog.get(product_id)
+        product = self.catalog().get(product_id)
         if product is not None:
             return ProductInfo(product_id, product.name, product.brand, product.category, tuple(product.attributes))
         if event is None:

@@ -73,7 +73,9 @@ def _get(message: Any, key: str) -> Any:
 class WarehouseLoader:
     """Writes each event to raw_user_actions and to its kind's table."""
 
-    def __init__(self, warehouse: Warehouse, catalog: Catalog, rules: Rules, screen: Screen = keep_all) -> None:
+    def __init__(
+        self, warehouse: Warehouse, catalog: Callable[[], Catalog], rules: Rules, screen: Screen = keep_all
+    ) -> None:
         self.warehouse = warehouse
         self.catalog = catalog
         self.rules = rules
@@ -84,7 +86,7 @@ class WarehouseLoader:
         kept = self.screen(batch)
         if kept is None:
             return 0
-        return self.warehouse.insert(warehouse_rows(kept.events, self.catalog, self.rules, datetime.now(UTC)))
+        return self.warehouse.insert(warehouse_rows(kept.events, self.catalog(), self.rules, datetime.now(UTC)))
 
 
 class Archiver:

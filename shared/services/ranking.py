@@ -28,6 +28,7 @@ from shared.domain.search import SearchFilters
 from shared.ports.product_search import ProductSearch
 from shared.ports.ranking_model import ModelStore
 from shared.refresh import BackgroundRefresh
+from shared.services.catalog import Shelf
 from shared.services.features import version_name
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ class RankerProvider:
     def __call__(self) -> Ranker:
         self._refresh.due()
         return self._ranker
+
+    def adopt(self, catalog: Catalog) -> None:
+        """Serve the same model and stats on a new catalog version (its feature table is built
+        here, in the caller's background thread; a model loading meanwhile finishes first)."""
+        with self._refresh.lock:
+            served = self._ranker
+            self.catalog = catalog
+            self._ranker = Ranker(FeatureTable(catalog, self.rules, served.table.stats), served.model, served.version)
 
     def health(self) -> dict[str, Any]:
         """The ranking being served, from memory: "degraded" when the newest artifact was refused."""
@@ -137,7 +146,9 @@ class RankerTrainer:
         params: TrainingParams | None = None,
         published: Callable[[], None] = lambda: None,
         being_erased: Callable[[], Collection[str]] = frozenset,
+        shelf: Callable[[], Shelf] | None = None,  # the catalog version served now (default: engine's, products)
     ) -> None:
+        self.shelf = shelf or (lambda: Shelf(self.engine.catalog, self.products))
         self.published = published
         self.being_erased = being_erased  # shoppers whose deletion is pending: never trained on
         self.store = store
@@ -156,6 +167,7 @@ class RankerTrainer:
         artifact as the window's version with the store's `popularity` (orders per product; default:
         counted over `histories`), and return its metrics."""
         pool = self.engine.rules.ranking.candidate_pool
+        shelf = self.shelf()  # one catalog version for the whole replay
         erased = set(self.being_erased())
         if erased:
             histories = {user: baskets for user, baskets in histories.items() if user not in erased}
@@ -167,8 +179,8 @@ class RankerTrainer:
         artifact = build_artifact(
             version_name(window_end),
             histories,
-            ProfileEngine(self.engine.rules, self.engine.catalog),  # a replay's own facet index
-            lambda query, own: self.products.search(query, SearchFilters(), pool, own),
+            ProfileEngine(self.engine.rules, shelf.catalog),  # a replay's own facet index
+            lambda query, own: shelf.products.search(query, SearchFilters(), pool, own),
             self._published_model(),
             self.params,
             logged=logged,

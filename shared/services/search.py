@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
-from shared.domain.catalog import Product
+from shared.domain.catalog import Catalog, Product
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventContext, EventType, Interaction
 from shared.domain.features import ShopperFeatures, complements, learned_badges, lift_learned, reorder_cycles
@@ -26,6 +26,7 @@ from shared.domain.search import Hits, RankRequest, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
 from shared.ports.profile_store import ProfileStore
+from shared.services.catalog import Shelf
 from shared.services.privacy import UserPrivacy, ignored_signals
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ Asked = SearchRequest | RankRequest  # what both doors are asked: a shopper, the
 class Pool:
     """The candidates a door hands the one ranker, in base order, and how their features are built."""
 
+    catalog: Catalog  # the version the candidates come from, for the whole request
     products: list[Product]
     relevance: np.ndarray  # per candidate, best first, > 0 at the top
     features: Callable[[FeatureTable, np.ndarray, Affinities, Session], np.ndarray]  # (table, relevance, ...)
@@ -61,6 +63,7 @@ class SearchService:
         ranker: Callable[[], Ranker] | None = None,  # the served ranker: rules, or a published model
         merchandise: Merchandise | None = None,  # the store's merchandising rules, after personalization
         strength: Callable[[Surface], float] | None = None,  # the store's personalization strength per surface
+        shelf: Callable[[], Shelf] | None = None,  # the catalog version served now (default: engine's, products)
     ) -> None:
         self.merchandise = merchandise
         self.strength = strength
@@ -73,13 +76,20 @@ class SearchService:
         self.clock = clock
         self.timer = timer
         self.ranker = ranker or functools.cache(lambda: Ranker(FeatureTable(engine.catalog, engine.rules.ranking)))
+        self.shelf = shelf or (lambda: Shelf(self.engine.catalog, self.products))
 
     def search(self, request: SearchRequest) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
         search_id = uuid.uuid4().hex  # events tracked with context.search_id are attributed to this answer
         privacy = self._privacy(request)
+        shelf = self.shelf()  # one catalog version from start to end
         answer = self._answer(
-            request, privacy, lambda affinities: self._pool(request, affinities), request.limit, "search", request.query
+            request,
+            privacy,
+            lambda affinities: self._pool(request, affinities, shelf),
+            request.limit,
+            "search",
+            request.query,
         )
         if self.publish is not None and request.user_id:
             event = search_event(request, [r["product_id"] for r in answer["results"]], search_id)
@@ -91,15 +101,10 @@ class SearchService:
         """The store's own results re-ordered for the shopper, every item kept, with the same
         reasons, fail-open and budget as search: one ranker, two doors."""
         # Rules may hide or move the items given, never bring in one the store did not send.
-        return self._answer(
-            request,
-            self._privacy(request),
-            lambda _: self._items(request),
-            len(request.items),
-            "rank",
-            "",
-            brings=False,
-        )
+        pool = self._items(request, self.shelf().catalog)
+        answer = self._answer(request, self._privacy(request), lambda _: pool, len(request.items), "rank", "", False)
+        kept = {p.id for p in pool.products}
+        return answer | {"filtered_out": [item.product_id for item in request.items if item.product_id not in kept]}
 
     def _answer(
         self,
@@ -124,7 +129,7 @@ class SearchService:
         affinities, skipped = self._affinities(request, privacy)
         pool = pool_of(affinities)
         searched = self.timer()
-        shopper, goes_with = self._learned(request, privacy)
+        shopper, goes_with = self._learned(request, privacy, pool.catalog)
         strength = self.strength(surface) if self.strength is not None else 1.0
         ranked, skipped, learnt, model = self._personalize(request, pool, limit, affinities, skipped, shopper, strength)
         ranked_at = self.timer()
@@ -141,7 +146,7 @@ class SearchService:
             quantities = {}
         results = self._compile(ranked, affinities, quantities, today, shopper, goes_with)
         if self.merchandise is not None:  # the store's rules, after personalization
-            bring = functools.partial(self._unranked, today=today) if brings else lambda _: None
+            bring = functools.partial(self._unranked, catalog=pool.catalog, today=today) if brings else lambda _: None
             results = self.merchandise(query, surface, results, limit, bring)
         done = self.timer()
         return {
@@ -166,30 +171,36 @@ class SearchService:
         """What the ranking orders for this request: the best matches of the query within the
         filters, and the shopper's own products that match."""
         privacy = self._privacy(request)
-        return self._candidates(request, self._affinities(request, privacy)[0])
+        return self._candidates(request, self._affinities(request, privacy)[0], self.shelf())
 
     def _privacy(self, request: Asked) -> UserPrivacy | None:
         return self.privacy(request.user_id) if self.privacy is not None and request.user_id else None
 
-    def _candidates(self, request: SearchRequest, affinities: Affinities | None) -> Hits:
-        own = self.engine.catalog.rows_of(affinities.bought()) if affinities is not None else []
+    def _candidates(self, request: SearchRequest, affinities: Affinities | None, shelf: Shelf) -> Hits:
+        own = shelf.catalog.rows_of(affinities.bought()) if affinities is not None else []
         pool = max(self.engine.rules.ranking.candidate_pool, request.limit)
-        return self.products.search(request.query, request.filters, pool, own)
+        return shelf.products.search(request.query, request.filters, pool, own)
 
-    def _pool(self, request: SearchRequest, affinities: Affinities | None) -> Pool:
-        hits = self._candidates(request, affinities)
-        products = self.engine.catalog.products
-        return Pool(
-            [products[row] for row in hits.rows],
-            hits.relevance,
-            lambda table, relevance, affinities, session: table.features(hits.rows, relevance, affinities, session),
-        )
+    def _pool(self, request: SearchRequest, affinities: Affinities | None, shelf: Shelf) -> Pool:
+        hits = self._candidates(request, affinities, shelf)
+        candidates = [shelf.catalog.products[row] for row in hits.rows]
 
-    def _items(self, request: RankRequest) -> Pool:
+        def features(table: FeatureTable, relevance: np.ndarray, live: Affinities, session: Session) -> np.ndarray:
+            if table.catalog is shelf.catalog:
+                return table.features(hits.rows, relevance, live, session)
+            # The ranker is already on the next version (a swap in progress): by the products' own facts.
+            return table.features_of(candidates, relevance, live, session)
+
+        return Pool(shelf.catalog, candidates, hits.relevance, features)
+
+    def _items(self, request: RankRequest, catalog: Catalog) -> Pool:
         """The store's items in base order: by score when they have one (relevance = score / the best
         score), else as given (relevance falling by position from 1 to `min_relevance`, so every
-        item the store chose may move); the catalog's row for a product it holds, else the item's facts."""
-        items = request.items
+        item the store chose may move); the catalog's row for a product it holds, else the item's
+        facts. Items the request's filters refuse (out of stock, unless it asks) are left out."""
+        facts = [catalog.get(item.product_id) or item.product() for item in request.items]
+        kept = [i for i, product in enumerate(facts) if request.filters.accepts(product)]
+        items = [request.items[i] for i in kept]
         scores = [item.score for item in items]
         best = max((s for s in scores if s is not None), default=0.0)
         if best > 0:
@@ -198,8 +209,7 @@ class SearchService:
         else:
             order = list(range(len(items)))
             relevance = 1.0 - (1.0 - self.engine.rules.ranking.min_relevance) * np.arange(len(items)) / len(items)
-        catalog = self.engine.catalog
-        products = [catalog.get(items[i].product_id) or items[i].product() for i in order]
+        products = [facts[kept[i]] for i in order]
 
         def features(table: FeatureTable, relevance: np.ndarray, live: Affinities, session: Session) -> np.ndarray:
             rows = np.array([table.catalog.index.get(p.id, -1) for p in products], dtype=np.int64)
@@ -213,7 +223,7 @@ class SearchService:
             out[~known] = table.features_of(unknown, relevance[~known], live, session)
             return out
 
-        return Pool(products, relevance, features)
+        return Pool(catalog, products, relevance, features)
 
     def _affinities(self, request: Asked, privacy: UserPrivacy | None) -> tuple[Affinities | None, str | None]:
         """(the shopper's profile read now, None), or (None, why personalization is skipped)."""
@@ -275,7 +285,7 @@ class SearchService:
             ranked = []
             for place, i in enumerate(top):
                 product = pool.products[i]
-                found = reasons(product, by_group[place], affinities, self.engine.catalog)
+                found = reasons(product, by_group[place], affinities, pool.catalog)
                 ranked.append(Ranked(product, float(pool.relevance[i]), int(i), float(ranking.score[i]), tuple(found)))
         except Exception:  # fail open: a broken profile or model must never break search
             log.exception("personalization failed; serving plain results", extra={"user_id": request.user_id})
@@ -299,7 +309,9 @@ class SearchService:
             for view in request.context.recent_views
         ]
 
-    def _learned(self, request: Asked, privacy: UserPrivacy | None) -> tuple[ShopperFeatures | None, dict[str, str]]:
+    def _learned(
+        self, request: Asked, privacy: UserPrivacy | None, catalog: Catalog
+    ) -> tuple[ShopperFeatures | None, dict[str, str]]:
         """The shopper's learnt features and what complements the cart and this session's views
         (None when none are published for them, personalization or purchase history is off, the
         snapshot predates their deletion, or the store fails)."""
@@ -314,7 +326,7 @@ class SearchService:
                 return None, {}
             context = request.context
             seen = [*context.cart, *(v.product_id for v in context.recent_views)]
-            products = [p for p in (self.engine.catalog.get(pid) for pid in dict.fromkeys(seen)) if p is not None]
+            products = [p for p in (catalog.get(pid) for pid in dict.fromkeys(seen)) if p is not None]
             goes_with = complements((p.name, (store.product(p.id) or {}).get("goes_with", ())) for p in products)
             return ShopperFeatures.of(document), goes_with
         except Exception:  # fail open: learnt features only ever add to an answer
@@ -352,6 +364,7 @@ class SearchService:
                     "price": p.price,
                     "size": p.size,
                     "unit": p.unit,
+                    "in_stock": p.in_stock,
                     "rank": rank,
                     "position": rank,  # the place in this answer, as impressions record it
                     "base_rank": item.base_rank,
@@ -370,9 +383,12 @@ class SearchService:
             )
         return results
 
-    def _unranked(self, product_id: str, today: date) -> dict | None:
-        product = self.engine.catalog.get(product_id)
-        return self._compile([Ranked(product, 0.0, -1, 0.0)], None, {}, today)[0] if product else None
+    def _unranked(self, product_id: str, catalog: Catalog, today: date) -> dict | None:
+        """A product a rule brings in, compiled as unranked; none that is out of stock."""
+        product = catalog.get(product_id)
+        if product is None or not product.in_stock:
+            return None
+        return self._compile([Ranked(product, 0.0, -1, 0.0)], None, {}, today)[0]
 
     def _quantities(self, user_id: str) -> dict[str, int]:
         try:

@@ -48,7 +48,7 @@ def graph(request, tmp_path):
 
 @pytest.fixture()
 def memory(graph, rules):
-    return GraphMemoryService(graph, Catalog(SMALL_CATALOG), rules, clock=lambda: NOW)
+    return GraphMemoryService(graph, lambda: Catalog(SMALL_CATALOG), rules, clock=lambda: NOW)
 
 
 def purchase(order: str, user: str, product: str, day: float, qty: int = 1) -> Interaction:
@@ -126,7 +126,7 @@ def test_redelivery_and_out_of_order_delivery_converge(memory, graph):
 
 
 def test_shuffled_split_delivery_gives_the_same_current_facts(graph, rules):
-    service = GraphMemoryService(graph, Catalog(SMALL_CATALOG), rules, clock=lambda: NOW)
+    service = GraphMemoryService(graph, lambda: Catalog(SMALL_CATALOG), rules, clock=lambda: NOW)
     events = orders("cat")
     random.Random(7).shuffle(events)
     for i in range(0, len(events), 3):  # orders arrive split across messages and out of order

@@ -54,7 +54,7 @@ def replayed(tmp_path_factory, rules):
     users = sorted({r.user_id for r in rows}, key=int)[:USERS]
     records = order_records(r for r in rows if r.user_id in set(users))
     graph = KuzuGraphMemory(tmp_path_factory.mktemp("replay") / "graph.kuzu")
-    service = GraphMemoryService(graph, Catalog([]), rules, clock=lambda: EPOCH + timedelta(days=400))
+    service = GraphMemoryService(graph, lambda: Catalog([]), rules, clock=lambda: EPOCH + timedelta(days=400))
     for user in users:
         events = [e for r in records if r.user_id == user for e in purchase_events(r)]
         service.ingest(EventBatch(tuple(events)))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +25,13 @@ def serving(env: dict[str, str], crash: bool = False, log: Path | None = None) -
     """`python -m shared.cli serve --port 0` in its own process group; yields its URL. It is
     stopped with SIGTERM (graceful), or with `crash` killed outright (SIGKILL, every process).
     Its output goes to `log` when given (read it when a test fails)."""
+    # A catalog store of its own unless given: the catalog it seeds (file or demo) is the test's.
+    scratch = tempfile.mkdtemp()
+    store = {"LEAFLOAF_CATALOG_STORE_PATH": str(Path(scratch) / "catalog.sqlite3")}
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],
         cwd=ROOT,
-        env=os.environ | env,
+        env=os.environ | store | env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -45,6 +50,7 @@ def serving(env: dict[str, str], crash: bool = False, log: Path | None = None) -
     finally:
         os.killpg(process.pid, signal.SIGKILL if crash else signal.SIGTERM)
         process.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _drain(output: TextIO, log: Path | None) -> None:

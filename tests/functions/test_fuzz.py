@@ -47,6 +47,9 @@ HTTP = [
     ("add_memory_note", "post", "/api/users/fuzz/memory/notes"),
     ("run_hourly_jobs", "post", "/"),
     ("process_deletion_queue", "post", "/"),
+    ("manage_catalog", "put", "/"),
+    ("manage_catalog", "patch", "/"),
+    ("manage_catalog", "delete", "/"),
 ]
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import batched
+from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 from shared.adapters.sqlite_retry import retry_while_locked
 from shared.config import Settings
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS versions (
     replaced INTEGER NOT NULL  -- 1: the whole catalog was replaced (an import)
 );
 """
+T = TypeVar("T")
 # An upsert keeps the row (and so the product's place in the catalog's order).
 UPSERT = (
     "INSERT INTO products (id, doc, version) VALUES (?, ?, ?) "
@@ -155,6 +157,13 @@ def _unavailable() -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise CatalogUnavailable(f"catalog store {type(exc).__name__}: {exc}") from exc
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
+    """`items` in tuples of `size` (itertools.batched is Python 3.12's)."""
+    it = iter(items)
+    while chunk := tuple(islice(it, size)):
+        yield chunk
 
 
 def _rows(products: Iterable[Product], version: int) -> Iterator[tuple[str, str, int]]:

@@ -39,6 +39,8 @@ class Bm25sProductSearch(ProductSearch):
         }
         attribute_names = sorted({a for p in self._products for a in p.attributes})
         self._attribute_bit = {a: np.uint64(1) << np.uint64(i) for i, a in enumerate(attribute_names[:64])}
+        self._in_stock = np.array([p.in_stock for p in self._products], dtype=bool)
+        self._all_in_stock = bool(self._in_stock.all())
         self._attribute_bits = np.array(
             [sum(int(self._attribute_bit.get(a, 0)) for a in p.attributes) for p in self._products],
             dtype=np.uint64,
@@ -60,6 +62,8 @@ class Bm25sProductSearch(ProductSearch):
             nonlocal mask
             mask = m if mask is None else mask & m
 
+        if not filters.include_out_of_stock and not self._all_in_stock:
+            both(self._in_stock)
         for field in ("category", "department", "brand"):
             wanted = getattr(filters, field)
             if wanted is not None:
