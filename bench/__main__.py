@@ -313,6 +313,7 @@ def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
         "LEAFLOAF_ARCHIVE_PATH": str(state / "archive"),
         "LEAFLOAF_KUZU_PATH": str(state / "graph.kuzu"),
         "LEAFLOAF_PRIVACY_PATH": str(state / "privacy.sqlite3"),
+        "LEAFLOAF_CATALOG_STORE_PATH": str(state / "catalog.sqlite3"),
         # The load generator sends no tokens; bench.auth measures what verifying one costs.
         "LEAFLOAF_AUTH": "off",
     }
@@ -321,6 +322,7 @@ def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
         | os.environ
         | {
             "LEAFLOAF_CATALOG_PATH": str(ROOT / "var" / "bench-no-catalog.jsonl"),
+            "LEAFLOAF_DEMO_CATALOG": "true",  # a local server on the generated catalog
             "LEAFLOAF_DEMO_CATALOG_SIZE": str(catalog_size),
             "LEAFLOAF_LOG_LEVEL": "WARNING",
         }

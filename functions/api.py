@@ -192,7 +192,7 @@ class NoteAccepted(_Answer):
 
 
 class Health(_Answer):
-    status: Literal["healthy", "degraded"]
+    status: Literal["healthy", "degraded", "unhealthy"]  # unhealthy (503): no catalog to serve
     backends: dict[str, dict[str, Any]]
 
 
@@ -283,6 +283,13 @@ def _operation(
         operation["requestBody"] = {"required": body_required, "content": _json(body)}
     if params:
         operation["parameters"] = list(params)
+    return operation
+
+
+def _health_operation() -> dict[str, Any]:
+    """/health answers its own document with 503 too: an instance with no catalog to serve."""
+    operation = _operation("Backends' state", "check_health", (200, Health))
+    operation["responses"]["503"] = {"description": "unhealthy", "content": _json(_ref(Health))}
     return operation
 
 
@@ -431,7 +438,7 @@ def openapi() -> dict[str, Any]:
                 params=({"name": "product_id", "in": "path", "required": True, "schema": ID},),
             ),
         },
-        "/health": {"get": _operation("Backends' state", "check_health", (200, Health))},
+        "/health": {"get": _health_operation()},
         "/jobs/hourly": {
             "post": _operation(
                 "Run the hourly jobs (a service identity's token)",

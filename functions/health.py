@@ -9,6 +9,7 @@ import functions_framework
 
 from functions.http import endpoint
 from shared.bootstrap import container
+from shared.services.health import worst
 
 
 @functions_framework.http
@@ -19,9 +20,13 @@ def check_health(request: flask.Request) -> tuple[int, dict]:
         "profile_store": services.profiles.health(),
         "event_bus": services.bus.health() | {"publisher": services.publisher.health()},
         "ranking_model": services.rankers.health(),
+        "catalog": services.live.health(),
     }
     backends = services.health.report(live)
-    # Degraded still answers (from the cache, or plain results): 200 either way, the body says which.
+    # Degraded still answers (from the cache, or plain results): 200, the body says which.
     # "unknown" is a backend still answering its first probe (a cold instance opening it).
-    healthy = all(b["status"] != "degraded" for b in backends.values())
-    return 200, {"status": "healthy" if healthy else "degraded", "backends": backends}
+    # Unhealthy cannot serve what it is for (no catalog: every search would be empty): 503.
+    status = worst("healthy", *(b["status"] for b in backends.values() if b["status"] != "unknown"))
+    if status == "disabled":
+        status = "healthy"
+    return (503 if status == "unhealthy" else 200), {"status": status, "backends": backends}

@@ -193,7 +193,9 @@ class Catalog:
     """Products by id, with each product's facet keys and price level precomputed; `version` is
     the catalog store's (0: a catalog no store holds, such as a test's)."""
 
-    def __init__(self, products: Iterable[Product], version: int = 0) -> None:
+    def __init__(self, products: Iterable[Product], version: int = 0, previous: Catalog | None = None) -> None:
+        """`previous`, an earlier version holding some of the same product objects, saves their
+        facet keys being worked out again."""
         self.version = version
         self.products: list[Product] = list(products)
         self._by_id = {p.id: p for p in self.products}
@@ -203,7 +205,12 @@ class Catalog:
             if p.price:
                 unit_prices[p.category.lower()].append(unit_price(p.price, p.size))
         self._median_unit_price = {c: statistics.median(v) for c, v in unit_prices.items()}
-        self._keys = {p.id: facet_keys(p.id, p.brand, p.category, p.attributes) for p in self.products}
+        known: dict[str, Product] = previous._by_id if previous is not None else {}
+        worked_out: dict[str, FacetKeys] = previous._keys if previous is not None else {}
+        self._keys: dict[str, FacetKeys] = {
+            p.id: worked_out[p.id] if known.get(p.id) is p else facet_keys(p.id, p.brand, p.category, p.attributes)
+            for p in self.products
+        }
         self._ratio = {p.id: self.price_ratio_of(p, p.price) for p in self.products}
 
     def __len__(self) -> int:

@@ -103,7 +103,7 @@ class ProfileEngine:
             name: (signal, self._class_of[signal.decay], rules.decay[signal.decay].factor, frozenset(signal.facets))
             for name, signal in rules.signals.items()
         }
-        self._view: tuple[Catalog, dict[str, ProductPlan]] = (catalog, {})
+        self._view: tuple[Catalog, dict[str, ProductPlan]] = (Catalog([]), {})
         self.adopt(catalog)
 
     @property
@@ -115,7 +115,10 @@ class ProfileEngine:
         grows, so profiles built on an older version keep their meaning, and the product plans
         start afresh (a product's facts may have changed). The catalog and its plans are swapped
         as one, so an event applied meanwhile caches no plan of the old catalog in the new one."""
+        served = self._view[0]
         for product in catalog.products:
+            if served.get(product.id) is product:
+                continue  # the same product object: its keys are in already
             for _, key in catalog.keys(product.id):
                 self.facets.add(key)
         self._view = (catalog, {})

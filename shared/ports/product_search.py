@@ -13,8 +13,8 @@ class ProductSearch(ABC):
     """Finds catalog products matching a free-text query."""
 
     @abstractmethod
-    def __init__(self, catalog: Catalog) -> None:
-        """Index `catalog`."""
+    def __init__(self, catalog: Catalog, previous: ProductSearch | None = None) -> None:
+        """Index `catalog`; `previous`, the index of an earlier version, may save work."""
 
     @abstractmethod
     def search(self, query: str, filters: SearchFilters, limit: int, include: Sequence[int] = ()) -> Hits:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.catalog import Catalog, CatalogChange, Product
-from shared.ports.catalog_store import CatalogStore
+from shared.ports.catalog_store import CatalogStore, CatalogVersion
 from shared.ports.product_search import ProductSearch
 from shared.refresh import BackgroundRefresh
 
@@ -40,9 +40,10 @@ class LiveCatalog:
     def __init__(
         self,
         store: Callable[[], CatalogStore],
-        index: Callable[[Catalog], ProductSearch],
+        index: Callable[[Catalog, ProductSearch | None], ProductSearch],
         initial: Catalog,
         adopt: Sequence[Callable[[Catalog], None]] = (),
+        follow: Sequence[Callable[[Catalog], None]] = (),
         refresh_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -50,19 +51,22 @@ class LiveCatalog:
         """
         Args:
             store: opens the catalog store (called in the background on the first refresh).
-            index: builds the search index of a catalog.
+            index: builds the search index of a catalog (given the index of the version before).
             initial: served until the store has a newer version (the version the instance started
                 with, or an empty catalog).
-            adopt: told of each new catalog before it is served (the engine's facet ids, the ranker's
-                feature table), in the building thread.
+            adopt: told of each new catalog before it is served (the engine's facet ids), in the
+                building thread.
+            follow: told of it just after (the ranker's feature table: until it has the new version,
+                a search builds its candidates' features from their own facts).
             refresh_s: how often the store is asked for its newest version.
         """
         self._store_factory = store
         self._store: CatalogStore | None = None
         self.index = index
         self.adopt = adopt
+        self.follow = follow
         self.wall = wall
-        self._shelf = Shelf(initial, index(initial))
+        self._shelf = Shelf(initial, index(initial, None))
         self._refresh = BackgroundRefresh(self._load, refresh_s, clock, "catalog-refresh")
         self._failure: str | None = None  # why the last look at the store failed
         self._served_since = wall()
@@ -100,30 +104,46 @@ class LiveCatalog:
         return self._store
 
     def _load(self) -> None:
-        served = self._shelf.catalog.version
+        served = self._shelf.catalog
         try:
-            store = self.store()
-            latest = store.latest()
-            found = store.load() if latest is not None and latest > served else None
+            found = self._newer(served)
         except Exception as exc:  # any store failure: keep serving, look again at the next refresh
             self._failure = f"{type(exc).__name__}: {exc}"
-            log.warning("could not look for a new catalog version; serving %s: %s", served, exc)
+            log.warning("could not look for a new catalog version; serving %s: %s", served.version, exc)
             return
         self._failure = None
-        if found is None or found.version <= served:  # never an older version
+        if found is None or found.version <= served.version:  # never an older version
             return
         started = time.perf_counter()
-        catalog = Catalog(found.products, found.version)
-        shelf = Shelf(catalog, self.index(catalog))
+        catalog = Catalog(found.products, found.version, previous=served)
+        shelf = Shelf(catalog, self.index(catalog, self._shelf.products))
         for adopt in self.adopt:
             adopt(catalog)
         self._shelf, self._served_since = shelf, self.wall()
+        for follow in self.follow:
+            follow(catalog)
         log.info(
             "serving catalog version %s (%d products, built in %.1f s)",
             catalog.version,
             len(catalog),
             time.perf_counter() - started,
         )
+
+    def _newer(self, served: Catalog) -> CatalogVersion | None:
+        """The store's newest version when newer than `served`: by the changes since `served` when
+        the store can say them (no product read again), else whole."""
+        store = self.store()
+        latest = store.latest()
+        if latest is None or latest <= served.version:
+            return None
+        delta = store.changes(served.version) if served.version else None
+        if delta is None:
+            return store.load()
+        products = {p.id: p for p in served.products}
+        for product_id in delta.deleted:
+            products.pop(product_id, None)
+        products.update((p.id, p) for p in delta.upserted)
+        return CatalogVersion(delta.version, list(products.values()))
 
     def health(self) -> dict[str, Any]:
         """The version served, from memory: unhealthy with no products, degraded when the store fails."""

@@ -116,5 +116,5 @@ def _statuses(state: dict[str, Any]) -> list[str]:
 
 
 def worst(*statuses: str) -> str:
-    order = ("healthy", "disabled", "unknown", "degraded")
+    order = ("healthy", "disabled", "unknown", "degraded", "unhealthy")
     return max(statuses, key=order.index)

@@ -212,7 +212,8 @@ class SearchService:
         products = [facts[kept[i]] for i in order]
 
         def features(table: FeatureTable, relevance: np.ndarray, live: Affinities, session: Session) -> np.ndarray:
-            rows = np.array([table.catalog.index.get(p.id, -1) for p in products], dtype=np.int64)
+            index = table.catalog.index if table.catalog is catalog else {}  # {}: the ranker is on another version
+            rows = np.array([index.get(p.id, -1) for p in products], dtype=np.int64)
             known = rows >= 0
             x = table.features(rows[known], relevance[known], live, session)
             if known.all():
