@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     archive_bucket: str = "leafloaf-local-archive"
     archive_flush_events: int = Field(default=100, ge=1)
     archive_flush_interval_s: float = Field(default=60.0, gt=0)
+    # Where the object-store catalog (shared/adapters/catalog/objects.py) names its objects in the archive.
+    catalog_prefix: str = "catalog/"
     # Learnt features: snapshots published by the scheduled jobs into the archive's object store,
     # cached locally by each serving instance, which checks for a new version every refresh_s.
     features_cache_path: Path = ROOT / "var" / "features"
