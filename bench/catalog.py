@@ -61,8 +61,23 @@ def settings_in(state: Path, **overrides: object) -> Settings:
     return Settings(**(files | {"auth": "off", "log_level": "WARNING", "local_schedule": False} | overrides))
 
 
+def many_products(n: int) -> list[Product]:
+    """`n` distinct products: the generator's (at most about 60,000), then multipacks of them."""
+    base = generate_catalog(min(n, 50_000))
+    out = list(base)
+    pack = 2
+    while len(out) < n:
+        out += [
+            p.model_copy(update={"id": f"{p.id}-x{pack}", "name": f"{p.name} ({pack} pack)",
+                                 "price": round((p.price or 1.0) * pack * 0.9, 2)})
+            for p in base[: n - len(out)]
+        ]  # fmt: skip
+        pack += 1
+    return out
+
+
 def bench_import(products: int, state: Path) -> dict:
-    catalog = generate_catalog(products)
+    catalog = many_products(products)
     file = state / "import.jsonl"
     write_catalog_file(catalog, file)
     del catalog

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import importlib
 import logging
 import sys
 import threading
@@ -12,6 +11,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 
+from shared.adapters import import_class
+from shared.adapters.archive import ARCHIVE_CLASS_FOR_TYPE
 from shared.config import Settings
 from shared.domain.catalog import Catalog
 from shared.domain.catalog_generator import generate_catalog
@@ -77,18 +78,6 @@ IDENTITY_CLASS_FOR_TYPE = {
     "hmac": "shared.adapters.identity.hmac.HmacVerifier",
     "firebase": "shared.adapters.identity.google.GoogleTokenVerifier",
 }
-ARCHIVE_CLASS_FOR_TYPE = {
-    "local": "shared.adapters.archive.local.LocalFolderArchive",
-    "gcs": "shared.adapters.archive.gcs.GcsArchive",
-}
-
-
-def import_class(name: str, registry: dict[str, str]) -> type:
-    path = registry.get(name, name)
-    module_name, _, class_name = path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"unknown adapter {name!r}: choose one of {sorted(registry)} or give module.Class")
-    return getattr(importlib.import_module(module_name), class_name)
 
 
 CATALOG_STORE_CLASS_FOR_TYPE = {

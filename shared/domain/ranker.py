@@ -74,14 +74,24 @@ class FeatureTable:
     """The catalog's facet columns, bound once per catalog and stats, so features for hundreds of
     candidates are a few array lookups and one sparse product."""
 
-    def __init__(self, catalog: Catalog, rules: RankingRules, stats: StoreStats | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        rules: RankingRules,
+        stats: StoreStats | None = None,
+        previous: FeatureTable | None = None,
+    ) -> None:
+        """`previous`, the table of an earlier catalog version, lends the columns of every product
+        object both versions hold (a new version is mostly the same products)."""
         self.catalog = catalog
         self.rules = rules
         self.stats = stats or StoreStats()
-        self.columns: dict[str, int] = {}
+        self.columns: dict[str, int] = dict(previous.columns) if previous is not None else {}
+        held = previous.catalog if previous is not None else Catalog([])
+        lent = np.array([held.index[p.id] if held.get(p.id) is p else -1 for p in catalog.products], dtype=np.int64)
         single: dict[str, list[int]] = {"product": [], "brand": [], "category": []}
         attributes: list[list[int]] = []
-        for product in catalog.products:
+        for product in (p for p, row in zip(catalog.products, lent, strict=True) if row < 0):
             found: dict[str, int] = {}
             mine: list[int] = []
             for facet, key in catalog.keys(product.id):
@@ -94,13 +104,25 @@ class FeatureTable:
                 columns.append(found.get(name, -1))
             attributes.append(sorted(mine))  # summed in column order, as a sparse product would
         self.missing = len(self.columns)  # the slot of a facet a product lacks (always 0 / NEVER)
-        self.single = {facet: np.where(np.array(c) < 0, self.missing, c) for facet, c in single.items()}
+        own = lent < 0
+        self.single: dict[str, np.ndarray] = {}
+        for name, given in single.items():
+            lane = np.full(len(lent), self.missing, dtype=np.int64)
+            lane[own] = np.where(np.array(given, dtype=np.int64) < 0, self.missing, given)
+            if previous is not None:
+                lane[~own] = _moved(previous.single[name][lent[~own]], previous.missing, self.missing)
+            self.single[name] = lane
         # Each product's attribute columns, padded with the missing slot to the widest product's
         # count: a candidate's attribute affinity is a few gathers and adds, no sparse indexing.
-        width = max((len(a) for a in attributes), default=0)
-        self.attribute_columns = np.full((len(attributes), width), self.missing, dtype=np.int64)
-        for row, columns in enumerate(attributes):
-            self.attribute_columns[row, : len(columns)] = columns
+        borrowed: np.ndarray = (
+            previous.attribute_columns[lent[~own]] if previous is not None else np.zeros((0, 0), dtype=np.int64)
+        )
+        width = max(max((len(a) for a in attributes), default=0), borrowed.shape[1] if len(borrowed) else 0)
+        self.attribute_columns: np.ndarray = np.full((len(lent), width), self.missing, dtype=np.int64)
+        for row, mine in zip(np.flatnonzero(own), attributes, strict=True):
+            self.attribute_columns[row, : len(mine)] = mine
+        if previous is not None and len(borrowed):
+            self.attribute_columns[~own, : borrowed.shape[1]] = _moved(borrowed, previous.missing, self.missing)
         ratios = [catalog.price_ratio(p.id) for p in catalog.products]
         self.price_tanh = np.tanh(np.array([0.0 if r is None else r for r in ratios]))
         orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in catalog.products])
@@ -113,6 +135,10 @@ class FeatureTable:
         totals = np.array([by_category[p.category.lower()] for p in catalog.products])
         self.popularity = np.log1p(orders) / self.top_orders
         self.category_share = np.divide(orders, totals, out=np.zeros_like(orders), where=totals > 0)
+
+    def for_catalog(self, catalog: Catalog) -> FeatureTable:
+        """The same stats on another catalog version, reusing this table's work."""
+        return FeatureTable(catalog, self.rules, self.stats, previous=self)
 
     def _values(self, values: Mapping[str, float], columns: Mapping[str, int]) -> Callable[..., np.ndarray]:
         """A lookup of `values` (by facet key) at facet columns."""
@@ -239,6 +265,11 @@ class _Facts:
 
     def products_of(self, product_ids: Iterable[str]) -> list[int]:
         return [self.columns[key] for key in (f"product:{p}" for p in product_ids) if key in self.columns]
+
+
+def _moved(columns: np.ndarray, old_missing: int, new_missing: int) -> np.ndarray:
+    """Columns of an earlier table, their missing slot moved to this table's (past its new columns)."""
+    return np.where(columns == old_missing, new_missing, columns)
 
 
 def _lookup(pairs: list[tuple[int, float]]) -> Callable[..., np.ndarray]:

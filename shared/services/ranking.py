@@ -67,7 +67,7 @@ class RankerProvider:
         with self._refresh.lock:
             served = self._ranker
             self.catalog = catalog
-            self._ranker = Ranker(FeatureTable(catalog, self.rules, served.table.stats), served.model, served.version)
+            self._ranker = Ranker(served.table.for_catalog(catalog), served.model, served.version)
 
     def health(self) -> dict[str, Any]:
         """The ranking being served, from memory: "degraded" when the newest artifact was refused."""

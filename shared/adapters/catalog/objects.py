@@ -14,7 +14,6 @@ missing costs probes, never a wrong answer. See docs/CATALOG.md.
 from __future__ import annotations
 
 import gzip
-import importlib
 import json
 import logging
 import random
@@ -29,6 +28,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from shared.adapters import import_class
+from shared.adapters.archive import ARCHIVE_CLASS_FOR_TYPE
 from shared.config import Settings
 from shared.domain.catalog import CatalogChange, Product
 from shared.ports.archive import Archive
@@ -36,12 +37,6 @@ from shared.ports.catalog_store import CatalogDelta, CatalogStore, CatalogUnavai
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# bootstrap's archive registry, repeated: adapters never import bootstrap (an import contract).
-ARCHIVE_CLASS_FOR_TYPE = {
-    "local": "shared.adapters.archive.local.LocalFolderArchive",
-    "gcs": "shared.adapters.archive.gcs.GcsArchive",
-}
 
 
 class Entry(BaseModel):
@@ -104,11 +99,7 @@ class ObjectCatalogStore(CatalogStore):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ObjectCatalogStore:
-        path = ARCHIVE_CLASS_FOR_TYPE.get(settings.archive, settings.archive)
-        module_name, _, class_name = path.rpartition(".")
-        if not module_name:
-            raise ValueError(f"unknown archive {settings.archive!r}: choose one of {sorted(ARCHIVE_CLASS_FOR_TYPE)}")
-        archive_class: type[Archive] = getattr(importlib.import_module(module_name), class_name)
+        archive_class: type[Archive] = import_class(settings.archive, ARCHIVE_CLASS_FOR_TYPE)
         return cls(archive_class.from_settings(settings), settings.catalog_prefix)
 
     def latest(self) -> int | None:

@@ -64,6 +64,7 @@ class VectorBM25(bm25s.BM25):
             shape=(n_docs, n_vocab),
         )
         scores = {"data": data.astype(self.dtype), "indices": indices, "indptr": indptr, "num_docs": n_docs}
+        vocab.setdefault("", n_vocab)  # bm25s's empty token, where it would add it (past the last column)
         return scores, vocab
 
 
@@ -87,7 +88,8 @@ class Bm25sProductSearch(ProductSearch):
         # Product titles are short and attribute lists lengthen them: mild length normalisation.
         self._index = VectorBM25(b=0.3)
         corpus = [self._tokens_of[text] for text in texts]
-        self._index.index(corpus, show_progress=False)
+        if corpus:  # an empty catalog finds nothing (search answers before asking the index)
+            self._index.index(corpus, show_progress=False)
         # An unknown price is NaN: it passes no price filter.
         self._price = np.array([np.nan if p.price is None else p.price for p in self._products], dtype=np.float64)
         self._codes = {
