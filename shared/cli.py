@@ -129,6 +129,28 @@ def _read_catalog(path: Path) -> list[Product] | None:
         return None
 
 
+def _read_bigquery(table: str | None, query: str | None) -> list[Product] | None:
+    """The products of a BigQuery table or query (the warehouse's project and endpoint), or None
+    once every bad row, or the failure, has been reported."""
+    from google.api_core.exceptions import GoogleAPICallError
+
+    from shared.adapters.catalog.bigquery import bigquery_products
+    from shared.config import Settings
+    from shared.domain.catalog import CatalogError, parse_products
+    from shared.ports.catalog_store import CatalogUnavailable
+
+    source = f"table {table}" if table else "query"
+    print(f"reading the catalog from BigQuery ({source}) ...", file=sys.stderr, flush=True)
+    try:
+        return parse_products(bigquery_products(Settings(), table=table, query=query))
+    except CatalogError as exc:  # rows numbered in the table's (or the query's) order
+        shown = "\n".join(f"row {e.line}: {e.message}" for e in exc.errors)
+        print(f"error: {len(exc.errors)} invalid catalog row(s):\n{shown}", file=sys.stderr)
+    except (CatalogUnavailable, GoogleAPICallError) as exc:
+        print(f"error: BigQuery: {exc}", file=sys.stderr)
+    return None
+
+
 def _import_catalog(args: argparse.Namespace) -> int:
     from shared.adapters.catalog.files import write_catalog_file
     from shared.bootstrap import open_catalog_store
@@ -136,15 +158,20 @@ def _import_catalog(args: argparse.Namespace) -> int:
     from shared.domain.catalog_generator import generate_catalog
     from shared.ports.catalog_store import CatalogUnavailable
 
+    sources = [bool(args.file), bool(args.generate), bool(args.bigquery_table), bool(args.bigquery_query)]
+    if sum(sources) != 1:
+        print("error: give one of FILE, --generate N, --bigquery-table or --bigquery-query", file=sys.stderr)
+        return 2
     if args.generate:
         products = generate_catalog(args.generate, seed=args.seed)
     elif args.file:
         if (read := _read_catalog(args.file)) is None:
             return 1
         products = read
+    elif (read := _read_bigquery(args.bigquery_table, args.bigquery_query)) is None:
+        return 1
     else:
-        print("error: give a catalog FILE or --generate N", file=sys.stderr)
-        return 2
+        products = read
     if args.out is not None:
         write_catalog_file(products, args.out)
         print(f"wrote {len(products)} products to {args.out}")
@@ -271,6 +298,13 @@ def parser() -> argparse.ArgumentParser:
         "--generate", type=int, metavar="N", help="write a deterministic demo catalog of N products instead"
     )
     imp.add_argument("--seed", type=int, default=7, help="seed for --generate")
+    imp.add_argument(
+        "--bigquery-table",
+        metavar="TABLE",
+        help="read the products from this BigQuery table ([project.]dataset.table; a bare name is in "
+        "LEAFLOAF_WAREHOUSE_DATASET) with the file's columns",
+    )
+    imp.add_argument("--bigquery-query", metavar="SQL", help="read the products from this query's result instead")
     imp.add_argument("--out", type=Path, help="write the products to this JSON Lines file instead of the store")
     imp.set_defaults(run=_import_catalog)
 

@@ -88,6 +88,7 @@ def installed_services(state: Path, **overrides):
         "auth_secret_path": state / "auth-secret",
     }
     settings = Settings(**({"profile_store": "memory", "local_schedule": False} | paths | overrides))
-    services = bootstrap.build(settings, catalog=Catalog(SMALL_CATALOG))
+    bootstrap.open_catalog_store(settings).replace(SMALL_CATALOG)  # the store's version 1, as an import makes
+    services = bootstrap.build(settings)
     bootstrap.install(services)
     return services

@@ -96,3 +96,32 @@ def test_give_a_table_or_a_query(settings):
         list(bigquery_products(settings))
     with pytest.raises(ValueError, match="a table or a query"):
         list(bigquery_products(settings, table="t", query="SELECT 1"))
+
+
+def test_import_catalog_from_bigquery_makes_a_version_and_a_bad_table_changes_nothing(settings, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from shared.adapters.catalog.sqlite import SqliteCatalogStore
+    from tests.conftest import ROOT
+
+    make_table(settings, "products", [OAT, CHIPS])
+    make_table(settings, "broken", [OAT | {"id": "x", "name": None}])
+    env = os.environ | {
+        "LEAFLOAF_BIGQUERY_ENDPOINT": str(settings.bigquery_endpoint),
+        "LEAFLOAF_WAREHOUSE_PROJECT": settings.warehouse_project,
+        "LEAFLOAF_WAREHOUSE_DATASET": settings.warehouse_dataset,
+        "LEAFLOAF_CATALOG_STORE_PATH": str(tmp_path / "catalog.sqlite3"),
+    }
+
+    def run(*flags: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "shared.cli", "import-catalog", *flags]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    done = run("--bigquery-table", "products")
+    assert done.returncode == 0 and "imported 2 products as catalog version 1" in done.stdout, done.stderr
+    refused = run("--bigquery-table", "broken")
+    assert refused.returncode == 1 and "row 1: name: Field required" in refused.stderr, refused.stderr
+    store = SqliteCatalogStore(tmp_path / "catalog.sqlite3")
+    assert store.latest() == 1 and sorted(p.id for p in store.load().products) == ["chips", "oat-milk"]
