@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import gc
 import logging
+import math
 import sys
 import threading
 from dataclasses import dataclass
@@ -342,6 +343,9 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
     settings = settings or Settings()
     configure_logging(settings.log_level)
     rules = load_rules(settings.rules_path)
+    # A catalog given (tests, benchmarks) is served as it is: the store is not polled for newer
+    # versions (a change committed through this instance is still served).
+    given = catalog is not None
     catalog = catalog if catalog is not None else initial_catalog(settings)
     engine = ProfileEngine(rules, catalog, settings.dedup_window)
     store_class: type[ProfileStore] = import_class(settings.profile_store, PROFILE_STORE_CLASS_FOR_TYPE)
@@ -363,7 +367,7 @@ def build(settings: Settings | None = None, catalog: Catalog | None = None) -> C
         lambda: open_catalog_store(settings),
         import_class(settings.product_search, PRODUCT_SEARCH_CLASS_FOR_TYPE),
         catalog,
-        refresh_s=settings.catalog_refresh_s,
+        refresh_s=math.inf if given else settings.catalog_refresh_s,
     )
     bus_class: type[EventBus] = import_class(settings.event_bus, EVENT_BUS_CLASS_FOR_TYPE)
     bus = bus_class.from_settings(settings)

@@ -254,7 +254,8 @@ def test_health_reports_every_backend():
     assert body["status"] == "healthy"
     backends = body["backends"]
     assert set(backends) == {"profile_store", "event_bus", "warehouse", "archive", "graph_memory", "privacy_store",
-                             "text_memory", "ranking_model"}  # fmt: skip
+                             "text_memory", "ranking_model", "catalog"}  # fmt: skip
+    assert backends["catalog"] == {"status": "healthy", "version": 0, "products": 7}  # the catalog given
     assert backends["ranking_model"] == {"status": "healthy", "ranking": "rules", "version": None,
                                         "reason": "no ranking model published"}  # fmt: skip
     assert backends["profile_store"] | {"probe_ms": 0} == {"status": "healthy", "kind": "MemoryProfileStore",

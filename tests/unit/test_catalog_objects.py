@@ -158,5 +158,5 @@ def test_from_settings_uses_the_archive_setting_and_the_prefix(tmp_path):
     settings = Settings(archive="local", archive_path=tmp_path / "objects", catalog_prefix="shop-7/catalog/")
     ObjectCatalogStore.from_settings(settings).replace([item(0)])
     assert (tmp_path / "objects" / "shop-7" / "catalog" / "log" / "000000000001.json.gz").is_file()
-    with pytest.raises(ValueError, match="unknown archive"):
+    with pytest.raises(ValueError, match="unknown adapter 'nosuch'"):
         ObjectCatalogStore.from_settings(Settings(archive="nosuch"))
