@@ -96,14 +96,14 @@ class Bm25sProductSearch(ProductSearch):
             field: self._encode([(getattr(p, field) or "").lower() for p in self._products])
             for field in ("category", "department", "brand")
         }
-        attribute_names = sorted({a for p in self._products for a in p.attributes})
+        attribute_sets = [p.attributes for p in self._products]
+        distinct = set(attribute_sets)  # a catalog has far fewer attribute sets than products
+        attribute_names = sorted(set().union(*distinct))
         self._attribute_bit = {a: np.uint64(1) << np.uint64(i) for i, a in enumerate(attribute_names[:64])}
-        self._in_stock = np.array([p.in_stock for p in self._products], dtype=bool)
+        bits_of = {found: sum(int(self._attribute_bit.get(a, 0)) for a in found) for found in distinct}
+        self._attribute_bits = np.fromiter(map(bits_of.__getitem__, attribute_sets), dtype=np.uint64)
+        self._in_stock = np.fromiter((p.in_stock for p in self._products), dtype=bool, count=len(self._products))
         self._all_in_stock = bool(self._in_stock.all())
-        self._attribute_bits = np.array(
-            [sum(int(self._attribute_bit.get(a, 0)) for a in p.attributes) for p in self._products],
-            dtype=np.uint64,
-        )
 
     @staticmethod
     def _encode(values: list[str]) -> tuple[dict[str, int], np.ndarray]:
