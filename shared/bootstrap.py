@@ -280,8 +280,9 @@ class Container:
     def __post_init__(self) -> None:
         # Built now (the ranker's feature table, no I/O), so the first search does not wait for it.
         self.search  # noqa: B018
-        # A new catalog version is served once the engine has its keys; the ranker follows it.
-        self.live.adopt, self.live.follow = [self.engine.adopt], [self.rankers.adopt]
+        # A new catalog version is served once the engine and the ranker have it (their tables are
+        # built on the previous version's, so this is a small part of the build).
+        self.live.adopt = [self.engine.adopt, self.rankers.adopt]
 
     @cached_property
     def loader(self) -> WarehouseLoader:

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.domain.events import Id, Label
@@ -215,6 +216,14 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.products)
+
+    def rows_in(self, previous: Catalog) -> np.ndarray:
+        """Each product's row in `previous` when `previous` holds the very same product object (a
+        product no change touched), else -1: what an index of `previous` can carry over."""
+        held, at = previous._by_id, previous.index
+        return np.fromiter(
+            (at[p.id] if held.get(p.id) is p else -1 for p in self.products), dtype=np.int64, count=len(self.products)
+        )
 
     def get(self, product_id: str) -> Product | None:
         return self._by_id.get(product_id)

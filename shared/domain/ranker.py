@@ -87,8 +87,7 @@ class FeatureTable:
         self.rules = rules
         self.stats = stats or StoreStats()
         self.columns: dict[str, int] = dict(previous.columns) if previous is not None else {}
-        held = previous.catalog if previous is not None else Catalog([])
-        lent = np.array([held.index[p.id] if held.get(p.id) is p else -1 for p in catalog.products], dtype=np.int64)
+        lent = catalog.rows_in(previous.catalog) if previous is not None else np.full(len(catalog), -1)
         single: dict[str, list[int]] = {"product": [], "brand": [], "category": []}
         attributes: list[list[int]] = []
         for product in (p for p, row in zip(catalog.products, lent, strict=True) if row < 0):

@@ -146,8 +146,9 @@ class LiveCatalog:
         return CatalogVersion(delta.version, list(products.values()))
 
     def health(self) -> dict[str, Any]:
-        """The version served, from memory: unhealthy with no products, degraded when the store fails."""
-        catalog = self._shelf.catalog
+        """The version served, from memory: unhealthy with no products, degraded when the store fails
+        (a look for a newer version starts in the background when due: an idle instance follows too)."""
+        catalog = self.shelf.catalog
         state: dict[str, Any] = {"status": "healthy", "version": catalog.version, "products": len(catalog)}
         if not len(catalog):
             state |= {

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shared.adapters.catalog.sqlite import SqliteCatalogStore
-from shared.adapters.product_search.bm25s import Bm25sProductSearch, VectorBM25
+from shared.adapters.product_search.bm25s import Bm25sProductSearch, VectorBM25, _text
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.catalog import Catalog, CatalogChange, CatalogError, Product, ProductPatch
 from shared.domain.catalog_generator import generate_catalog
@@ -223,7 +223,7 @@ def test_search_ranks_while_the_ranker_is_still_on_the_previous_version(rules, s
 def test_the_array_built_index_scores_as_bm25s_does():
     products = generate_catalog(2_000)
     search = Bm25sProductSearch(Catalog(products))
-    corpus = [list(tokens) for tokens in search._tokens_of.values()]
+    corpus = [search._tokens(_text(p)) for p in products]
     theirs, ours = bm25s.BM25(b=0.3), VectorBM25(b=0.3)
     theirs.index(corpus, show_progress=False)
     ours.index(corpus, show_progress=False)
@@ -232,16 +232,35 @@ def test_the_array_built_index_scores_as_bm25s_does():
 
 
 def test_an_index_built_on_the_previous_one_finds_what_a_fresh_one_finds():
-    products = generate_catalog(500)
-    first = Bm25sProductSearch(Catalog(products))
-    changed = [p.model_copy(update={"name": "Zesty Lemon Curd"}) if i % 50 == 0 else p for i, p in enumerate(products)]
-    catalog = Catalog(changed)
-    reused, fresh = Bm25sProductSearch(catalog, first), Bm25sProductSearch(catalog)
     from shared.domain.search import SearchFilters
 
-    for query in ("lemon curd", "milk", "organic bread"):
-        a, b = reused.search(query, SearchFilters(), 50), fresh.search(query, SearchFilters(), 50)
-        assert list(a.rows) == list(b.rows) and np.allclose(a.relevance, b.relevance)
+    products = generate_catalog(600)
+    first = Catalog(products)
+    before = Bm25sProductSearch(first)
+    changed = []
+    for i, p in enumerate(products):
+        if i % 50 == 0:
+            changed.append(p.model_copy(update={"name": "Zesty Lemon Curd", "attributes": ("brand-new",)}))
+        elif i % 7 == 0:
+            changed.append(p.model_copy(update={"in_stock": False, "price": 0.5}))  # same text, new facts
+        elif i % 11 != 0:  # every 11th is deleted
+            changed.append(p)
+    changed += [p.model_copy(update={"id": f"new-{i}", "brand": "Newbrand"}) for i, p in enumerate(products[:30])]
+    catalog = Catalog(changed, version=2, previous=first)
+    reused, fresh = Bm25sProductSearch(catalog, before), Bm25sProductSearch(catalog)
+    cases = [
+        ("lemon curd", {}),
+        ("milk", {}),
+        ("organic bread", {"max_price": 3.0}),
+        ("milk", {"include_out_of_stock": True, "min_price": 0.4}),
+        ("yogurt", {"attributes": ("brand-new",)}),
+        ("newbrand", {"brand": "newbrand"}),
+        ("chips", {"category": products[5].category, "attributes": ("organic",)}),
+    ]
+    for query, fields in cases:
+        filters = SearchFilters(**fields)
+        a, b = reused.search(query, filters, 60), fresh.search(query, filters, 60)
+        assert list(a.rows) == list(b.rows) and np.allclose(a.relevance, b.relevance), (query, fields)
 
 
 def test_a_product_keeps_its_in_stock_through_the_store(tmp_path):
@@ -268,3 +287,17 @@ def test_a_feature_table_built_on_the_previous_one_gives_the_same_features(rules
     rows = np.arange(len(second))
     relevance = np.linspace(1, 0.1, len(rows))
     assert np.allclose(reused.features(rows, relevance, affinities), fresh.features(rows, relevance, affinities))
+
+
+def test_a_profile_whose_products_vanished_keeps_working(rules, small_catalog):
+    search, tracking = make(rules, small_catalog)
+    tracking.track([click("oat-milk"), click("oat-yogurt")])
+    without = Catalog([p for p in small_catalog.products if p.id not in ("oat-milk", "oat-yogurt")], version=2)
+    search.engine.adopt(without)
+    shelf = Shelf(without, Bm25sProductSearch(without))
+    search.shelf = lambda: shelf
+    search.ranker = lambda: Ranker(FeatureTable(without, rules.ranking))
+    answer = search.search(SearchRequest(query="milk", user_id="u"))
+    assert answer["personalization"]["applied"] is True
+    assert "oat-milk" not in [r["product_id"] for r in answer["results"]]
+    tracking.track([click("whole-milk")])  # and it keeps learning

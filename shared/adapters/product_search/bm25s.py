@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import chain
 
 import bm25s
@@ -19,6 +19,9 @@ from shared.domain.search import Hits, SearchFilters
 from shared.ports.product_search import ProductSearch
 
 _WORD = re.compile(r"\w+")
+# Documents per step of an index build: each step's C calls hold the interpreter for about a
+# millisecond, so searches served meanwhile by other threads wait no longer than that.
+DOCS_PER_STEP = 2_000
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 
@@ -27,88 +30,183 @@ def _text(product: Product) -> str:
     return " ".join((product.name, product.brand or "", product.category, product.department, *product.attributes))
 
 
+@dataclass(frozen=True)
+class Counts:
+    """A corpus as term counts: one entry per (document, token) with its frequency, and each
+    document's length in tokens. An index of the next catalog version carries the entries of the
+    products it keeps, so only changed products are tokenized again."""
+
+    doc: np.ndarray  # int32, the document (catalog row) of each entry
+    token: np.ndarray  # int32, the token's id in `vocab`
+    tf: np.ndarray  # int32
+    lengths: np.ndarray  # int64 per document
+    vocab: dict[str, int]
+
+    @classmethod
+    def of(cls, corpus: Sequence[Sequence[str]], vocab: dict[str, int] | None = None, first_doc: int = 0) -> Counts:
+        """The counts of `corpus` (documents numbered from `first_doc`), new tokens added to `vocab`."""
+        vocab = {} if vocab is None else vocab
+        flat = list(chain.from_iterable(corpus))
+        for token in dict.fromkeys(flat):
+            vocab.setdefault(token, len(vocab))
+        ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+        lengths = np.fromiter(map(len, corpus), dtype=np.int64, count=len(corpus))
+        docs = np.repeat(np.arange(first_doc, first_doc + len(corpus), dtype=np.int64), lengths)
+        wide = max(len(vocab), 1)
+        pairs, tf = np.unique(docs * wide + ids, return_counts=True)
+        doc, token = np.divmod(pairs, wide)
+        return cls(doc.astype(np.int32), token.astype(np.int32), tf.astype(np.int32), lengths, vocab)
+
+    @classmethod
+    def joined(cls, parts: Sequence[Counts], vocab: dict[str, int], lengths: np.ndarray) -> Counts:
+        return cls(
+            np.concatenate([p.doc for p in parts]) if parts else np.zeros(0, dtype=np.int32),
+            np.concatenate([p.token for p in parts]) if parts else np.zeros(0, dtype=np.int32),
+            np.concatenate([p.tf for p in parts]) if parts else np.zeros(0, dtype=np.int32),
+            lengths,
+            vocab,
+        )
+
+    def carried(self, new_of_old: np.ndarray) -> Counts:
+        """The entries of the documents kept (`new_of_old[old doc]` >= 0), renumbered."""
+        kept = new_of_old[self.doc] >= 0 if len(self.doc) else np.zeros(0, dtype=bool)
+        return Counts(new_of_old[self.doc[kept]].astype(np.int32), self.token[kept], self.tf[kept], self.lengths,
+                      self.vocab)  # fmt: skip
+
+
 class VectorBM25(bm25s.BM25):
-    """bm25s's BM25, its index built with array operations rather than a Python loop per document
-    (bm25s invites overriding the build): the same scores, about 20 times faster, so a new catalog
-    version is indexed in a fraction of a second. Methods needing a non-occurrence array (BM25L,
-    BM25+) keep bm25s's own build."""
+    """bm25s's BM25, its index built from term counts with array operations rather than a Python
+    loop per document (bm25s invites overriding the build; the same scores, as a test checks), so a
+    new catalog version is indexed in a fraction of a second."""
 
     def build_index_from_tokens(
         self, corpus_tokens: list[Sequence[str]], show_progress: bool = True, leave_progress: bool = False
     ) -> tuple[dict, dict[str, int]]:
-        if self.method in self.methods_requiring_nonoccurrence:
+        if self.method in self.methods_requiring_nonoccurrence:  # BM25L, BM25+: bm25s's own build
             return super().build_index_from_tokens(corpus_tokens, show_progress, leave_progress)
+        counts = Counts.of(corpus_tokens)
+        return self.scores_of(counts), counts.vocab
+
+    def index_counts(self, counts: Counts) -> None:
+        """Index a corpus given as counts (what `index` does with tokens)."""
         self.nonoccurrence_array = None
-        flat = list(chain.from_iterable(corpus_tokens))
-        vocab = {token: i for i, token in enumerate(dict.fromkeys(flat))}
-        n_docs, n_vocab = len(corpus_tokens), len(vocab)
-        lengths = np.fromiter(map(len, corpus_tokens), dtype=np.int64, count=n_docs)
-        tokens = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
-        pairs, tf = np.unique(np.repeat(np.arange(n_docs), lengths) * n_vocab + tokens, return_counts=True)
-        doc_idx, voc_idx = np.divmod(pairs, n_vocab)
-        df = np.bincount(voc_idx, minlength=n_vocab)
+        self.scores = self.scores_of(counts)
+        self.vocab_dict = counts.vocab | ({"": len(counts.vocab)} if "" not in counts.vocab else {})
+        self.unique_token_ids_set = set(self.vocab_dict.values())
+
+    def scores_of(self, counts: Counts) -> dict:
+        self.nonoccurrence_array = None
+        n_docs, n_vocab = len(counts.lengths), len(counts.vocab)
+        df = np.bincount(counts.token, minlength=n_vocab)
         idf_of = select_idf_scorer(self.idf_method)  # per token (math.log): a loop over the vocabulary only
         idf = np.array([idf_of(int(d), N=n_docs) for d in df], dtype=self.dtype)
         tfc = select_tfc_scorer(self.method)(
-            tf_array=tf.astype(self.dtype),
-            l_d=lengths[doc_idx],
-            l_avg=lengths.mean() if n_docs else 1.0,
+            tf_array=counts.tf.astype(self.dtype),
+            l_d=counts.lengths[counts.doc],
+            l_avg=counts.lengths.mean() if n_docs else 1.0,
             k1=self.k1,
             b=self.b,
             delta=self.delta,
         )
         data, indices, indptr = self._np_csc(
-            data=(idf[voc_idx] * tfc).astype(self.dtype),
-            rows=doc_idx.astype(self.int_dtype),
-            cols=voc_idx.astype(self.int_dtype),
+            data=(idf[counts.token] * tfc).astype(self.dtype),
+            rows=counts.doc.astype(self.int_dtype),
+            cols=counts.token.astype(self.int_dtype),
             shape=(n_docs, n_vocab),
         )
-        scores = {"data": data.astype(self.dtype), "indices": indices, "indptr": indptr, "num_docs": n_docs}
-        vocab.setdefault("", n_vocab)  # bm25s's empty token, where it would add it (past the last column)
-        return scores, vocab
+        return {"data": data.astype(self.dtype), "indices": indices, "indptr": indptr, "num_docs": n_docs}
+
+
+FIELDS = ("category", "department", "brand")
 
 
 class Bm25sProductSearch(ProductSearch):
     """Indexes name, brand, category, department and attributes; filters without Python loops.
 
-    Given the index of an earlier version of the catalog, it reuses the tokens of every product
-    whose text did not change (stemming is most of the work of indexing)."""
+    Given the index of an earlier version of the catalog, it carries the term counts and filter
+    values of every product both versions hold as the same object (and the counts of a changed
+    product whose text is the same), so a version that changed a thousand products of fifty
+    thousand tokenizes a thousand."""
+
+    _price: np.ndarray
+    _in_stock: np.ndarray
+    _attribute_bit: dict[str, np.uint64]
+    _attribute_bits: np.ndarray
 
     def __init__(self, catalog: Catalog, previous: ProductSearch | None = None) -> None:
+        self._catalog = catalog
         self._products = catalog.products
         self._stemmer = Stemmer.Stemmer("english")
         self._stopwords = set(bm25s.stopwords.STOPWORDS_EN)
-        known = previous._tokens_of if isinstance(previous, Bm25sProductSearch) else {}
-        texts = [_text(p) for p in self._products]
-        self._tokens_of: dict[str, tuple[str, ...]] = {}
-        for text in texts:
-            if text not in self._tokens_of:
-                tokens = known.get(text)
-                self._tokens_of[text] = tuple(map(sys.intern, self._tokens(text))) if tokens is None else tokens
+        before = previous if isinstance(previous, Bm25sProductSearch) else None
+        rows = catalog.rows_in(before._catalog) if before is not None else np.full(len(catalog), -1)
+        fresh = np.flatnonzero(rows < 0)
+        self._counts = self._counts_of(rows, fresh, before)
         # Product titles are short and attribute lists lengthen them: mild length normalisation.
         self._index = VectorBM25(b=0.3)
-        corpus = [self._tokens_of[text] for text in texts]
-        if corpus:  # an empty catalog finds nothing (search answers before asking the index)
-            self._index.index(corpus, show_progress=False)
-        # An unknown price is NaN: it passes no price filter.
-        self._price = np.array([np.nan if p.price is None else p.price for p in self._products], dtype=np.float64)
-        self._codes = {
-            field: self._encode([(getattr(p, field) or "").lower() for p in self._products])
-            for field in ("category", "department", "brand")
-        }
-        attribute_sets = [p.attributes for p in self._products]
-        distinct = set(attribute_sets)  # a catalog has far fewer attribute sets than products
-        attribute_names = sorted(set().union(*distinct))
-        self._attribute_bit = {a: np.uint64(1) << np.uint64(i) for i, a in enumerate(attribute_names[:64])}
-        bits_of = {found: sum(int(self._attribute_bit.get(a, 0)) for a in found) for found in distinct}
-        self._attribute_bits = np.fromiter(map(bits_of.__getitem__, attribute_sets), dtype=np.uint64)
-        self._in_stock = np.fromiter((p.in_stock for p in self._products), dtype=bool, count=len(self._products))
-        self._all_in_stock = bool(self._in_stock.all())
+        if len(self._products):  # an empty catalog finds nothing (search answers before asking the index)
+            self._index.index_counts(self._counts)
+        self._filters(rows, fresh, before)
 
-    @staticmethod
-    def _encode(values: list[str]) -> tuple[dict[str, int], np.ndarray]:
-        vocabulary = {v: i for i, v in enumerate(sorted(set(values)))}
-        return vocabulary, np.array([vocabulary[v] for v in values], dtype=np.int32)
+    def _counts_of(self, rows: np.ndarray, fresh: np.ndarray, before: Bm25sProductSearch | None) -> Counts:
+        """The corpus's counts: carried for the rows `before` held, tokenized for the `fresh` ones
+        (unless a fresh product's text is the one it had)."""
+        vocab = dict(before._counts.vocab) if before is not None else {}
+        lengths = np.zeros(len(rows), dtype=np.int64)
+        parts: list[Counts] = []
+        if before is not None:
+            new_of_old = np.full(len(before._products), -1, dtype=np.int64)
+            same_text = [
+                i for i in fresh if (old := before._catalog.get(self._products[i].id)) is not None
+                and _text(old) == _text(self._products[i])
+            ]  # fmt: skip
+            reused = np.flatnonzero(rows >= 0).tolist() + same_text
+            old_rows = [int(rows[i]) if rows[i] >= 0 else before._catalog.index[self._products[i].id] for i in reused]
+            new_of_old[old_rows] = reused
+            parts.append(before._counts.carried(new_of_old))
+            lengths[reused] = before._counts.lengths[old_rows]
+            fresh = np.setdiff1d(fresh, same_text)
+        for start in range(0, len(fresh), DOCS_PER_STEP):  # steps: each holds the interpreter briefly
+            step = fresh[start : start + DOCS_PER_STEP]
+            corpus = [tuple(self._tokens(_text(self._products[i]))) for i in step]
+            counted = Counts.of(corpus, vocab)
+            parts.append(Counts(step[counted.doc].astype(np.int32), counted.token, counted.tf, counted.lengths, vocab))
+            lengths[step] = counted.lengths
+        return Counts.joined(parts, vocab, lengths)
+
+    def _filters(self, rows: np.ndarray, fresh: np.ndarray, before: Bm25sProductSearch | None) -> None:
+        """Price, stock, category/department/brand codes and attribute bits per row: carried from
+        `before` where it held the product, worked out for the `fresh` rows."""
+        products = [self._products[i] for i in fresh]
+        held = np.flatnonzero(rows >= 0)
+        old = rows[held]
+
+        def column(values: list, dtype: type, carried: np.ndarray | None) -> np.ndarray:
+            out: np.ndarray = np.empty(len(rows), dtype=dtype)
+            if carried is not None:
+                out[held] = carried[old]
+            out[fresh] = np.array(values, dtype=dtype) if values else np.zeros(0, dtype=dtype)
+            return out
+
+        # An unknown price is NaN: it passes no price filter.
+        prices = [np.nan if p.price is None else p.price for p in products]
+        self._price = column(prices, np.float64, before._price if before else None)
+        self._in_stock = column([p.in_stock for p in products], bool, before._in_stock if before else None)
+        self._all_in_stock = bool(self._in_stock.all())
+        self._codes: dict[str, tuple[dict[str, int], np.ndarray]] = {}
+        for field in FIELDS:
+            vocabulary = dict(before._codes[field][0]) if before else {}
+            values = [(getattr(p, field) or "").lower() for p in products]
+            codes = [vocabulary.setdefault(v, len(vocabulary)) for v in values]
+            self._codes[field] = (vocabulary, column(codes, np.int32, before._codes[field][1] if before else None))
+        self._attribute_bit = dict(before._attribute_bit) if before else {}
+        sets = [p.attributes for p in products]
+        for name in sorted(set().union(*sets) - self._attribute_bit.keys()):
+            if len(self._attribute_bit) < 64:  # beyond 64 attributes, a filter on one finds nothing
+                self._attribute_bit[name] = np.uint64(1) << np.uint64(len(self._attribute_bit))
+        bits_of = {found: sum(int(self._attribute_bit.get(a, 0)) for a in found) for found in set(sets)}
+        carried_bits = before._attribute_bits if before else None
+        self._attribute_bits = column([bits_of[found] for found in sets], np.uint64, carried_bits)
 
     def _tokens(self, text: str) -> list[str]:
         words = [w for w in _WORD.findall(text.lower()) if w not in self._stopwords]
