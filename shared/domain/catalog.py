@@ -199,12 +199,16 @@ class Catalog:
         facet keys being worked out again."""
         self.version = version
         self.products: list[Product] = list(products)
-        self._by_id = {p.id: p for p in self.products}
-        self.index = {p.id: row for row, p in enumerate(self.products)}  # product id -> position
+        ids = [p.id for p in self.products]
+        # Comprehensions, not dict(zip(...)): a build in the background yields to requests between items.
+        self._by_id = {pid: p for pid, p in zip(ids, self.products, strict=True)}
+        self.index = {pid: row for row, pid in enumerate(ids)}  # product id -> position
+        categories = [p.category.lower() for p in self.products]
+        units = [unit_price(p.price, p.size) if p.price else math.nan for p in self.products]
         unit_prices: dict[str, list[float]] = defaultdict(list)
-        for p in self.products:
-            if p.price:
-                unit_prices[p.category.lower()].append(unit_price(p.price, p.size))
+        for category, unit in zip(categories, units, strict=True):
+            if unit == unit:  # not NaN: a price is known
+                unit_prices[category].append(unit)
         self._median_unit_price = {c: statistics.median(v) for c, v in unit_prices.items()}
         known: dict[str, Product] = previous._by_id if previous is not None else {}
         worked_out: dict[str, FacetKeys] = previous._keys if previous is not None else {}
@@ -212,7 +216,12 @@ class Catalog:
             p.id: worked_out[p.id] if known.get(p.id) is p else facet_keys(p.id, p.brand, p.category, p.attributes)
             for p in self.products
         }
-        self._ratio = {p.id: self.price_ratio_of(p, p.price) for p in self.products}
+        medians = np.array([self._median_unit_price.get(c, math.nan) for c in categories], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.log(np.array(units, dtype=np.float64) / medians)
+        self._ratio: dict[str, float | None] = {
+            pid: None if r != r or math.isinf(r) else r for pid, r in zip(ids, ratios.tolist(), strict=True)
+        }
 
     def __len__(self) -> int:
         return len(self.products)
