@@ -165,8 +165,9 @@ def test_serve_reports_a_bad_catalog_line_by_line_as_import_catalog_does(tmp_pat
     bad = tmp_path / "bad.csv"
     bad.write_text("id,name,brand,category,department,price\np1,Milk,Acme,milk,dairy,oops\np2,,Acme,milk,dairy,1\n")
     # Given on the command line, or the installed catalog (LEAFLOAF_CATALOG_PATH) gone bad.
+    own_store = os.environ | {"LEAFLOAF_CATALOG_STORE_PATH": str(tmp_path / "catalog.sqlite3")}  # empty: seeded
     flags, env = (
-        (["--catalog", str(bad)], os.environ) if given else ([], os.environ | {"LEAFLOAF_CATALOG_PATH": str(bad)})
+        (["--catalog", str(bad)], own_store) if given else ([], own_store | {"LEAFLOAF_CATALOG_PATH": str(bad)})
     )
     done = subprocess.run(
         [sys.executable, "-m", "shared.cli", "serve", "--port", "0", *flags],
