@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from shared.bootstrap import container
 from shared.domain.events import Id
 from shared.observability import reset_trace, set_trace, trace_fields
+from shared.pacing import REQUESTS
 from shared.ports.identity import Caller, InvalidToken
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,8 @@ def endpoint(*methods: str) -> Callable[[Handler], Callable[[flask.Request], fla
             )
             trace = set_trace(fields)
             try:
-                status, payload = handler(request)
+                with REQUESTS.serving():  # a background build gives way meanwhile (shared/pacing.py)
+                    status, payload = handler(request)
                 response = _json(status, payload, headers)
             except RequestError as exc:
                 response = error_response(exc.status, exc.code, exc.message, exc.fields, headers | exc.headers)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.domain.events import Id, Label
 from shared.domain.rules import Facet
+from shared.pacing import paced
 
 
 class Product(BaseModel):
@@ -199,14 +200,14 @@ class Catalog:
         facet keys being worked out again."""
         self.version = version
         self.products: list[Product] = list(products)
-        ids = [p.id for p in self.products]
-        # Comprehensions, not dict(zip(...)): a build in the background yields to requests between items.
-        self._by_id = {pid: p for pid, p in zip(ids, self.products, strict=True)}
-        self.index = {pid: row for row, pid in enumerate(ids)}  # product id -> position
-        categories = [p.category.lower() for p in self.products]
-        units = [unit_price(p.price, p.size) if p.price else math.nan for p in self.products]
+        # Loops `paced`: a build in the background gives way to requests (shared/pacing.py).
+        ids = [p.id for p in paced(self.products)]
+        self._by_id = {pid: p for pid, p in paced(zip(ids, self.products, strict=True))}
+        self.index = {pid: row for row, pid in paced(enumerate(ids))}  # product id -> position
+        categories = [p.category.lower() for p in paced(self.products)]
+        units = [unit_price(p.price, p.size) if p.price else math.nan for p in paced(self.products)]
         unit_prices: dict[str, list[float]] = defaultdict(list)
-        for category, unit in zip(categories, units, strict=True):
+        for category, unit in paced(zip(categories, units, strict=True)):
             if unit == unit:  # not NaN: a price is known
                 unit_prices[category].append(unit)
         self._median_unit_price = {c: statistics.median(v) for c, v in unit_prices.items()}
@@ -214,13 +215,13 @@ class Catalog:
         worked_out: dict[str, FacetKeys] = previous._keys if previous is not None else {}
         self._keys: dict[str, FacetKeys] = {
             p.id: worked_out[p.id] if known.get(p.id) is p else facet_keys(p.id, p.brand, p.category, p.attributes)
-            for p in self.products
+            for p in paced(self.products)
         }
-        medians = np.array([self._median_unit_price.get(c, math.nan) for c in categories], dtype=np.float64)
+        medians = np.array([self._median_unit_price.get(c, math.nan) for c in paced(categories)], dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = np.log(np.array(units, dtype=np.float64) / medians)
         self._ratio: dict[str, float | None] = {
-            pid: None if r != r or math.isinf(r) else r for pid, r in zip(ids, ratios.tolist(), strict=True)
+            pid: None if r != r or math.isinf(r) else r for pid, r in paced(zip(ids, ratios.tolist(), strict=True))
         }
 
     def __len__(self) -> int:
@@ -231,7 +232,9 @@ class Catalog:
         product no change touched), else -1: what an index of `previous` can carry over."""
         held, at = previous._by_id, previous.index
         return np.fromiter(
-            (at[p.id] if held.get(p.id) is p else -1 for p in self.products), dtype=np.int64, count=len(self.products)
+            (at[p.id] if held.get(p.id) is p else -1 for p in paced(self.products)),
+            dtype=np.int64,
+            count=len(self.products),
         )
 
     def get(self, product_id: str) -> Product | None:

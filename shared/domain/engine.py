@@ -20,6 +20,7 @@ from shared.domain.profile import (
     event_hash,
 )
 from shared.domain.rules import HISTORY, PURCHASE_KINDS, Facet, Rules
+from shared.pacing import paced
 
 PRICE_NUM, PRICE_DEN = "price:num", "price:den"
 HISTORY_FACETS = frozenset(("product", "brand", "category"))  # what the long-horizon purchase memory counts
@@ -116,7 +117,7 @@ class ProfileEngine:
         start afresh (a product's facts may have changed). The catalog and its plans are swapped
         as one, so an event applied meanwhile caches no plan of the old catalog in the new one."""
         served = self._view[0]
-        for product in catalog.products:
+        for product in paced(catalog.products):
             if served.get(product.id) is product:
                 continue  # the same product object: its keys are in already
             for _, key in catalog.keys(product.id):

@@ -21,6 +21,7 @@ import numpy as np
 from shared.domain.catalog import Catalog, Product, facet_keys
 from shared.domain.profile import Affinities
 from shared.domain.rules import RankingRules
+from shared.pacing import paced
 
 FEATURES = (
     "relevance",  # base relevance / the best candidate's
@@ -122,16 +123,16 @@ class FeatureTable:
             self.attribute_columns[row, : len(mine)] = mine
         if previous is not None and len(borrowed):
             self.attribute_columns[~own, : borrowed.shape[1]] = _moved(borrowed, previous.missing, self.missing)
-        ratios = [catalog.price_ratio(p.id) for p in catalog.products]
+        ratios = [catalog.price_ratio(p.id) for p in paced(catalog.products)]
         self.price_tanh = np.tanh(np.array([0.0 if r is None else r for r in ratios]))
-        orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in catalog.products])
+        orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in paced(catalog.products)])
         self.orders = orders
         self.top_orders = math.log1p(orders.max()) if len(orders) and orders.max() > 0 else 1.0
         by_category: dict[str, float] = defaultdict(float)
-        for product, count in zip(catalog.products, orders, strict=True):
+        for product, count in paced(zip(catalog.products, orders, strict=True)):
             by_category[product.category.lower()] += count
         self.category_orders = dict(by_category)
-        totals = np.array([by_category[p.category.lower()] for p in catalog.products])
+        totals = np.array([by_category[p.category.lower()] for p in paced(catalog.products)])
         self.popularity = np.log1p(orders) / self.top_orders
         self.category_share = np.divide(orders, totals, out=np.zeros_like(orders), where=totals > 0)
 

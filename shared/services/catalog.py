@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.catalog import Catalog, CatalogChange, Product
+from shared.pacing import paced, pacing
 from shared.ports.catalog_store import CatalogStore, CatalogVersion
 from shared.ports.product_search import ProductSearch
 from shared.refresh import BackgroundRefresh
@@ -104,6 +105,10 @@ class LiveCatalog:
         return self._store
 
     def _load(self) -> None:
+        with pacing():  # the build gives way to requests being served
+            self._build()
+
+    def _build(self) -> None:
         served = self._shelf.catalog
         try:
             found = self._newer(served)
@@ -139,7 +144,7 @@ class LiveCatalog:
         delta = store.changes(served.version) if served.version else None
         if delta is None:
             return store.load()
-        products = {p.id: p for p in served.products}
+        products = {p.id: p for p in paced(served.products)}
         for product_id in delta.deleted:
             products.pop(product_id, None)
         products.update((p.id, p) for p in delta.upserted)

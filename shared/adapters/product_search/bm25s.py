@@ -16,6 +16,7 @@ from bm25s.scoring import _select_tfc_scorer as select_tfc_scorer
 
 from shared.domain.catalog import Catalog, Product
 from shared.domain.search import Hits, SearchFilters
+from shared.pacing import paced
 from shared.ports.product_search import ProductSearch
 
 _WORD = re.compile(r"\w+")
@@ -157,18 +158,20 @@ class Bm25sProductSearch(ProductSearch):
         if before is not None:
             new_of_old = np.full(len(before._products), -1, dtype=np.int64)
             same_text = [
-                i for i in fresh if (old := before._catalog.get(self._products[i].id)) is not None
+                i for i in paced(fresh) if (old := before._catalog.get(self._products[i].id)) is not None
                 and _text(old) == _text(self._products[i])
             ]  # fmt: skip
             reused = np.flatnonzero(rows >= 0).tolist() + same_text
-            old_rows = [int(rows[i]) if rows[i] >= 0 else before._catalog.index[self._products[i].id] for i in reused]
+            old_rows = [
+                int(rows[i]) if rows[i] >= 0 else before._catalog.index[self._products[i].id] for i in paced(reused)
+            ]
             new_of_old[old_rows] = reused
             parts.append(before._counts.carried(new_of_old))
             lengths[reused] = before._counts.lengths[old_rows]
             fresh = np.setdiff1d(fresh, same_text)
         for start in range(0, len(fresh), DOCS_PER_STEP):  # steps: each holds the interpreter briefly
             step = fresh[start : start + DOCS_PER_STEP]
-            corpus = [tuple(self._tokens(_text(self._products[i]))) for i in step]
+            corpus = [tuple(self._tokens(_text(self._products[i]))) for i in paced(step)]
             counted = Counts.of(corpus, vocab)
             parts.append(Counts(step[counted.doc].astype(np.int32), counted.token, counted.tf, counted.lengths, vocab))
             lengths[step] = counted.lengths
