@@ -302,7 +302,8 @@ def _keep(output, log: Path) -> None:
             sink.flush()
 
 
-def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
+def start_server(catalog_size: int, overrides: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """A local server on fresh stores (but those `overrides` name), and its port."""
     state = Path(tempfile.mkdtemp(prefix="leafloaf-bench-"))  # fresh stores, unless the caller set them
     defaults = {
         "LEAFLOAF_SQLITE_PATH": str(state / "profiles.sqlite3"),
@@ -326,6 +327,7 @@ def start_server(catalog_size: int) -> tuple[subprocess.Popen, str]:
             "LEAFLOAF_DEMO_CATALOG_SIZE": str(catalog_size),
             "LEAFLOAF_LOG_LEVEL": "WARNING",
         }
+        | (overrides or {})
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],

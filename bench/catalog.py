@@ -23,15 +23,13 @@ import http.client
 import json
 import os
 import random
-import re
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench.__main__ import ROOT, load, machine, pct, say, summary
+from bench.__main__ import ROOT, load, machine, pct, say, start_server, summary
 from bench.workload import QUERIES
 from shared import bootstrap
 from shared.adapters.catalog.files import load_catalog_file, write_catalog_file
@@ -157,25 +155,10 @@ class OpenLoop(threading.Thread):
         return [ms for at, ms in self.done if within(at) == inside]
 
 
-def other_instance(state: Path, store: Path) -> tuple[subprocess.Popen, str]:
+def other_instance(store: Path) -> tuple[subprocess.Popen, str]:
     """Another instance on the same catalog store: a local server process of its own."""
-    env = os.environ | {
-        "LEAFLOAF_CATALOG_STORE_PATH": str(store), "LEAFLOAF_CATALOG_PATH": str(state / "no-seed.jsonl"),
-        "LEAFLOAF_PROFILE_STORE": "memory", "LEAFLOAF_BUS_PATH": str(state / "bus.sqlite3"),
-        "LEAFLOAF_PUBLISH_SPOOL_PATH": str(state / "spool.sqlite3"), "LEAFLOAF_PRIVACY_PATH": str(state / "p.sqlite3"),
-        "LEAFLOAF_ARCHIVE_PATH": str(state / "archive"), "LEAFLOAF_LOCAL_SCHEDULE": "false",
-        "LEAFLOAF_AUTH": "off", "LEAFLOAF_LOG_LEVEL": "WARNING",
-    }  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--port", "0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    for line in process.stdout:
-        if match := re.search(r"http://127\.0\.0\.1:(\d+)", line):
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, match.group(1)
-    raise RuntimeError(f"the other instance exited with {process.wait()}")
+    return start_server(1, {"LEAFLOAF_CATALOG_STORE_PATH": str(store), "LEAFLOAF_LOCAL_SCHEDULE": "false",
+                            "LEAFLOAF_PROFILE_STORE": "memory"})  # fmt: skip
 
 
 def served_version(port: str) -> int:
@@ -188,7 +171,7 @@ def served_version(port: str) -> int:
 
 def bench_live(serving: int, swaps: int, rate: float, state: Path) -> dict:
     first = bootstrap.build(settings_in(state, demo_catalog=True, demo_catalog_size=serving))
-    process, port = other_instance(state / "other", state / "catalog.sqlite3")
+    process, port = other_instance(state / "catalog.sqlite3")
     bootstrap.settle_heap()
     catalog = list(first.catalog.products)
     users = [f"shopper-{i}" for i in range(200)]

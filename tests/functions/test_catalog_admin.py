@@ -18,7 +18,7 @@ OATLY = {"id": "oatly-barista", "name": "Oatly Barista Oat Drink", "brand": "Oat
 
 
 @pytest.fixture()
-def services(tmp_path):
+def services(tmp_path):  # as the merchandising admin API's tests: authentication on
     services = installed_services(tmp_path, auth="hmac", auth_secret=SECRET)
     yield services
     services.close()

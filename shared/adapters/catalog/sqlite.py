@@ -16,7 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
-from shared.adapters.sqlite_retry import retry_while_locked
+from shared.adapters.sqlite_retry import open_shared
 from shared.config import Settings
 from shared.domain.catalog import CatalogChange, Product
 from shared.ports.catalog_store import CatalogDelta, CatalogStore, CatalogUnavailable, CatalogVersion
@@ -52,11 +52,8 @@ UPSERT = (
 class SqliteCatalogStore(CatalogStore):
     def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-        retry_while_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"), busy_timeout_s)
-        self._db.executescript(SCHEMA)
+        self._db = open_shared(self.path, SCHEMA, busy_timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SqliteCatalogStore:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.adapters.sqlite_retry import retry_while_locked
+from shared.adapters.sqlite_retry import open_shared
 from shared.config import Settings
 from shared.domain.privacy import DeletionRequest, PrivacySettings, tombstone_key
 from shared.ports.privacy_store import PrivacyStore
@@ -56,11 +55,8 @@ class SqlitePrivacyStore(PrivacyStore):
 
     def __init__(self, path: str | Path, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-        retry_while_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"), busy_timeout_s)
-        self._db.executescript(SCHEMA)
+        self._db = open_shared(self.path, SCHEMA, busy_timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SqlitePrivacyStore:
