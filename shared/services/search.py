@@ -21,7 +21,7 @@ from shared.domain.features import ShopperFeatures, complements, learned_badges,
 from shared.domain.merchandising import Surface
 from shared.domain.profile import Affinities, Profile
 from shared.domain.ranker import FeatureTable, Ranker, Session
-from shared.domain.ranking import Ranked, badges, confidence, grouped, plain, reasons
+from shared.domain.ranking import Ranked, badges, confidences, explained, grouped, plain
 from shared.domain.search import Hits, RankRequest, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
@@ -271,12 +271,13 @@ class SearchService:
             top = ranking.order[:limit]
             parts = ranker.contributions(x[top], ranking.scored[top], strength)
             rules = self.engine.rules.ranking
+            places = top.tolist()
+            products = [pool.products[i] for i in places]
             by_group = grouped(x[top], parts, rules)
-            ranked = []
-            for place, i in enumerate(top):
-                product = pool.products[i]
-                found = reasons(product, by_group[place], affinities, self.engine.catalog)
-                ranked.append(Ranked(product, float(pool.relevance[i]), int(i), float(ranking.score[i]), tuple(found)))
+            found = explained(products, by_group, affinities, self.engine.catalog, rules.min_reason)
+            relevance, score = pool.relevance[top].tolist(), ranking.score[top].tolist()
+            moves = zip(products, relevance, places, score, found, confidences(by_group, rules), strict=True)
+            ranked = [Ranked(*move) for move in moves]
         except Exception:  # fail open: a broken profile or model must never break search
             log.exception("personalization failed; serving plain results", extra={"user_id": request.user_id})
             return [], "error", False, None
@@ -335,7 +336,6 @@ class SearchService:
         results = []
         for rank, item in enumerate(ranked):
             p = item.product
-            found = list(item.reasons)
             learned = (
                 learned_badges(p.id, shopper, today, goes_with or {}, rules.reorder_min_confidence)
                 if shopper is not None
@@ -358,13 +358,12 @@ class SearchService:
                     "moved": item.base_rank - rank,
                     "relevance": round(item.relevance, 4),
                     "score": round(item.score, 4),
-                    "badges": learned + badges(found, rules.min_reason),
+                    "badges": learned + badges(item.reasons, rules.min_reason),
                     "reasons": [
                         {"facet": c.facet, "value": c.value, "contribution": round(c.contribution, 4)}
-                        for c in found
-                        if abs(c.contribution) >= rules.min_reason
+                        for c in item.reasons  # at least min_reason each
                     ],
-                    "confidence": round(confidence(found, rules), 3),
+                    "confidence": round(item.confidence, 3),
                     "suggested_quantity": quantities.get(p.id, 1),
                 }
             )
