@@ -189,6 +189,23 @@ def confidences(contributions: np.ndarray, rules: RankingRules) -> list[float]:
     return [math.tanh(e / rules.confidence_scale) for e in evidence.tolist()]
 
 
+def rounded(values: Sequence[float], digits: int) -> list[float]:
+    """round(v, digits) of each float, bit for bit, in a few numpy passes (an answer of 200 items
+    shows 800 rounded numbers, and round() takes about 0.4 µs each on the bench machine)."""
+    if len(values) < 20:  # numpy's passes cost as much as round() of about 20 values (measured)
+        return [round(v, digits) for v in values]
+    with np.errstate(over="ignore"):  # a huge value's product overflows: round() decides it, below
+        scaled = np.asarray(values, dtype=np.float64) * 10.0**digits
+    out = (np.rint(scaled) / 10.0**digits).tolist()
+    # Halves below 2**52 are doubles and a product rounds monotonically, so it lies on the same side of
+    # every half as the exact product, or on the half itself: only there can rint round otherwise than
+    # round() (which rounds the exact value). round() decides those, and huge and non-finite values.
+    clear = (np.abs(np.modf(scaled)[0]) != 0.5) & (np.abs(scaled) < 2.0**52)
+    for i in np.flatnonzero(~clear).tolist():
+        out[i] = round(values[i], digits)
+    return out
+
+
 # Badge wording by the decay class that carries most of an affinity.
 _BRAND_BADGE = {
     "purchase": "Because you buy {}",

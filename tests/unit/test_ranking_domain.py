@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import numpy as np
 import pytest
 
 from shared.domain.catalog import Product
 from shared.domain.profile import Affinities
-from shared.domain.ranking import GROUPS, confidence, confidences, explained, reasons
+from shared.domain.ranking import GROUPS, confidence, confidences, explained, reasons, rounded
 
 AFFINITIES = Affinities(
     scores={"brand:oatly": 0.8, "attribute:vegan": 0.5, "attribute:organic": -0.4, "category:milk": 0.3},
@@ -53,3 +56,21 @@ def test_confidences_are_those_of_all_the_reasons_bit_for_bit(small_catalog, rul
     want = [confidence(f, rules.ranking) for f in found]
     assert confidences(contributions, rules.ranking) == want  # exactly: answers round them to 3 places
     assert want[0] == 0.0
+
+
+@pytest.mark.parametrize("digits", [3, 4])
+def test_rounded_is_round_bit_for_bit_even_at_halves(digits):
+    rng = random.Random(5)
+    plain = [rng.uniform(-3, 3) for _ in range(20_000)] + [
+        rng.uniform(-1, 1) * 10 ** rng.uniform(-9, 8) for _ in range(20_000)
+    ]
+    # Decimal halves (2.0005 is a little above or below its double), their neighbours, and binary
+    # fractions that are exact ties (0.03125): where multiplying by 10**digits may round either way.
+    halves = [(k + 0.5) / 10**digits for k in range(-5_000, 5_000)]
+    near = [math.nextafter(h, towards) for h in halves for towards in (math.inf, -math.inf)]
+    exact = [k / 2**n for n in range(1, 20) for k in range(-50, 50)]
+    special = [0.0, -0.0, -1e-9, math.inf, -math.inf, math.nan, 1e300, -1e305, 2.0**52, 5e-324]
+    values = plain + halves + near + exact + special
+    assert [v.hex() for v in rounded(values, digits)] == [round(v, digits).hex() for v in values]
+    assert rounded([], digits) == []
+    assert [v.hex() for v in rounded(halves[:5], digits)] == [round(v, digits).hex() for v in halves[:5]]
