@@ -21,7 +21,7 @@ from shared.domain.features import ShopperFeatures, complements, learned_badges,
 from shared.domain.merchandising import Surface
 from shared.domain.profile import Affinities, Profile
 from shared.domain.ranker import FeatureTable, Ranker, Session
-from shared.domain.ranking import Ranked, badges, confidences, explained, grouped, plain
+from shared.domain.ranking import Ranked, badges, confidences, explained, grouped, plain, rounded
 from shared.domain.search import Hits, RankRequest, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
@@ -333,6 +333,11 @@ class SearchService:
     ) -> list[dict]:
         """The answer's items, in served order: the one place both doors compile what they show."""
         rules = self.engine.rules.ranking
+        # The numbers shown, rounded for the whole answer at once (as round() rounds each one).
+        relevance = rounded([item.relevance for item in ranked], 4)
+        score = rounded([item.score for item in ranked], 4)
+        confidence = rounded([item.confidence for item in ranked], 3)
+        contributions = iter(rounded([c.contribution for item in ranked for c in item.reasons], 4))
         results = []
         for rank, item in enumerate(ranked):
             p = item.product
@@ -356,14 +361,14 @@ class SearchService:
                     "position": rank,  # the place in this answer, as impressions record it
                     "base_rank": item.base_rank,
                     "moved": item.base_rank - rank,
-                    "relevance": round(item.relevance, 4),
-                    "score": round(item.score, 4),
+                    "relevance": relevance[rank],
+                    "score": score[rank],
                     "badges": learned + badges(item.reasons, rules.min_reason),
                     "reasons": [
-                        {"facet": c.facet, "value": c.value, "contribution": round(c.contribution, 4)}
-                        for c in item.reasons  # at least min_reason each
+                        {"facet": c.facet, "value": c.value, "contribution": next(contributions)}
+                        for c in item.reasons  # at least min_reason each; their contributions in order
                     ],
-                    "confidence": round(item.confidence, 3),
+                    "confidence": confidence[rank],
                     "suggested_quantity": quantities.get(p.id, 1),
                 }
             )
