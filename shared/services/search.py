@@ -21,7 +21,7 @@ from shared.domain.features import ShopperFeatures, complements, learned_badges,
 from shared.domain.merchandising import Surface
 from shared.domain.profile import Affinities, Profile
 from shared.domain.ranker import FeatureTable, Ranker, Session
-from shared.domain.ranking import Ranked, badges, confidence, grouped, plain, reasons
+from shared.domain.ranking import Ranked, badges, confidences, explained, grouped, plain, rounded
 from shared.domain.search import Hits, RankRequest, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
@@ -282,12 +282,13 @@ class SearchService:
             top = ranking.order[:limit]
             parts = ranker.contributions(x[top], ranking.scored[top], strength)
             rules = self.engine.rules.ranking
+            places = top.tolist()
+            products = [pool.products[i] for i in places]
             by_group = grouped(x[top], parts, rules)
-            ranked = []
-            for place, i in enumerate(top):
-                product = pool.products[i]
-                found = reasons(product, by_group[place], affinities, pool.catalog)
-                ranked.append(Ranked(product, float(pool.relevance[i]), int(i), float(ranking.score[i]), tuple(found)))
+            found = explained(products, by_group, affinities, pool.catalog, rules.min_reason)
+            relevance, score = pool.relevance[top].tolist(), ranking.score[top].tolist()
+            moves = zip(products, relevance, places, score, found, confidences(by_group, rules), strict=True)
+            ranked = [Ranked(*move) for move in moves]
         except Exception:  # fail open: a broken profile or model must never break search
             log.exception("personalization failed; serving plain results", extra={"user_id": request.user_id})
             return [], "error", False, None
@@ -345,10 +346,14 @@ class SearchService:
     ) -> list[dict]:
         """The answer's items, in served order: the one place both doors compile what they show."""
         rules = self.engine.rules.ranking
+        # The numbers shown, rounded for the whole answer at once (as round() rounds each one).
+        relevance = rounded([item.relevance for item in ranked], 4)
+        score = rounded([item.score for item in ranked], 4)
+        confidence = rounded([item.confidence for item in ranked], 3)
+        contributions = iter(rounded([c.contribution for item in ranked for c in item.reasons], 4))
         results = []
         for rank, item in enumerate(ranked):
             p = item.product
-            found = list(item.reasons)
             learned = (
                 learned_badges(p.id, shopper, today, goes_with or {}, rules.reorder_min_confidence)
                 if shopper is not None
@@ -370,15 +375,14 @@ class SearchService:
                     "position": rank,  # the place in this answer, as impressions record it
                     "base_rank": item.base_rank,
                     "moved": item.base_rank - rank,
-                    "relevance": round(item.relevance, 4),
-                    "score": round(item.score, 4),
-                    "badges": learned + badges(found, rules.min_reason),
+                    "relevance": relevance[rank],
+                    "score": score[rank],
+                    "badges": learned + badges(item.reasons, rules.min_reason),
                     "reasons": [
-                        {"facet": c.facet, "value": c.value, "contribution": round(c.contribution, 4)}
-                        for c in found
-                        if abs(c.contribution) >= rules.min_reason
+                        {"facet": c.facet, "value": c.value, "contribution": next(contributions)}
+                        for c in item.reasons  # at least min_reason each; their contributions in order
                     ],
-                    "confidence": round(confidence(found, rules), 3),
+                    "confidence": confidence[rank],
                     "suggested_quantity": quantities.get(p.id, 1),
                 }
             )
