@@ -19,6 +19,7 @@ from typing import TypeVar
 from shared.adapters.sqlite_retry import open_shared
 from shared.config import Settings
 from shared.domain.catalog import CatalogChange, Product
+from shared.pacing import paced
 from shared.ports.catalog_store import CatalogDelta, CatalogStore, CatalogUnavailable, CatalogVersion
 
 SCHEMA = """
@@ -73,7 +74,7 @@ class SqliteCatalogStore(CatalogStore):
                 self._db.execute("COMMIT")
         if version is None:
             return None
-        return CatalogVersion(version, [Product.model_validate_json(doc) for (doc,) in rows])
+        return CatalogVersion(version, [Product.model_validate_json(doc) for (doc,) in paced(rows)])
 
     def changes(self, since: int) -> CatalogDelta | None:
         with self._lock, _unavailable():
@@ -86,7 +87,7 @@ class SqliteCatalogStore(CatalogStore):
                 if version is None or not known or (replaced or 0) > since:
                     return None
                 rows = self._db.execute("SELECT doc FROM products WHERE version > ? ORDER BY rowid", (since,))
-                upserted = [Product.model_validate_json(doc) for (doc,) in rows]
+                upserted = [Product.model_validate_json(doc) for (doc,) in paced(rows)]
                 deleted = [pid for (pid,) in self._db.execute("SELECT id FROM deleted WHERE version > ?", (since,))]
             finally:
                 self._db.execute("COMMIT")
