@@ -44,10 +44,8 @@ class LiveCatalog:
         index: Callable[[Catalog, ProductSearch | None], ProductSearch],
         initial: Catalog,
         adopt: Sequence[Callable[[Catalog], None]] = (),
-        follow: Sequence[Callable[[Catalog], None]] = (),
         refresh_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
     ) -> None:
         """
         Args:
@@ -55,22 +53,17 @@ class LiveCatalog:
             index: builds the search index of a catalog (given the index of the version before).
             initial: served until the store has a newer version (the version the instance started
                 with, or an empty catalog).
-            adopt: told of each new catalog before it is served (the engine's facet ids), in the
-                building thread.
-            follow: told of it just after (the ranker's feature table: until it has the new version,
-                a search builds its candidates' features from their own facts).
+            adopt: told of each new catalog before it is served (the engine's facet ids, the
+                ranker's feature table), in the building thread.
             refresh_s: how often the store is asked for its newest version.
         """
         self._store_factory = store
         self._store: CatalogStore | None = None
         self.index = index
         self.adopt = adopt
-        self.follow = follow
-        self.wall = wall
         self._shelf = Shelf(initial, index(initial, None))
         self._refresh = BackgroundRefresh(self._load, refresh_s, clock, "catalog-refresh")
         self._failure: str | None = None  # why the last look at the store failed
-        self._served_since = wall()
 
     @property
     def shelf(self) -> Shelf:
@@ -124,9 +117,7 @@ class LiveCatalog:
         shelf = Shelf(catalog, self.index(catalog, self._shelf.products))
         for adopt in self.adopt:
             adopt(catalog)
-        self._shelf, self._served_since = shelf, self.wall()
-        for follow in self.follow:
-            follow(catalog)
+        self._shelf = shelf
         log.info(
             "serving catalog version %s (%d products, built in %.1f s)",
             catalog.version,
