@@ -98,8 +98,8 @@ class SearchService:
         return {"query": request.query, "search_id": search_id, **answer}
 
     def rank(self, request: RankRequest) -> dict:
-        """The store's own results re-ordered for the shopper, every item kept, with the same
-        reasons, fail-open and budget as search: one ranker, two doors."""
+        """The store's own results re-ordered for the shopper, every item the filters accept kept, with
+        the same reasons, fail-open and budget as search: one ranker, two doors."""
         # Rules may hide or move the items given, never bring in one the store did not send.
         pool = self._items(request, self.shelf().catalog)
         answer = self._answer(request, self._privacy(request), lambda _: pool, len(request.items), "rank", "", False)
