@@ -11,18 +11,13 @@ from shared.pacing import EVERY, REQUESTS, Activity, paced, pacing
 class Counted(Activity):
     """An activity that records each look at it; busy for its first `busy` looks."""
 
-    def __init__(self, busy: int = 0) -> None:
-        super().__init__()
+    def __init__(self, busy: int = 0) -> None:  # no requests of its own: pacing only reads in_flight
         self.looks, self.busy = 0, busy
 
     @property  # type: ignore[override]
     def in_flight(self) -> int:
         self.looks += 1
         return 1 if self.looks <= self.busy else 0
-
-    @in_flight.setter
-    def in_flight(self, value: int) -> None:
-        pass
 
 
 def test_outside_a_pacing_block_paced_is_the_iterable_itself():
