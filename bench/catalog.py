@@ -1,6 +1,6 @@
 """The live catalog at scale: imports, how soon a change is served, and search while a version swaps in.
 
-    python -m bench.catalog [--products 1000000] [--serving 50000] [--swaps 5]   (writes docs/CATALOG_BENCHMARKS.md)
+    python -m bench.catalog [--products 1000000] [--serving 50000] [--swaps 20]   (writes docs/CATALOG_BENCHMARKS.md)
 
 1. Import: a JSON Lines file of `--products` generated products through what `import-catalog` does
    (parse and validate every row, then one `replace` into the embedded SQLite store), then what an
@@ -120,7 +120,8 @@ def upsert(catalog: list[Product], round_: int) -> CatalogChange:
     return CatalogChange(upserts=tuple(changed + new))
 
 
-def wait_for(version: int, shelf_version, every_s: float = 0.001, timeout_s: float = 120.0) -> float:
+def wait_for(version: int, shelf_version, every_s: float = 0.01, timeout_s: float = 120.0) -> float:
+    # Every 10 ms, not more often: each look takes the interpreter from the searches being measured.
     started = time.perf_counter()
     while shelf_version() < version:
         if time.perf_counter() - started > timeout_s:
@@ -188,15 +189,18 @@ def bench_live(serving: int, swaps: int, rate: float, state: Path) -> dict:
         one_search()
     load = OpenLoop(one_search, rate)
     load.start()
-    own, other, windows, excluded = [], [], [], []
+    own, other, windows, excluded, commits = [], [], [], [], []
     try:
         time.sleep(10)  # steady
         for round_ in range(swaps):
             change = upsert(catalog, round_)
             started = time.perf_counter()
             version = first.live.commit(change)
+            commits.append((started, time.perf_counter()))
             wait_for(version, lambda: first.live.catalog.version)
             own.append(time.perf_counter() - started)
+            while first.live.building:  # what follows the swap (a collector pass) belongs to it too
+                time.sleep(0.01)
             windows.append((started, time.perf_counter()))
             other.append(own[-1] + wait_for(version, lambda: served_version(port), every_s=0.05))
             # The other instance built meanwhile on this machine's other core: neither steady nor a swap here.
@@ -212,12 +216,14 @@ def bench_live(serving: int, swaps: int, rate: float, state: Path) -> dict:
         process.wait(timeout=60)
         first.close()
     steady, during = load.between(windows + excluded, inside=False), load.between(windows, inside=True)
+    builds = [(committed, built) for (_, committed), (_, built) in zip(commits, windows, strict=True)]
     return {"serving": serving, "own_s": own, "other_s": other, "steady": summary(steady), "during": summary(during),
+            "building": summary(load.between(builds, inside=True)),
             "refresh_s": first.settings.catalog_refresh_s, "rate": rate}  # fmt: skip
 
 
 def report(imported: dict, live: dict, args: argparse.Namespace, started_load: str) -> str:
-    steady, during = live["steady"], live["during"]
+    steady, during, building = live["steady"], live["during"], live["building"]
     return "\n".join([
         "# The live catalog: benchmarks",
         "",
@@ -251,12 +257,17 @@ def report(imported: dict, live: dict, args: argparse.Namespace, started_load: s
         "| searches | n | p50 (ms) | p95 (ms) | p99 (ms) |",
         "|---|---:|---:|---:|---:|",
         f"| steady | {steady['n']} | {steady['p50']:.2f} | {steady['p95']:.2f} | {steady['p99']:.2f} |",
-        f"| during a swap | {during['n']} | {during['p50']:.2f} | {during['p95']:.2f} | {during['p99']:.2f} |",
+        f"| during a swap, from the commit | {during['n']} | {during['p50']:.2f} | {during['p95']:.2f} | "
+        f"{during['p99']:.2f} |",
+        f"| of which after the commit returned (the build alone) | {building['n']} | {building['p50']:.2f} | "
+        f"{building['p95']:.2f} | {building['p99']:.2f} |",
         "",
-        f"p99 during a swap / steady p99: **{during['p99'] / steady['p99']:.2f}x**. Personalized searches arrive at "
+        f"p99 during a swap / steady p99: **{during['p99'] / steady['p99']:.2f}x** from the commit, "
+        f"**{building['p99'] / steady['p99']:.2f}x** for the build alone. Personalized searches arrive at "
         f"{live['rate']:g} per second (open loop, in-process, each timed from its scheduled start); \"during\" are "
-        "those scheduled from a commit until its version is served. The version is built in a background thread of the "
-        "same process, so those searches share the interpreter with the build.",
+        "those scheduled from a commit until its version is served and the build has ended (with the collector pass "
+        "after it). The commit is the admin request's own work (validating and writing 1,000 products); the version "
+        "is then built in a background thread of the same process, so those searches share the interpreter with it.",
         "",
     ])  # fmt: skip
 
@@ -265,7 +276,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.catalog", description=__doc__)
     parser.add_argument("--products", type=int, default=1_000_000, help="products to import")
     parser.add_argument("--serving", type=int, default=50_000, help="products served while changes come")
-    parser.add_argument("--swaps", type=int, default=5, help="versions committed while searching")
+    parser.add_argument("--swaps", type=int, default=20, help="versions committed while searching")
     parser.add_argument("--rate", type=float, default=100.0, help="personalized searches per second meanwhile")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "CATALOG_BENCHMARKS.md")
     args = parser.parse_args()
@@ -275,7 +286,7 @@ def main() -> int:
         say(f"live catalog: {args.serving:,} products served, {args.swaps} versions swapped in ...")
         live = bench_live(args.serving, args.swaps, args.rate, state / "live")
         if not args.products:  # a quick look at the live part only
-            say(f"  steady {live['steady']}\n  during {live['during']}")
+            say(f"  steady {live['steady']}\n  during {live['during']}\n  building {live['building']}")
             return 0
         say(f"import of {args.products:,} products ...")
         imported = bench_import(args.products, state / "import")

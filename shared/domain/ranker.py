@@ -91,7 +91,10 @@ class FeatureTable:
         lent = catalog.rows_in(previous.catalog) if previous is not None else np.full(len(catalog), -1)
         single: dict[str, list[int]] = {"product": [], "brand": [], "category": []}
         attributes: list[list[int]] = []
-        for product in (p for p, row in zip(catalog.products, lent, strict=True) if row < 0):
+        own = lent < 0
+        new_rows: list[int] = np.flatnonzero(own).tolist()  # products no earlier table holds
+        for row in paced(new_rows):
+            product = catalog.products[row]
             found: dict[str, int] = {}
             mine: list[int] = []
             for facet, key in catalog.keys(product.id):
@@ -104,7 +107,6 @@ class FeatureTable:
                 columns.append(found.get(name, -1))
             attributes.append(sorted(mine))  # summed in column order, as a sparse product would
         self.missing = len(self.columns)  # the slot of a facet a product lacks (always 0 / NEVER)
-        own = lent < 0
         self.single: dict[str, np.ndarray] = {}
         for name, given in single.items():
             lane = np.full(len(lent), self.missing, dtype=np.int64)
@@ -119,12 +121,11 @@ class FeatureTable:
         )
         width = max(max((len(a) for a in attributes), default=0), borrowed.shape[1] if len(borrowed) else 0)
         self.attribute_columns: np.ndarray = np.full((len(lent), width), self.missing, dtype=np.int64)
-        for row, mine in zip(np.flatnonzero(own), attributes, strict=True):
+        for row, mine in zip(new_rows, attributes, strict=True):
             self.attribute_columns[row, : len(mine)] = mine
         if previous is not None and len(borrowed):
             self.attribute_columns[~own, : borrowed.shape[1]] = _moved(borrowed, previous.missing, self.missing)
-        ratios = [catalog.price_ratio(p.id) for p in paced(catalog.products)]
-        self.price_tanh = np.tanh(np.array([0.0 if r is None else r for r in ratios]))
+        self.price_tanh = np.tanh(np.nan_to_num(catalog.price_ratios, nan=0.0))
         orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in paced(catalog.products)])
         self.orders = orders
         self.top_orders = math.log1p(orders.max()) if len(orders) and orders.max() > 0 else 1.0

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.catalog import Catalog, CatalogChange, Product
-from shared.pacing import paced, pacing
+from shared.pacing import REQUESTS, collections_deferred, paced, pacing
 from shared.ports.catalog_store import CatalogStore, CatalogVersion
 from shared.ports.product_search import ProductSearch
 from shared.refresh import BackgroundRefresh
@@ -72,6 +72,11 @@ class LiveCatalog:
         return self._shelf
 
     @property
+    def building(self) -> bool:
+        """A look for a newer version, or its build, is under way."""
+        return self._refresh.lock.locked()
+
+    @property
     def catalog(self) -> Catalog:
         return self.shelf.catalog
 
@@ -98,7 +103,7 @@ class LiveCatalog:
         return self._store
 
     def _load(self) -> None:
-        with pacing():  # the build gives way to requests being served
+        with pacing(), collections_deferred():  # the build gives way to requests being served
             self._build()
 
     def _build(self) -> None:
@@ -117,7 +122,11 @@ class LiveCatalog:
         shelf = Shelf(catalog, self.index(catalog, self._shelf.products))
         for adopt in self.adopt:
             adopt(catalog)
-        self._shelf = shelf
+        replaced, self._shelf = self._shelf, shelf
+        # Freeing a version takes milliseconds in one go: here, once no request is in flight, rather
+        # than in whichever request lets go of it last.
+        REQUESTS.wait_idle(1.0)
+        del replaced, served
         log.info(
             "serving catalog version %s (%d products, built in %.1f s)",
             catalog.version,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 import bm25s
 import numpy as np
@@ -94,6 +96,56 @@ def test_the_delta_path_serves_what_a_whole_load_serves(tmp_path, rules):
     whole = store.load()
     assert follower.catalog.version == whole.version == 6
     assert {p.id: p for p in follower.catalog.products} == {p.id: p for p in whole.products}
+
+
+def test_a_replaced_version_is_freed_by_its_last_reference_alone(tmp_path):
+    """Each version served is frozen out of the collector's passes (shared/pacing.py), so one that only
+    a pass could free (a reference cycle anywhere in it) would never be freed."""
+    from tests.conftest import installed_services
+
+    services = installed_services(tmp_path)
+    try:
+        services.live.commit(CatalogChange(patches=(ProductPatch(id="oat-milk", price=2.0),)))
+        services.live.refresh()  # a version built while serving, as every later one is
+        shelf = services.live.shelf
+        ranker = services.search.ranker()
+        built = [weakref.ref(o) for o in (shelf, shelf.catalog, shelf.products, ranker.table)]
+        del shelf, ranker
+        services.live.commit(CatalogChange(patches=(ProductPatch(id="oat-milk", price=3.0),)))
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            services.live.refresh()
+            assert [ref() for ref in built] == [None] * len(built)
+        finally:
+            if was_enabled:
+                gc.enable()
+        assert services.live.catalog.get("oat-milk").price == 3.0
+    finally:
+        services.close()
+        from shared import bootstrap
+
+        bootstrap.install(None)
+
+
+def test_a_build_runs_no_collector_pass_and_freezes_what_it_built(tmp_path, rules):
+    store = SqliteCatalogStore(tmp_path / "catalog.sqlite3")
+    store.replace(generate_catalog(300))
+    live = live_on(store, rules)
+    passes: list[str] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "start":
+            passes.append("enabled" if gc.isenabled() else "by the build")
+
+    frozen = gc.get_freeze_count()
+    gc.callbacks.append(seen)
+    try:
+        live.refresh()
+    finally:
+        gc.callbacks.remove(seen)
+    assert passes == ["by the build"]  # the one pass after the swap, none within
+    assert gc.isenabled() and gc.get_freeze_count() > frozen + len(live.catalog)
 
 
 def test_an_instance_never_moves_back_and_keeps_serving_when_the_store_fails(tmp_path, rules):

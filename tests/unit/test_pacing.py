@@ -4,6 +4,7 @@ nowhere else cost anything."""
 from __future__ import annotations
 
 import threading
+import time
 
 from shared.pacing import EVERY, REQUESTS, Activity, paced, pacing
 
@@ -13,6 +14,10 @@ class Counted(Activity):
 
     def __init__(self, busy: int = 0) -> None:  # no requests of its own: pacing only reads in_flight
         self.looks, self.busy = 0, busy
+        self.waits: list[float] = []
+
+    def wait_idle(self, timeout_s: float) -> None:
+        self.waits.append(timeout_s)
 
     @property  # type: ignore[override]
     def in_flight(self) -> int:
@@ -25,7 +30,7 @@ def test_outside_a_pacing_block_paced_is_the_iterable_itself():
     assert paced(items) is items
 
 
-def test_a_paced_loop_looks_at_the_requests_every_few_hundred_items():
+def test_a_paced_loop_looks_at_the_requests_every_EVERY_items():
     activity = Counted()
     with pacing(activity):
         assert list(paced(range(EVERY * 3 + 1))) == list(range(EVERY * 3 + 1))
@@ -33,11 +38,11 @@ def test_a_paced_loop_looks_at_the_requests_every_few_hundred_items():
     assert paced([1]) == [1]  # the block is over
 
 
-def test_it_waits_while_requests_are_in_flight_and_then_goes_on():
-    activity = Counted(busy=3)
-    with pacing(activity, max_pause_s=5.0):
-        assert list(paced(range(10))) == list(range(10))
-    assert activity.looks == 4  # busy three times (waiting), then free
+def test_it_waits_for_the_requests_in_flight_at_most_its_pause_and_then_goes_on():
+    activity = Counted(busy=2)
+    with pacing(activity, max_pause_s=0.5):
+        assert list(paced(range(EVERY * 3))) == list(range(EVERY * 3))
+    assert activity.looks == 3 and activity.waits == [0.5, 0.5]  # busy at two looks: a wait at each
 
 
 def test_only_the_pacing_thread_is_paced():
@@ -53,3 +58,28 @@ def test_serving_counts_requests_in_flight():
     with REQUESTS.serving(), REQUESTS.serving():
         assert REQUESTS.in_flight == 2
     assert REQUESTS.in_flight == 0
+
+
+def test_waiting_for_idle_returns_when_the_last_request_ends():
+    activity = Activity()
+    ended: list[float] = []
+
+    def request() -> None:
+        with activity.serving():
+            time.sleep(0.05)
+        ended.append(time.monotonic())
+
+    thread = threading.Thread(target=request)
+    with activity.serving():  # a request of this thread's, so the other one is not yet the last
+        thread.start()
+    activity.wait_idle(timeout_s=5.0)
+    assert ended and activity.in_flight == 0  # it waited for the other request, not the timeout
+    thread.join()
+
+
+def test_waiting_for_idle_gives_up_after_its_timeout():
+    activity = Activity()
+    with activity.serving():
+        started = time.monotonic()
+        activity.wait_idle(timeout_s=0.05)
+        assert time.monotonic() - started >= 0.05 and activity.in_flight == 1
