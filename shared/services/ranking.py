@@ -148,12 +148,13 @@ class RankerTrainer:
         being_erased: Callable[[], Collection[str]] = frozenset,
         shelf: Callable[[], Shelf] | None = None,  # the catalog version served now (default: engine's, products)
     ) -> None:
-        self.shelf = shelf or (lambda: Shelf(self.engine.catalog, self.products))
+        # Given `shelf`, `products` (the first version's index) is not kept: it would hold that version
+        # for the life of the instance.
+        self.shelf = shelf or (lambda: Shelf(self.engine.catalog, products))
         self.published = published
         self.being_erased = being_erased  # shoppers whose deletion is pending: never trained on
         self.store = store
         self.engine = engine
-        self.products = products
         self.params = params or TrainingParams()
 
     def __call__(

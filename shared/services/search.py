@@ -71,12 +71,13 @@ class SearchService:
         self.publish = publish
         self.features = features  # what the scheduled jobs learnt, when a snapshot is published
         self.engine = engine
-        self.products = products
         self.profiles = profiles
         self.clock = clock
         self.timer = timer
         self.ranker = ranker or functools.cache(lambda: Ranker(FeatureTable(engine.catalog, engine.rules.ranking)))
-        self.shelf = shelf or (lambda: Shelf(self.engine.catalog, self.products))
+        # Given `shelf`, `products` (the first version's index) is not kept: it would hold that version
+        # for the life of the instance.
+        self.shelf = shelf or (lambda: Shelf(self.engine.catalog, products))
 
     def search(self, request: SearchRequest) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""

@@ -105,8 +105,11 @@ def test_a_replaced_version_is_freed_by_its_last_reference_alone(tmp_path):
 
     services = installed_services(tmp_path)
     try:
+        assert services.search.search(SearchRequest(query="milk"))["results"]  # the services hold a version
+        started = [weakref.ref(o) for o in (services.live.shelf.catalog, services.live.shelf.products)]
         services.live.commit(CatalogChange(patches=(ProductPatch(id="oat-milk", price=2.0),)))
         services.live.refresh()  # a version built while serving, as every later one is
+        assert [ref() for ref in started] == [None, None]  # nothing keeps the version it started with
         shelf = services.live.shelf
         ranker = services.search.ranker()
         built = [weakref.ref(o) for o in (shelf, shelf.catalog, shelf.products, ranker.table)]
