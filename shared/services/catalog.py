@@ -144,11 +144,19 @@ class LiveCatalog:
         delta = store.changes(served.version) if served.version else None
         if delta is None:
             return store.load()
-        products = {p.id: p for p in paced(served.products)}
-        for product_id in delta.deleted:
-            products.pop(product_id, None)
-        products.update((p.id, p) for p in delta.upserted)
-        return CatalogVersion(delta.version, list(products.values()))
+        # By row, not a new dict of every product: that dict's build and growth held the interpreter
+        # for milliseconds at a time (measured), stalling the requests being served.
+        products = list(served.products)
+        gone = {row for pid in delta.deleted if (row := served.index.get(pid)) is not None}
+        added: list[Product] = []
+        for product in {p.id: p for p in delta.upserted}.values():  # the last of a product upserted twice
+            if (row := served.index.get(product.id)) is None:
+                added.append(product)
+            else:
+                products[row] = product
+                gone.discard(row)
+        kept = [p for row, p in paced(enumerate(products)) if row not in gone] if gone else products
+        return CatalogVersion(delta.version, kept + added)
 
     def health(self) -> dict[str, Any]:
         """The version served, from memory: unhealthy with no products, degraded when the store fails
