@@ -71,6 +71,9 @@ class Session:
     cycles: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
+ROWS_PER_STEP = 10_000  # rows of the attribute columns carried over per step of a new version's table
+
+
 class FeatureTable:
     """The catalog's facet columns, bound once per catalog and stats, so features for hundreds of
     candidates are a few array lookups and one sparse product."""
@@ -116,15 +119,17 @@ class FeatureTable:
             self.single[name] = lane
         # Each product's attribute columns, padded with the missing slot to the widest product's
         # count: a candidate's attribute affinity is a few gathers and adds, no sparse indexing.
-        borrowed: np.ndarray = (
-            previous.attribute_columns[lent[~own]] if previous is not None else np.zeros((0, 0), dtype=np.int64)
-        )
-        width = max(max((len(a) for a in attributes), default=0), borrowed.shape[1] if len(borrowed) else 0)
+        kept_rows = np.flatnonzero(~own) if previous is not None else np.zeros(0, dtype=np.int64)
+        borrowed_width = previous.attribute_columns.shape[1] if previous is not None and len(kept_rows) else 0
+        width = max(max((len(a) for a in attributes), default=0), borrowed_width)
         self.attribute_columns: np.ndarray = np.full((len(lent), width), self.missing, dtype=np.int64)
         for row, mine in zip(new_rows, attributes, strict=True):
             self.attribute_columns[row, : len(mine)] = mine
-        if previous is not None and len(borrowed):
-            self.attribute_columns[~own, : borrowed.shape[1]] = _moved(borrowed, previous.missing, self.missing)
+        if previous is not None:  # in blocks: the whole table at once held the interpreter for ms
+            for start in paced(range(0, len(kept_rows), ROWS_PER_STEP)):
+                rows = kept_rows[start : start + ROWS_PER_STEP]
+                borrowed = previous.attribute_columns[lent[rows]]
+                self.attribute_columns[rows, :borrowed_width] = _moved(borrowed, previous.missing, self.missing)
         self.price_tanh = np.tanh(np.nan_to_num(catalog.price_ratios, nan=0.0))
         orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in paced(catalog.products)])
         self.orders = orders

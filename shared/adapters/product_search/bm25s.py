@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -23,6 +23,9 @@ _WORD = re.compile(r"\w+")
 # Documents per step of an index build: each step's C calls hold the interpreter for about a
 # millisecond, so searches served meanwhile by other threads wait no longer than that.
 DOCS_PER_STEP = 2_000
+# (document, token) entries per step of the array work on a whole corpus: a step of a fraction of
+# a millisecond, where one operation over a 50,000-product corpus held the interpreter for 5 ms.
+ENTRIES_PER_STEP = 65_536
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 
@@ -98,24 +101,53 @@ class VectorBM25(bm25s.BM25):
     def scores_of(self, counts: Counts) -> dict:
         self.nonoccurrence_array = None
         n_docs, n_vocab = len(counts.lengths), len(counts.vocab)
-        df = np.bincount(counts.token, minlength=n_vocab)
+        df = _bincount(counts.token, n_vocab)  # documents per token: a token occurs once per document
         idf_of = select_idf_scorer(self.idf_method)  # per token (math.log): a loop over the vocabulary only
         idf = np.array([idf_of(int(d), N=n_docs) for d in df], dtype=self.dtype)
-        tfc = select_tfc_scorer(self.method)(
-            tf_array=counts.tf.astype(self.dtype),
-            l_d=counts.lengths[counts.doc],
-            l_avg=counts.lengths.mean() if n_docs else 1.0,
-            k1=self.k1,
-            b=self.b,
-            delta=self.delta,
+        tfc_of = select_tfc_scorer(self.method)
+        l_avg = counts.lengths.mean() if n_docs else 1.0
+        data = np.empty(len(counts.token), dtype=self.dtype)
+        for part in _steps(len(data)):
+            tfc = tfc_of(
+                tf_array=counts.tf[part].astype(self.dtype),
+                l_d=counts.lengths[counts.doc[part]],
+                l_avg=l_avg,
+                k1=self.k1,
+                b=self.b,
+                delta=self.delta,
+            )
+            data[part] = idf[counts.token[part]] * tfc
+        data, indices, indptr = _csc(
+            data, counts.doc.astype(self.int_dtype, copy=False), counts.token.astype(self.int_dtype, copy=False), df
         )
-        data, indices, indptr = self._np_csc(
-            data=(idf[counts.token] * tfc).astype(self.dtype),
-            rows=counts.doc.astype(self.int_dtype),
-            cols=counts.token.astype(self.int_dtype),
-            shape=(n_docs, n_vocab),
-        )
-        return {"data": data.astype(self.dtype), "indices": indices, "indptr": indptr, "num_docs": n_docs}
+        return {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}
+
+
+def _steps(n: int) -> Iterator[slice]:
+    """0..n in slices of ENTRIES_PER_STEP, paced (shared/pacing.py)."""
+    return (slice(start, start + ENTRIES_PER_STEP) for start in paced(range(0, n, ENTRIES_PER_STEP)))
+
+
+def _bincount(values: np.ndarray, n: int) -> np.ndarray:
+    counts = np.zeros(n, dtype=np.int64)
+    for part in _steps(len(values)):
+        counts += np.bincount(values[part], minlength=n)
+    return counts
+
+
+def _csc(data: np.ndarray, rows: np.ndarray, cols: np.ndarray, col_counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """bm25s's CSC build (`_np_csc_python`: entries sorted by column, then row), its array work in
+    steps; the sort itself runs without the interpreter lock."""
+    indptr = np.zeros(len(col_counts) + 1, dtype=np.int64)
+    np.cumsum(col_counts, out=indptr[1:])
+    packed = np.empty(len(cols), dtype=np.int64)
+    for part in _steps(len(cols)):
+        packed[part] = (cols[part].astype(np.int64) << 32) | rows[part].astype(np.int64)
+    sorter = np.argsort(packed)
+    sorted_data, sorted_rows = np.empty_like(data), np.empty_like(rows)
+    for part in _steps(len(sorter)):
+        sorted_data[part], sorted_rows[part] = data[sorter[part]], rows[sorter[part]]
+    return sorted_data, sorted_rows, indptr
 
 
 FIELDS = ("category", "department", "brand")
@@ -161,10 +193,13 @@ class Bm25sProductSearch(ProductSearch):
                 i for i in paced(fresh) if (old := before._catalog.get(self._products[i].id)) is not None
                 and _text(old) == _text(self._products[i])
             ]  # fmt: skip
-            reused = np.flatnonzero(rows >= 0).tolist() + same_text
-            old_rows = [
-                int(rows[i]) if rows[i] >= 0 else before._catalog.index[self._products[i].id] for i in paced(reused)
-            ]
+            # As arrays: converting lists of every row to index with held the interpreter for milliseconds.
+            held = np.flatnonzero(rows >= 0)
+            reused = np.concatenate([held, np.array(same_text, dtype=np.int64)])
+            old_rows = np.concatenate([
+                rows[held],
+                np.array([before._catalog.index[self._products[i].id] for i in same_text], dtype=np.int64),
+            ])  # fmt: skip
             new_of_old[old_rows] = reused
             parts.append(before._counts.carried(new_of_old))
             lengths[reused] = before._counts.lengths[old_rows]
