@@ -88,6 +88,12 @@ def paced(items: Iterable[T]) -> Iterable[T]:
     return items if pause is None else _paced(items, pause)
 
 
+def paced_steps(n: int, step: int) -> Iterator[slice]:
+    """0..n in slices of `step`, paced: array work over a whole corpus or table done a step at a time,
+    since one operation over all of it holds the interpreter for milliseconds."""
+    return (slice(start, start + step) for start in paced(range(0, n, step)))
+
+
 def _paced(items: Iterable[T], pause: Callable[[], None]) -> Iterator[T]:
     for i, item in enumerate(items):
         if i % EVERY == 0:

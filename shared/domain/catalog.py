@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -214,7 +215,10 @@ class Catalog:
                 unit_prices[category].append(unit)
         self._median_unit_price = {c: statistics.median(v) for c, v in unit_prices.items()}
         self._keys = np.empty(len(self.products), dtype=object)  # row -> FacetKeys
-        unchanged = self.rows_in(previous) if previous is not None else np.full(len(self.products), -1)
+        unchanged = self._held_rows(previous) if previous is not None else np.full(len(self.products), -1)
+        # Kept for the index and the ranker's table, built on the same previous version next (weakly:
+        # the previous version must go when it is replaced).
+        self._rows_in_previous = (weakref.ref(previous), unchanged) if previous is not None else None
         for row, (product, was) in paced(enumerate(zip(self.products, unchanged.tolist(), strict=True))):
             self._keys[row] = (
                 previous._keys[was]
@@ -231,13 +235,19 @@ class Catalog:
 
     def rows_in(self, previous: Catalog) -> np.ndarray:
         """Each product's row in `previous` when `previous` holds the very same product object (a
-        product no change touched), else -1: what an index of `previous` can carry over."""
+        product no change touched), else -1: what an index of `previous` can carry over (read-only)."""
+        known = self._rows_in_previous
+        return known[1] if known is not None and known[0]() is previous else self._held_rows(previous)
+
+    def _held_rows(self, previous: Catalog) -> np.ndarray:
         held, at = previous.products, previous.index
-        return np.fromiter(
+        rows = np.fromiter(
             (row if (row := at.get(p.id, -1)) >= 0 and held[row] is p else -1 for p in paced(self.products)),
             dtype=np.int64,
             count=len(self.products),
         )
+        rows.flags.writeable = False
+        return rows
 
     def get(self, product_id: str) -> Product | None:
         row = self.index.get(product_id)

@@ -21,7 +21,7 @@ import numpy as np
 from shared.domain.catalog import Catalog, Product, facet_keys
 from shared.domain.profile import Affinities
 from shared.domain.rules import RankingRules
-from shared.pacing import paced
+from shared.pacing import paced, paced_steps
 
 FEATURES = (
     "relevance",  # base relevance / the best candidate's
@@ -126,8 +126,8 @@ class FeatureTable:
         for row, mine in zip(new_rows, attributes, strict=True):
             self.attribute_columns[row, : len(mine)] = mine
         if previous is not None:  # in blocks: the whole table at once held the interpreter for ms
-            for start in paced(range(0, len(kept_rows), ROWS_PER_STEP)):
-                rows = kept_rows[start : start + ROWS_PER_STEP]
+            for step in paced_steps(len(kept_rows), ROWS_PER_STEP):
+                rows = kept_rows[step]
                 borrowed = previous.attribute_columns[lent[rows]]
                 self.attribute_columns[rows, :borrowed_width] = _moved(borrowed, previous.missing, self.missing)
         self.price_tanh = np.tanh(np.nan_to_num(catalog.price_ratios, nan=0.0))

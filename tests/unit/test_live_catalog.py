@@ -98,6 +98,16 @@ def test_the_delta_path_serves_what_a_whole_load_serves(tmp_path, rules):
     assert {p.id: p for p in follower.catalog.products} == {p.id: p for p in whole.products}
 
 
+def test_the_rows_a_version_holds_from_the_one_before_are_worked_out_once():
+    first = Catalog(SMALL_CATALOG)
+    second = Catalog([*first.products[1:], product("new", "New Milk", "Acme", "milk")], previous=first)
+    rows = second.rows_in(first)
+    assert rows is second.rows_in(first) and not rows.flags.writeable  # the index and ranker share it
+    assert rows.tolist() == [*range(1, len(SMALL_CATALOG)), -1]
+    copies = Catalog([p.model_copy() for p in SMALL_CATALOG])  # equal products, other objects: none held
+    assert second.rows_in(copies).tolist() == [-1] * len(SMALL_CATALOG)
+
+
 def test_a_replaced_version_is_freed_by_its_last_reference_alone(tmp_path):
     """Each version served is frozen out of the collector's passes (shared/pacing.py), so one that only
     a pass could free (a reference cycle anywhere in it) would never be freed."""

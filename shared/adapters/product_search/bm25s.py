@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -16,7 +16,7 @@ from bm25s.scoring import _select_tfc_scorer as select_tfc_scorer
 
 from shared.domain.catalog import Catalog, Product
 from shared.domain.search import Hits, SearchFilters
-from shared.pacing import paced
+from shared.pacing import paced, paced_steps
 from shared.ports.product_search import ProductSearch
 
 _WORD = re.compile(r"\w+")
@@ -107,7 +107,7 @@ class VectorBM25(bm25s.BM25):
         tfc_of = select_tfc_scorer(self.method)
         l_avg = counts.lengths.mean() if n_docs else 1.0
         data = np.empty(len(counts.token), dtype=self.dtype)
-        for part in _steps(len(data)):
+        for part in paced_steps(len(data), ENTRIES_PER_STEP):
             tfc = tfc_of(
                 tf_array=counts.tf[part].astype(self.dtype),
                 l_d=counts.lengths[counts.doc[part]],
@@ -123,14 +123,9 @@ class VectorBM25(bm25s.BM25):
         return {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}
 
 
-def _steps(n: int) -> Iterator[slice]:
-    """0..n in slices of ENTRIES_PER_STEP, paced (shared/pacing.py)."""
-    return (slice(start, start + ENTRIES_PER_STEP) for start in paced(range(0, n, ENTRIES_PER_STEP)))
-
-
 def _bincount(values: np.ndarray, n: int) -> np.ndarray:
     counts = np.zeros(n, dtype=np.int64)
-    for part in _steps(len(values)):
+    for part in paced_steps(len(values), ENTRIES_PER_STEP):
         counts += np.bincount(values[part], minlength=n)
     return counts
 
@@ -141,11 +136,11 @@ def _csc(data: np.ndarray, rows: np.ndarray, cols: np.ndarray, col_counts: np.nd
     indptr = np.zeros(len(col_counts) + 1, dtype=np.int64)
     np.cumsum(col_counts, out=indptr[1:])
     packed = np.empty(len(cols), dtype=np.int64)
-    for part in _steps(len(cols)):
+    for part in paced_steps(len(cols), ENTRIES_PER_STEP):
         packed[part] = (cols[part].astype(np.int64) << 32) | rows[part].astype(np.int64)
     sorter = np.argsort(packed)
     sorted_data, sorted_rows = np.empty_like(data), np.empty_like(rows)
-    for part in _steps(len(sorter)):
+    for part in paced_steps(len(sorter), ENTRIES_PER_STEP):
         sorted_data[part], sorted_rows[part] = data[sorter[part]], rows[sorter[part]]
     return sorted_data, sorted_rows, indptr
 
