@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SDK_CANDIDATES = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/opt/google-cloud-sdk")
 BIGQUERY_VENV = ROOT / ".venv-bqemulator"
 BIGQUERY_REQUIREMENTS = ROOT / "requirements-bqemulator.txt"
+PIP_REQUIREMENTS = ROOT / "requirements-pip.txt"
 
 
 class EmulatorMissing(RuntimeError):
@@ -314,9 +315,10 @@ def install_bigquery_emulator() -> None:
     print(f"installing the BigQuery emulator into {BIGQUERY_VENV} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(BIGQUERY_VENV)], check=True)
     pip = [str(BIGQUERY_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--require-hashes"]
-    done = subprocess.run([*pip, "-r", str(BIGQUERY_REQUIREMENTS)], capture_output=True, text=True)
-    if done.returncode != 0:  # pip's output only when it failed: its warnings drown everything else
-        raise RuntimeError(f"pip install -r {BIGQUERY_REQUIREMENTS} failed:\n{done.stdout}\n{done.stderr}")
+    for lock in (PIP_REQUIREMENTS, BIGQUERY_REQUIREMENTS):  # the installer first: a fresh venv's refuses the lock
+        done = subprocess.run([*pip, "-r", str(lock)], capture_output=True, text=True)
+        if done.returncode != 0:  # pip's output only when it failed: its warnings drown everything else
+            raise RuntimeError(f"pip install -r {lock} failed:\n{done.stdout}\n{done.stderr}")
     stamp.touch()
 
 
