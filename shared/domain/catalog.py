@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import statistics
 import weakref
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -14,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.domain.events import Id, Label
 from shared.domain.rules import Facet
-from shared.pacing import paced
+from shared.pacing import paced, paced_steps
+
+ROWS_PER_STEP = 10_000  # rows of a new version's arrays carried or worked out per step (shared/pacing.py)
 
 
 class Product(BaseModel):
@@ -196,42 +196,139 @@ class Catalog:
     """Products by id, with each product's facet keys and price level precomputed; `version` is
     the catalog store's (0: a catalog no store holds, such as a test's)."""
 
-    def __init__(self, products: Iterable[Product], version: int = 0, previous: Catalog | None = None) -> None:
-        """`previous`, an earlier version holding some of the same product objects, saves their
-        facet keys being worked out again."""
+    def __init__(
+        self,
+        products: Iterable[Product],
+        version: int = 0,
+        previous: Catalog | None = None,
+        *,
+        held: np.ndarray | None = None,
+    ) -> None:
+        """`previous`, an earlier version holding some of the same product objects, lends what was
+        worked out for them: facet keys, category, unit price, and the id lookup when no product
+        moved row. `held` (from `amended`) says which rows of `previous` they are; without it they
+        are found by identity."""
         self.version = version
         self.products: list[Product] = list(products)
-        # Loops `paced`: a build in the background gives way to requests (shared/pacing.py).
-        ids = [p.id for p in paced(self.products)]
-        # Only the product list is a container the collector traverses: the lookups are an id -> row
-        # dict of strings and ints and numpy object arrays, which it skips (a pass over a new
-        # version's young containers is a pause for every request: shared/pacing.py).
-        self.index = dict(zip(ids, paced(_rows(len(ids))), strict=True))  # product id -> position
-        categories = [p.category.lower() for p in paced(self.products)]
-        units = [unit_price(p.price, p.size) if p.price else math.nan for p in paced(self.products)]
-        unit_prices: dict[str, list[float]] = defaultdict(list)
-        for category, unit in paced(zip(categories, units, strict=True)):
-            if unit == unit:  # not NaN: a price is known
-                unit_prices[category].append(unit)
-        self._median_unit_price = {c: statistics.median(v) for c, v in unit_prices.items()}
-        self._keys = np.empty(len(self.products), dtype=object)  # row -> FacetKeys
-        unchanged = self._held_rows(previous) if previous is not None else np.full(len(self.products), -1)
+        n = len(self.products)
+        if previous is None:
+            held = np.full(n, -1, dtype=np.int64)
+        elif held is None:
+            held = self._held_rows(previous)
+        held.flags.writeable = False
         # Kept for the index and the ranker's table, built on the same previous version next (weakly:
         # the previous version must go when it is replaced).
-        self._rows_in_previous = (weakref.ref(previous), unchanged) if previous is not None else None
-        for row, (product, was) in paced(enumerate(zip(self.products, unchanged.tolist(), strict=True))):
-            self._keys[row] = (
-                previous._keys[was]
-                if previous is not None and was >= 0
-                else facet_keys(product.id, product.brand, product.category, product.attributes)
-            )
-        medians = np.array([self._median_unit_price.get(c, math.nan) for c in paced(categories)], dtype=np.float64)
+        self._rows_in_previous = (weakref.ref(previous), held) if previous is not None else None
+        fresh = np.flatnonzero(held < 0).tolist()
+        carried = np.flatnonzero(held >= 0)
+        # Loops are `paced` and array work goes in steps: a build in the background gives way to
+        # requests (shared/pacing.py). Only the product list is a container the collector traverses:
+        # the lookups are a dict of strings and ints and numpy arrays, which it skips (a pass over a
+        # new version's young containers is a pause for every request).
+        self.index = self._index_of(previous, held, fresh)  # product id -> position
+        self._category_names: list[str] = list(previous._category_names) if previous is not None else []
+        code_of = {name: code for code, name in enumerate(self._category_names)}
+        self._keys = np.empty(n, dtype=object)  # row -> FacetKeys
+        self._category = np.empty(n, dtype=np.int64)  # row -> category code
+        self._unit = np.empty(n, dtype=np.float64)  # row -> unit price, NaN when unknown
+        if previous is not None:
+            for step in paced_steps(len(carried), ROWS_PER_STEP):
+                rows, was = carried[step], held[carried[step]]
+                self._keys[rows], self._category[rows], self._unit[rows] = (
+                    previous._keys[was], previous._category[was], previous._unit[was]
+                )  # fmt: skip
+        for row in paced(fresh):
+            p = self.products[row]
+            self._keys[row] = facet_keys(p.id, p.brand, p.category, p.attributes)
+            self._category[row] = code_of.setdefault(p.category.lower(), len(code_of))
+            self._unit[row] = unit_price(p.price, p.size) if p.price else math.nan
+        self._category_names = list(code_of)
+        # A category's median changes only when one of its products came, went or changed.
+        self._medians = np.full(len(code_of), np.nan)
+        if previous is None:
+            touched: list[int] = list(range(len(code_of)))
+        else:
+            self._medians[: len(previous._medians)] = previous._medians
+            touched = np.unique(self._touched_categories(previous, held, fresh)).tolist()
+        for code in paced(touched):
+            units = self._unit[self._category == code]
+            units = units[~np.isnan(units)]
+            self._medians[code] = float(np.median(units)) if len(units) else np.nan
+        self._median_unit_price = {
+            name: median for name, median in zip(self._category_names, self._medians.tolist(), strict=True)
+            if median == median
+        }  # fmt: skip
+        self._ratio = np.empty(n, dtype=np.float64)  # row -> ratio, NaN when unknown
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = np.log(np.array(units, dtype=np.float64) / medians)
-        self._ratio = np.where(np.isinf(ratios), np.nan, ratios)  # row -> ratio, NaN when unknown
+            for step in paced_steps(n, ROWS_PER_STEP):
+                ratios = np.log(self._unit[step] / self._medians[self._category[step]])
+                self._ratio[step] = np.where(np.isinf(ratios), np.nan, ratios)
+
+    @classmethod
+    def amended(cls, previous: Catalog, upserted: Iterable[Product], deleted: Iterable[str], version: int) -> Catalog:
+        """`previous` with the products `deleted` (ids) removed, then `upserted` added or replacing the
+        product of the same id (the last of an id given twice), as version `version`: the work is
+        that of the products changed, and each stays at its row when none is deleted."""
+        products = list(previous.products)
+        held = np.arange(len(products), dtype=np.int64)
+        gone = np.zeros(len(products), dtype=bool)
+        for product_id in deleted:
+            if (row := previous.index.get(product_id)) is not None:
+                gone[row] = True
+        added: dict[str, Product] = {}
+        for product in paced(upserted):
+            if (row := previous.index.get(product.id)) is None:
+                added[product.id] = product
+            else:
+                products[row], held[row], gone[row] = product, -1, False
+        if gone.any():
+            products = [p for p, out in paced(zip(products, gone.tolist(), strict=True)) if not out]
+            held = held[~gone]
+        held = np.concatenate([held, np.full(len(added), -1, dtype=np.int64)])
+        return cls([*products, *added.values()], version, previous, held=held)
+
+    def _index_of(self, previous: Catalog | None, held: np.ndarray, fresh: list[int]) -> dict[str, int]:
+        """The id -> row lookup: the previous one, amended at the fresh rows, when every product it
+        held is at the same row (a change with no delete); else built anew."""
+        if previous is not None and self._rows_kept(previous, held, fresh):
+            index = previous.index.copy()
+            rows = _rows(len(self.products))
+            for row in paced(fresh):
+                index[self.products[row].id] = rows[row]
+            return index
+        ids = [p.id for p in paced(self.products)]
+        return dict(zip(ids, paced(_rows(len(ids))), strict=True))
+
+    def _rows_kept(self, previous: Catalog, held: np.ndarray, fresh: list[int]) -> bool:
+        """Every row of `previous` is the same product id at the same row here."""
+        m = len(previous.products)
+        if len(self.products) < m or (held[m:] >= 0).any():
+            return False
+        first = held[:m]
+        if ((first >= 0) & (first != np.arange(m))).any():
+            return False
+        return all(self.products[r].id == previous.products[r].id for r in paced(fresh) if r < m)
+
+    def _touched_categories(self, previous: Catalog, held: np.ndarray, fresh: list[int]) -> np.ndarray:
+        """Categories of the products that came, changed or went since `previous`."""
+        still = np.zeros(len(previous.products), dtype=bool)
+        still[held[held >= 0]] = True
+        return np.concatenate([self._category[fresh], previous._category[~still]])
 
     def __len__(self) -> int:
         return len(self.products)
+
+    @property
+    def category_codes(self) -> np.ndarray:
+        """Each row's category as a code into `category_names` (read-only)."""
+        view = self._category.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def category_names(self) -> list[str]:
+        """Lower-case category names by code (a code once given keeps its name in later versions)."""
+        return self._category_names
 
     def rows_in(self, previous: Catalog) -> np.ndarray:
         """Each product's row in `previous` when `previous` holds the very same product object (a

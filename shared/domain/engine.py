@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+
 from shared.domain.catalog import Catalog, FacetKeys, Product, facet_keys
 from shared.domain.events import EventType, Interaction, PurchaseKind
 from shared.domain.profile import (
@@ -116,11 +118,9 @@ class ProfileEngine:
         grows, so profiles built on an older version keep their meaning, and the product plans
         start afresh (a product's facts may have changed). The catalog and its plans are swapped
         as one, so an event applied meanwhile caches no plan of the old catalog in the new one."""
-        served = self._view[0]
-        for product in paced(catalog.products):
-            if served.get(product.id) is product:
-                continue  # the same product object: its keys are in already
-            for _, key in catalog.keys(product.id):
+        fresh = np.flatnonzero(catalog.rows_in(self._view[0]) < 0)  # the same product object: keys are in
+        for row in paced(fresh.tolist()):
+            for _, key in catalog.keys(catalog.products[row].id):
                 self.facets.add(key)
         self._view = (catalog, {})
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,14 +130,23 @@ class FeatureTable:
                 borrowed = previous.attribute_columns[lent[rows]]
                 self.attribute_columns[rows, :borrowed_width] = _moved(borrowed, previous.missing, self.missing)
         self.price_tanh = np.tanh(np.nan_to_num(catalog.price_ratios, nan=0.0))
-        orders = np.array([float(self.stats.popularity.get(p.id, 0.0)) for p in paced(catalog.products)])
-        self.orders = orders
+        self.orders = np.empty(len(catalog), dtype=np.float64)
+        fresh: Sequence[int] = new_rows
+        if previous is not None and previous.stats is self.stats:  # the same stats: each held row's count
+            self.orders[~own] = previous.orders[lent[~own]]
+        else:
+            fresh = range(len(catalog))
+        popularity, products = self.stats.popularity, catalog.products
+        for row in paced(fresh):
+            self.orders[row] = popularity.get(products[row].id, 0.0)
+        orders = self.orders
         self.top_orders = math.log1p(orders.max()) if len(orders) and orders.max() > 0 else 1.0
-        by_category: dict[str, float] = defaultdict(float)
-        for product, count in paced(zip(catalog.products, orders, strict=True)):
-            by_category[product.category.lower()] += count
-        self.category_orders = dict(by_category)
-        totals = np.array([by_category[p.category.lower()] for p in paced(catalog.products)])
+        codes = catalog.category_codes
+        by_category = np.bincount(codes, weights=orders, minlength=len(catalog.category_names))
+        self.category_orders = {
+            name: total for name, total in zip(catalog.category_names, by_category.tolist(), strict=True) if total
+        }  # fmt: skip
+        totals = by_category[codes]
         self.popularity = np.log1p(orders) / self.top_orders
         self.category_share = np.divide(orders, totals, out=np.zeros_like(orders), where=totals > 0)
 
