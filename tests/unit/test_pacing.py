@@ -3,10 +3,13 @@ nowhere else cost anything."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
-from shared.pacing import EVERY, REQUESTS, Activity, paced, pacing
+import pytest
+
+from shared.pacing import EVERY, REQUESTS, Activity, paced, pacing, quick_switches
 
 
 class Counted(Activity):
@@ -83,3 +86,27 @@ def test_waiting_for_idle_gives_up_after_its_timeout():
         started = time.monotonic()
         activity.wait_idle(timeout_s=0.05)
         assert time.monotonic() - started >= 0.05 and activity.in_flight == 1
+
+
+def test_quick_switches_hold_while_any_block_is_open_and_then_restore_the_interval():
+    before = sys.getswitchinterval()
+    inner_open, outer_may_close, inner_done = threading.Event(), threading.Event(), threading.Event()
+    seen: list[float] = []
+
+    def other_thread() -> None:  # a block of another thread that outlives the first one
+        with quick_switches():
+            inner_open.set()
+            outer_may_close.wait(5)
+            seen.append(sys.getswitchinterval())
+        inner_done.set()
+
+    with quick_switches():
+        seen.append(sys.getswitchinterval())
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        inner_open.wait(5)
+    outer_may_close.set()  # the first block has closed; the other is still open
+    inner_done.wait(5)
+    thread.join()
+    assert seen == [pytest.approx(min(before, 0.0001))] * 2
+    assert sys.getswitchinterval() == before
