@@ -108,6 +108,33 @@ def test_the_rows_a_version_holds_from_the_one_before_are_worked_out_once():
     assert second.rows_in(copies).tolist() == [-1] * len(SMALL_CATALOG)
 
 
+@pytest.mark.parametrize("deleting", [False, True])
+def test_an_amended_version_works_out_what_a_fresh_one_does(deleting):
+    served = Catalog(generate_catalog(400), version=1)
+    rng = np.random.default_rng(11)
+    rows = rng.choice(len(served), 40, replace=False).tolist()
+    repriced = [
+        served.products[r].model_copy(update={"price": round((served.products[r].price or 1) * 1.7, 2)})
+        for r in rows[:20]
+    ]
+    moved = [served.products[r].model_copy(update={"category": "Frozen Pies"}) for r in rows[20:25]]
+    added = [served.products[r].model_copy(update={"id": f"new-{r}", "price": 0.5}) for r in rows[25:30]]
+    deleted = [served.products[r].id for r in rows[30:]] if deleting else []
+    twice = [repriced[0].model_copy(update={"price": 99.0})]  # the last of an id given twice wins
+    amended = Catalog.amended(served, [*repriced, *moved, *added, *twice], deleted, version=2)
+    fresh = Catalog(amended.products, version=2)
+    assert {p.id for p in amended.products} == {p.id for p in served.products} - set(deleted) | {p.id for p in added}
+    assert amended.get(repriced[0].id).price == 99.0
+    assert amended.index == fresh.index
+    for p in amended.products:
+        assert amended.keys(p.id) == fresh.keys(p.id)
+        assert amended.price_ratio_of(p, p.price) == pytest.approx(fresh.price_ratio_of(p, p.price), nan_ok=True)
+    np.testing.assert_allclose(amended.price_ratios, fresh.price_ratios, equal_nan=True)
+    names = amended.category_names
+    assert [names[c] for c in amended.category_codes] == [p.category.lower() for p in amended.products]
+    assert not deleting or (amended.rows_in(served) >= 0).sum() == len(served) - 25 - 10  # untouched rows are held
+
+
 def test_a_replaced_version_is_freed_by_its_last_reference_alone(tmp_path):
     """Each version served is frozen out of the collector's passes (shared/pacing.py), so one that only
     a pass could free (a reference cycle anywhere in it) would never be freed."""
