@@ -117,6 +117,26 @@ def test_embedded_n_events_give_n_rows_and_n_lines_even_when_redelivered(tmp_pat
     warehouse.close()
 
 
+def hold_file(script: str, within_s: float = 30.0) -> subprocess.Popen:
+    """A process running `script`, which prints "held" once it holds a file; tried again while the
+    server holds it for a moment itself (DuckDB allows one writing process)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() == "held":
+            return holder
+        holder.wait(timeout=10)
+        assert time.monotonic() < deadline, "could not take the warehouse file from the server"
+        time.sleep(0.2)
+
+
 def test_embedded_backends_down_for_a_while_lose_nothing(tmp_path):
     env = stack_env(tmp_path)
     bus, archive_root = tmp_path / "bus.sqlite3", tmp_path / "archive"
@@ -124,10 +144,7 @@ def test_embedded_backends_down_for_a_while_lose_nothing(tmp_path):
     hold = f"import duckdb, sys; c = duckdb.connect({database!r}); print('held', flush=True); sys.stdin.read()"
     with serving(env) as url:
         # The warehouse file is held by another process and the archive folder is gone.
-        holder = subprocess.Popen(
-            [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert holder.stdout.readline().strip() == "held"
+        holder = hold_file(hold)
         archive_root.rename(tmp_path / "archive-away")
         archive_root.write_text("not a folder")
         sent = track(url, 300, "outage")
