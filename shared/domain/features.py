@@ -20,6 +20,9 @@ class ShopperFeatures:
     usual: tuple[str, ...] = ()
     reorder: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # product -> cycle, confidence, next
     quantities: Mapping[str, int] = field(default_factory=dict)
+    next_basket: tuple[str, ...] = ()  # the next-basket recommender's list: own products first, then new ones
+    discovery: tuple[str, ...] = ()  # products new to the shopper that shoppers like them buy
+    bought: frozenset[str] = frozenset()  # every product the shopper's orders hold
 
     @classmethod
     def of(cls, document: Mapping[str, Any] | None) -> ShopperFeatures:
@@ -28,6 +31,9 @@ class ShopperFeatures:
             usual=tuple(doc.get("usual", ())),
             reorder=dict(doc.get("reorder", {})),
             quantities={p: int(q) for p, q in doc.get("quantities", {}).items()},
+            next_basket=tuple(doc.get("next_basket", ())),
+            discovery=tuple(doc.get("discovery", ())),
+            bought=frozenset(doc.get("bought", ())),
         )
 
     def due(self, product_id: str, today: date, min_confidence: float) -> bool:

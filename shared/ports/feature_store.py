@@ -24,7 +24,7 @@ class FeatureStore(ABC):
 
         Args:
             version: sortable name of the snapshot (e.g. the window's end).
-            sources: (kind, documents) with kind "user" or "product"; a key's documents from several
+            sources: (kind, documents) with kind "user", "product" or "store"; a key's documents from several
                 sources are merged (later keys win), so each source can stream its own table.
 
         Returns:
@@ -38,6 +38,10 @@ class FeatureStore(ABC):
     @abstractmethod
     def product(self, product_id: str) -> Document | None:
         """The product's features in the current version, or None."""
+
+    @abstractmethod
+    def store(self, key: str) -> Document | None:
+        """A store-wide document in the current version (e.g. "trending"), or None."""
 
     @abstractmethod
     def version(self) -> str | None:

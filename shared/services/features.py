@@ -32,9 +32,19 @@ SOURCES = (
     Source(
         "user",
         "next_basket",
-        "SELECT user_id AS id, ARRAY_AGG(product_id ORDER BY position) AS products FROM next_basket "
-        "WHERE usual AND user_id > @after GROUP BY user_id",
-        lambda row: {"usual": list(row["products"])[:10]},
+        "SELECT user_id AS id, ARRAY_AGG(STRUCT(product_id, usual) ORDER BY position) AS items FROM next_basket "
+        "WHERE user_id > @after GROUP BY user_id",
+        lambda row: {
+            "usual": [i["product_id"] for i in row["items"] if i["usual"]][:10],
+            "next_basket": [i["product_id"] for i in row["items"]],  # the recommender's whole list
+        },
+    ),
+    Source(
+        "user",
+        "order_lines",
+        "SELECT user_id AS id, ARRAY_AGG(DISTINCT product_id ORDER BY product_id) AS products FROM order_lines "
+        "WHERE user_id > @after GROUP BY user_id",
+        lambda row: {"bought": list(row["products"])},  # what new_for_you never proposes
     ),
     Source(
         "user",
@@ -93,6 +103,13 @@ SOURCES = (
         lambda row: {"goes_with": list(row["others"])[:10]},
     ),
     Source(
+        "store",
+        "trending_products",
+        "SELECT 'trending' AS id, ARRAY_AGG(product_id ORDER BY trend DESC, product_id) AS products "
+        "FROM trending_products WHERE 'trending' > @after",
+        lambda row: {"products": list(row["products"] or [])},
+    ),
+    Source(
         "product",
         "item_neighbours",
         "SELECT product_id AS id, ARRAY_AGG(other_id ORDER BY similarity DESC, other_id) AS others "
@@ -149,7 +166,7 @@ class FeaturePublisher:
         while True:
             rows = self.warehouse.query(f"{source.select} ORDER BY id LIMIT @n", {"after": after, "n": self.page})
             for row in rows:
-                if source.kind != "user" or str(row["id"]) not in erased:
+                if source.kind != "user" or str(row["id"]) not in erased:  # no shopper in a store document
                     yield str(row["id"]), source.document(row)
             if len(rows) < self.page:
                 return

@@ -72,7 +72,7 @@ def table(warehouse, name: str, key: tuple[str, ...]) -> dict[tuple, dict]:
 def test_hourly_and_daily_jobs_compute_the_shopper_features(warehouse):
     runner = JobRunner(warehouse, clock=lambda: NOW)
     hourly, daily = runner.run("hourly"), runner.run("daily")
-    assert [j["status"] for j in hourly["jobs"]] == ["done"] * 8
+    assert [j["status"] for j in hourly["jobs"]] == ["done"] * 9
     assert daily["jobs"][0]["status"] == "done"  # order_lines again: the daily window ends at midnight
 
     cycles = table(warehouse, "reorder_predictions", ("user_id", "product_id"))
@@ -215,6 +215,21 @@ def test_reorder_cycles_on_real_instacart_shoppers_match_graph_memorys_computati
     warehouse.close()
 
 
+def test_trending_products_are_those_rising_over_their_weekly_rate(warehouse, rules):
+    recent = NOW - timedelta(days=3) - T0  # the last 7 days of the window; the 28 before are the baseline
+    days = recent.total_seconds() / 86_400
+    rising = [purchase(f"r{n}", 0, "spicy-chips", days) for n in range(4)]  # 4 now, none before: 4 / 1
+    steady = [purchase(f"s{n}", 0, "skim-milk", days) for n in range(4)]  # 4 now, 8 before: 4 / (8 / 4 + 1)
+    steady += [purchase(f"s{n}", 1, "skim-milk", days - 10 - n) for n in range(8)]
+    few = [purchase(f"f{n}", 0, "greek-yogurt", days) for n in range(2)]  # under min_recent (3)
+    warehouse.insert(warehouse_rows(rising + steady + few, Catalog(SMALL_CATALOG), rules, NOW))
+    JobRunner(warehouse, clock=lambda: NOW).run("hourly")
+    rows = warehouse.query("SELECT product_id, recent, prior, trend FROM trending_products ORDER BY trend DESC")
+    assert [(r["product_id"], r["recent"], r["prior"]) for r in rows] == [("spicy-chips", 4, 0), ("skim-milk", 4, 8)]
+    assert [r["trend"] for r in rows] == pytest.approx([4.0, 4 / 3])
+    warehouse.close()
+
+
 @pytest.mark.parametrize("warehouse", ["duckdb"], indirect=True)  # publishing is the same on any warehouse
 def test_published_features_reach_search(tmp_path, warehouse, rules):
     store = SnapshotFeatureStore(LocalFolderArchive(tmp_path / "objects"), tmp_path / "cache", refresh_s=0)
@@ -231,6 +246,8 @@ def test_published_features_reach_search(tmp_path, warehouse, rules):
     ann = store.user("ann")
     assert ann is not None and "vegan" in ann["dietary"] and ann["reorder"]["oat-milk"]["cycle_days"] == 7
     assert store.product("oat-milk") is not None
+    assert ann["bought"] == ["greek-yogurt", "oat-milk", "oat-yogurt"] and ann["next_basket"][:2] == ann["usual"][:2]
+    assert store.store("trending") == {"products": []}  # nothing ordered in the window's last week
 
 
 def test_snapshot_versions_switch_and_merge_sources(tmp_path):

@@ -1,7 +1,7 @@
 """Feature snapshots as SQLite files in the object store (a folder locally, Cloud Storage in production).
 
-`features/<version>.sqlite3` holds two key-value tables of JSON documents; `features/CURRENT` names
-the version to serve. Versions sort by name (the publisher names them by a window's end or an
+`features/<version>.sqlite3` holds three key-value tables (user, product, store) of JSON documents;
+`features/CURRENT` names the version to serve. Versions sort by name (the publisher names them by a window's end or an
 erasure's time), and neither CURRENT nor an instance ever moves back to an older one: an older
 publication is not stored, and two publishers racing leave CURRENT on the newer (the object store
 has no compare-and-set, so each looks again after writing). An instance checks CURRENT at most every `refresh_s`
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 PREFIX = "features/"
 CURRENT = f"{PREFIX}CURRENT"
 SUFFIX = ".sqlite3"
-KINDS = ("user", "product")
+KINDS = ("user", "product", "store")
 
 
 class SnapshotFeatureStore(FeatureStore):
@@ -85,6 +85,9 @@ class SnapshotFeatureStore(FeatureStore):
     def product(self, product_id: str) -> Document | None:
         return self._read("product", product_id)
 
+    def store(self, key: str) -> Document | None:
+        return self._read("store", key)
+
     def version(self) -> str | None:
         self._refresh.due()  # until the first version arrives, there are no features
         return self._version
@@ -129,7 +132,10 @@ class SnapshotFeatureStore(FeatureStore):
         db = self._db
         if db is None:
             return None
-        row = db.execute(f"SELECT doc FROM {kind} WHERE id = ?", (key,)).fetchone()
+        try:
+            row = db.execute(f"SELECT doc FROM {kind} WHERE id = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # a snapshot published before this kind existed
+            return None
         return json.loads(row[0]) if row else None
 
     def _load_current(self) -> None:

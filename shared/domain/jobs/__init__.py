@@ -52,6 +52,7 @@ HOURLY: tuple[Job, ...] = (
     Job("reorder_predictions"),
     Job("quantity_predictions"),
     Job("dietary_patterns", {"min_lines": 3, "min_share": 0.5}),
+    Job("trending_products", {"min_recent": 3, "top": 100}),
 )
 DAILY: tuple[Job, ...] = (
     ORDER_LINES,
