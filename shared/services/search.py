@@ -8,9 +8,10 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import islice
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from shared.domain.merchandising import Surface
 from shared.domain.profile import Affinities, Profile
 from shared.domain.ranker import FeatureTable, Ranker, Session
 from shared.domain.ranking import Ranked, badges, confidences, explained, grouped, plain, rounded
+from shared.domain.recommendations import POPULAR, Candidate, Known, RecommendationRequest, candidates
 from shared.domain.search import Hits, RankRequest, SearchRequest
 from shared.ports.feature_store import FeatureStore
 from shared.ports.product_search import ProductSearch
@@ -30,7 +32,8 @@ from shared.services.catalog import Shelf
 from shared.services.privacy import UserPrivacy, ignored_signals
 
 log = logging.getLogger(__name__)
-Asked = SearchRequest | RankRequest  # what both doors are asked: a shopper, their session and consent
+Asked = SearchRequest | RankRequest | RecommendationRequest  # what every door is asked: a shopper, session, consent
+SIMILAR_BY_CONTENT = 50  # products of the anchor's category looked at for content similarity, most ordered first
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class SearchService:
         # Given `shelf`, `products` (the first version's index) is not kept: it would hold that version
         # for the life of the instance.
         self.shelf = shelf or (lambda: Shelf(self.engine.catalog, products))
+        self._popular_order: tuple[np.ndarray, np.ndarray] | None = None  # (order counts, rows most ordered first)
 
     def search(self, request: SearchRequest) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
@@ -106,6 +110,132 @@ class SearchService:
         answer = self._answer(request, self._privacy(request), lambda _: pool, len(request.items), "rank", "", False)
         kept = {p.id for p in pool.products}
         return answer | {"filtered_out": [item.product_id for item in request.items if item.product_id not in kept]}
+
+    def recommend(self, request: RecommendationRequest) -> dict:
+        """A surface without a query, through the same ranker and compiler as search: the surface's
+        candidates (shared.domain.recommendations) in their order, re-ranked for the shopper. With
+        none (no features or profile for the surface yet), the store's popular products, flagged."""
+        privacy = self._privacy(request)
+        catalog = self.shelf().catalog
+        today = datetime.fromtimestamp(self.clock(), UTC).date()
+        chosen: dict[str, Candidate] = {}
+        fallback: list[str | None] = [None]
+        size = max(2 * request.limit, 50)  # candidates handed to the ranker
+        wants_popular = request.surface in ("for_you", "new_for_you")  # surfaces whose own list ends in popular
+
+        def pool_of(affinities: Affinities | None) -> Pool:
+            shopper, _ = self._learned(request, privacy, catalog)
+            history = affinities.history if affinities is not None else {}
+            known = Known(
+                shopper=shopper or ShopperFeatures(),
+                bought={k[8:]: v[0] for k, v in history.items() if k.startswith("product:")},
+                related=self._related(request, catalog),
+                trending=self._trending(request.surface),
+                popular=[p.id for p in islice(self._popular(catalog), size)] if wants_popular else (),
+                today=today,
+            )
+            found = self._accepted(candidates(request.surface, known, request.anchors), request, catalog, size)
+            if all(c.fill for c in found):  # nothing of the surface's own: what the store sells most, flagged
+                fallback[0] = "no_features" if shopper is None and not history else "no_candidates"
+            if not found:
+                popular = (Candidate(p.id, POPULAR, fill=True) for p in self._popular(catalog))
+                found = self._accepted(popular, request, catalog, size, set(request.anchors))
+            chosen.update((c.product_id, c) for c in found)
+            products = [catalog.get(c.product_id) for c in found]
+            return self._products_pool(catalog, products, self._surface_relevance(found))  # type: ignore[arg-type]
+
+        answer = self._answer(request, privacy, pool_of, request.limit, "recommendations", "", brings=False)
+        for item in answer["results"]:
+            reason = chosen[item["product_id"]].reason
+            item["badges"] = [reason, *(b for b in item["badges"] if b != reason)]
+        return {
+            "surface": request.surface,
+            "fallback": None if fallback[0] is None else {"to": "popular", "reason": fallback[0]},
+            **answer,
+        }
+
+    def _surface_relevance(self, found: list[Candidate]) -> np.ndarray:
+        """By position, the surface's own candidates from 1 down to `min_relevance` (the ranker
+        re-orders them for the shopper), and the fill below it (kept after them, in popularity order)."""
+        floor = self.engine.rules.ranking.min_relevance
+        own = sum(not c.fill for c in found) or len(found)  # all fill (fail-open): re-ranked as own
+        relevance = 1.0 - (1.0 - floor) * np.arange(len(found)) / max(own, 1)
+        relevance[own:] = floor * 0.99 * (1.0 - np.arange(len(found) - own) / (len(found) - own + 1))
+        return relevance
+
+    def _accepted(
+        self,
+        found: Iterable[Candidate],
+        request: RecommendationRequest,
+        catalog: Catalog,
+        size: int,
+        excluded: Collection[str] = (),
+    ) -> list[Candidate]:
+        """The first `size` candidates the catalog holds and the request's filters accept (stock too)."""
+        out = []
+        for candidate in found:
+            product = catalog.get(candidate.product_id)
+            if product is not None and candidate.product_id not in excluded and request.filters.accepts(product):
+                out.append(candidate)
+                if len(out) >= size:
+                    break
+        return out
+
+    def _related(self, request: RecommendationRequest, catalog: Catalog) -> dict[str, tuple[str, list[str]]]:
+        """anchor -> (its name, related ids): bought together for goes_with; for similar, the jobs'
+        item neighbours, then the products of its category sharing most of its attributes."""
+        if request.surface not in ("goes_with", "similar"):
+            return {}
+        store = self._feature_store()
+        out = {}
+        for anchor in request.anchors:
+            product = catalog.get(anchor)
+            if product is None:
+                continue
+            document = (store.product(anchor) if store is not None else None) or {}
+            related = list(document.get(request.surface, ()))
+            if request.surface == "similar":
+                related += self._similar_by_content(product, catalog)
+            out[anchor] = (product.name, related)
+        return out
+
+    def _similar_by_content(self, product: Product, catalog: Catalog) -> list[str]:
+        """Products of the same category, those sharing most of its attributes first, then most ordered."""
+        codes = catalog.category_codes
+        row = catalog.index[product.id]
+        orders = self._popularity_of(catalog)
+        same = np.flatnonzero(codes == codes[row])
+        same = same[np.argsort(-orders[same], kind="stable")][: SIMILAR_BY_CONTENT + 1]
+        mine = set(product.attributes)
+        shared = [(-len(mine & set(catalog.products[r].attributes)), i, r) for i, r in enumerate(same.tolist())]
+        return [catalog.products[r].id for _, _, r in sorted(shared) if r != row]
+
+    def _trending(self, surface: str) -> list[str]:
+        if surface != "trending":
+            return []
+        store = self._feature_store()
+        document = store.store("trending") if store is not None else None
+        return list((document or {}).get("products", ()))
+
+    def _popular(self, catalog: Catalog) -> Iterator[Product]:
+        """The catalog's products, most ordered first (the ranker's order counts)."""
+        orders = self._popularity_of(catalog)
+        cached = self._popular_order
+        if cached is None or cached[0] is not orders:
+            cached = self._popular_order = (orders, np.argsort(-orders, kind="stable"))
+        return (catalog.products[row] for row in cached[1].tolist())
+
+    def _popularity_of(self, catalog: Catalog) -> np.ndarray:
+        """Each row's order count in `catalog` (zeros while the ranker is on another version)."""
+        table = self.ranker().table
+        return table.orders if table.catalog is catalog else np.zeros(len(catalog))
+
+    def _feature_store(self) -> FeatureStore | None:
+        try:
+            return self.features()
+        except Exception:  # fail open: learnt features only ever add to an answer
+            log.exception("could not open the features snapshot")
+            return None
 
     def _answer(
         self,
@@ -196,21 +326,26 @@ class SearchService:
 
     def _items(self, request: RankRequest, catalog: Catalog) -> Pool:
         """The store's items in base order: by score when they have one (relevance = score / the best
-        score), else as given (relevance falling by position from 1 to `min_relevance`, so every
-        item the store chose may move); the catalog's row for a product it holds, else the item's
-        facts. Items the request's filters refuse (out of stock, unless it asks) are left out."""
+        score), else as given (positional relevance); the catalog's row for a product it holds, else
+        the item's facts. Items the request's filters refuse (out of stock, unless it asks) are left out."""
         facts = [catalog.get(item.product_id) or item.product() for item in request.items]
         kept = [i for i, product in enumerate(facts) if request.filters.accepts(product)]
         items = [request.items[i] for i in kept]
         scores = [item.score for item in items]
         best = max((s for s in scores if s is not None), default=0.0)
-        if best > 0:
-            order = sorted(range(len(items)), key=lambda i: -(scores[i] or 0.0))  # stable: ties as given
-            relevance = np.array([(scores[i] or 0.0) / best for i in order])
-        else:
-            order = list(range(len(items)))
-            relevance = 1.0 - (1.0 - self.engine.rules.ranking.min_relevance) * np.arange(len(items)) / len(items)
-        products = [facts[kept[i]] for i in order]
+        if best <= 0:
+            return self._products_pool(catalog, [facts[i] for i in kept])
+        order = sorted(range(len(items)), key=lambda i: -(scores[i] or 0.0))  # stable: ties as given
+        relevance = np.array([(scores[i] or 0.0) / best for i in order])
+        return self._products_pool(catalog, [facts[kept[i]] for i in order], relevance)
+
+    def _products_pool(self, catalog: Catalog, products: list[Product], relevance: np.ndarray | None = None) -> Pool:
+        """`products` in base order (by default, relevance falling by position from 1 to
+        `min_relevance`, so that every one may move), each by the catalog's row when it holds the
+        product, else by the product's own facts."""
+        if relevance is None:
+            n = len(products)
+            relevance = 1.0 - (1.0 - self.engine.rules.ranking.min_relevance) * np.arange(n) / max(n, 1)
 
         def features(table: FeatureTable, relevance: np.ndarray, live: Affinities, session: Session) -> np.ndarray:
             index = table.catalog.index if table.catalog is catalog else {}  # {}: the ranker is on another version
