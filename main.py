@@ -16,6 +16,7 @@ from functions.privacy import (
     process_deletion_queue,
 )
 from functions.rank import rank_personalized
+from functions.recommendations import recommend_products
 from functions.search import search_personalized
 from functions.tracking import track_interaction
 
@@ -36,6 +37,7 @@ __all__ = [
     "manage_privacy",
     "process_deletion_queue",
     "rank_personalized",
+    "recommend_products",
     "run_daily_jobs",
     "run_hourly_jobs",
     "search_personalized",

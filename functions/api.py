@@ -18,6 +18,7 @@ from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict
 from shared.domain.merchandising import MerchandisingRules
 from shared.domain.orders import Order
 from shared.domain.privacy import PrivacyFeatures, PrivacyUpdate
+from shared.domain.recommendations import RecommendationRequest, RecommendationSurface
 from shared.domain.search import RankRequest, SearchRequest
 
 
@@ -118,6 +119,19 @@ class RankResponse(_Answer):
     personalization: Personalization
     timing_ms: Timing  # base_search: reading the store's items
     filtered_out: list[str]  # the items left out: out of stock (unless filters.include_out_of_stock), or filtered
+
+
+class Fallback(_Answer):
+    to: Literal["popular"]
+    reason: Literal["no_features", "no_candidates"]  # nothing known for this surface yet, or nothing left after filters
+
+
+class RecommendationResponse(_Answer):
+    surface: RecommendationSurface
+    fallback: Fallback | None  # set when the store's popular products were served instead of the surface's own
+    results: list[SearchResult]  # badges[0] says why the surface proposed each one
+    personalization: Personalization
+    timing_ms: Timing  # base_search: gathering the surface's candidates
 
 
 class CatalogWrite(_Answer):
@@ -305,7 +319,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     Interaction, EventBatchBody, SearchRequest, Order, Note, JobRequest, ErrorResponse, TrackResult,
     SearchResponse, OrderConfirmation, LivePreferences, ShopperMemory, NoteAccepted, Health, JobSummary,
     PrivacyUpdate, QueueRequest, PrivacyAnswer, DeletionStatus, DataExport, QueueRun, RankRequest, RankResponse,
-    MerchandisingRules, ServedMerchandising, CatalogUpsert, CatalogPatch, CatalogDelete, CatalogWrite, ServedProduct,
+    RecommendationRequest, RecommendationResponse, MerchandisingRules, ServedMerchandising, CatalogUpsert,
+    CatalogPatch, CatalogDelete, CatalogWrite, ServedProduct,
 )  # fmt: skip
 
 
@@ -313,7 +328,7 @@ def openapi() -> dict[str, Any]:
     """The OpenAPI document of every HTTP function, at the local server's paths."""
     requests = (
         Interaction, SearchRequest, Order, Note, JobRequest, PrivacyUpdate, QueueRequest, RankRequest,
-        MerchandisingRules, CatalogUpsert, CatalogPatch, CatalogDelete,
+        RecommendationRequest, MerchandisingRules, CatalogUpsert, CatalogPatch, CatalogDelete,
     )  # fmt: skip
     _, definitions = models_json_schema(
         [(m, "validation" if m in requests else "serialization") for m in MODELS],
@@ -334,6 +349,14 @@ def openapi() -> dict[str, Any]:
                 "rank_personalized",
                 (200, RankResponse),
                 _ref(RankRequest),
+            )
+        },
+        "/api/recommendations": {
+            "post": _operation(
+                "Recommendations without a query, for a surface",
+                "recommend_products",
+                (200, RecommendationResponse),
+                _ref(RecommendationRequest),
             )
         },
         "/api/orders/confirm": {

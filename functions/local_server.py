@@ -36,6 +36,7 @@ from functions.privacy import (
     process_deletion_queue,
 )
 from functions.rank import rank_personalized
+from functions.recommendations import recommend_products
 from functions.search import search_personalized
 from functions.tracking import track_interaction
 from shared.bootstrap import container
@@ -47,6 +48,7 @@ ROUTES = {
     "/api/orders/confirm": confirm_order,
     "/api/search/personalized": search_personalized,
     "/api/rank": rank_personalized,
+    "/api/recommendations": recommend_products,
     "/api/users/<user_id>/preferences/live": get_live_preferences,
     "/api/users/<user_id>/memory": get_shopper_memory,
     "/api/users/<user_id>/memory/notes": add_memory_note,

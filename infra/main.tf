@@ -25,10 +25,10 @@ locals {
   # Firestore holds the profiles and the privacy records (settings, deletion requests, tombstones,
   # used tokens): the event functions and the jobs read tombstones to leave deleted shoppers out.
   firestore_users = toset([
-    "track_interaction", "search_personalized", "rank_personalized", "confirm_order", "get_live_preferences",
-    "get_shopper_memory", "add_memory_note", "manage_privacy", "export_user_data", "delete_user_data",
-    "get_deletion_status", "process_deletion_queue", "load_events_bigquery", "archive_events", "ingest_graph_memory",
-    "run_hourly_jobs", "run_daily_jobs",
+    "track_interaction", "search_personalized", "rank_personalized", "recommend_products", "confirm_order",
+    "get_live_preferences", "get_shopper_memory", "add_memory_note", "manage_privacy", "export_user_data",
+    "delete_user_data", "get_deletion_status", "process_deletion_queue", "load_events_bigquery", "archive_events",
+    "ingest_graph_memory", "run_hourly_jobs", "run_daily_jobs",
   ])
   event_publishers = toset(["track_interaction", "search_personalized", "confirm_order"])
   llm_users        = toset(["add_memory_note"])

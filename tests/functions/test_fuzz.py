@@ -42,6 +42,7 @@ HTTP = [
     ("track_interaction", "post", "/"),
     ("search_personalized", "post", "/"),
     ("rank_personalized", "post", "/"),
+    ("recommend_products", "post", "/"),
     ("confirm_order", "post", "/"),
     ("manage_privacy", "put", "/api/users/fuzz/privacy"),
     ("add_memory_note", "post", "/api/users/fuzz/memory/notes"),
