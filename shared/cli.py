@@ -223,6 +223,26 @@ def _evaluate_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_recommendations(args: argparse.Namespace) -> int:
+    import csv
+
+    from shared.config import Settings
+    from shared.datasets import OrderFileError
+    from shared.domain.catalog import CatalogError
+    from shared.domain.rules import RulesError, load_rules
+    from shared.recommendation_evaluation import evaluate_recommendations
+
+    try:
+        rules = load_rules(Settings().rules_path)
+        evaluate_recommendations(
+            args.orders, args.catalog, rules, args.json, args.seed, args.seeds, args.test_fraction, args.users
+        )
+    except (OrderFileError, CatalogError, RulesError, OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 < value <= 1.0:
@@ -330,6 +350,18 @@ def parser() -> argparse.ArgumentParser:
     _split_arguments(es)
     es.add_argument("--users", type=_positive, help="at most this many test shoppers per seed (default: all)")
     es.set_defaults(run=_evaluate_search)
+
+    er = commands.add_parser(
+        "evaluate-recommendations",
+        help="recommendations replay: buy_it_again, for_you and new_for_you vs the next-basket recommender and "
+        "G-, P-, GP-TopFreq on the held-out baskets of real orders (Recall/NDCG/PHR)",
+    )
+    er.add_argument(
+        "--catalog", type=Path, required=True, help="catalog file (.jsonl/.csv) or the folder of Instacart's CSV files"
+    )
+    _split_arguments(er)
+    er.add_argument("--users", type=_positive, help="at most this many test shoppers per seed (default: all)")
+    er.set_defaults(run=_evaluate_recommendations)
     return root
 
 

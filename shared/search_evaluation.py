@@ -99,7 +99,7 @@ class MemoryFeatureStore(FeatureStore):
     """Feature documents in memory: the evaluation's stand-in for the published snapshot."""
 
     def __init__(self) -> None:
-        self.documents: dict[str, dict[str, Document]] = {"user": {}, "product": {}}
+        self.documents: dict[str, dict[str, Document]] = {"user": {}, "product": {}, "store": {}}
         self._version: str | None = None
 
     def publish(self, version: str, sources: Iterable[tuple[str, Iterable[tuple[str, Document]]]]) -> dict[str, int]:
@@ -113,6 +113,9 @@ class MemoryFeatureStore(FeatureStore):
 
     def product(self, product_id: str) -> Document | None:
         return self.documents["product"].get(product_id)
+
+    def store(self, key: str) -> Document | None:
+        return self.documents["store"].get(key)
 
     def version(self) -> str | None:
         return self._version

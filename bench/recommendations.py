@@ -1,0 +1,159 @@
+"""Recommendations without a query, in-process: each surface's latency beside plain and personalized search.
+
+    python -m bench.recommendations [--products 50000] [--requests 2000] [--shoppers 500]
+    (writes docs/RECOMMENDATIONS_BENCHMARKS.md)
+
+Shoppers are simulated as in bench's search section (20 events each, tracked into a memory profile
+store). What the jobs would publish for them comes from their purchase histories (bench.workload's
+planted favourites and staples): each shopper's next-basket list (the recommender, shared.domain.nextbasket)
+and bought products, the products bought together and item neighbours (co-occurrence in the same
+histories), and the store's trending list. Each request is timed whole, in the service, as the HTTP
+function calls it; plain and personalized searches by the same shoppers run in the same loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections import Counter, defaultdict
+from itertools import combinations
+from pathlib import Path
+
+from bench.__main__ import ROOT, load, machine, say, summary
+from bench.workload import NOW, QUERIES, purchase_histories, shoppers
+from shared.adapters.product_search.bm25s import Bm25sProductSearch
+from shared.adapters.profile_store.memory import MemoryProfileStore
+from shared.domain.catalog import Catalog
+from shared.domain.catalog_generator import generate_catalog
+from shared.domain.engine import ProfileEngine
+from shared.domain.nextbasket import Params, global_top, recommend_from, usual_scores
+from shared.domain.ranker import FeatureTable, Ranker, StoreStats
+from shared.domain.recommendations import RecommendationRequest
+from shared.domain.rules import load_rules
+from shared.domain.search import SearchRequest
+from shared.search_evaluation import MemoryFeatureStore
+from shared.services.search import SearchService
+from shared.services.tracking import TrackingService
+
+SURFACES = ("for_you", "buy_it_again", "goes_with", "similar", "trending", "new_for_you")
+
+
+def published(catalog: Catalog, users: int) -> tuple[MemoryFeatureStore, dict[str, float]]:
+    """What the jobs would publish from simulated purchase histories, and the store's order counts."""
+    histories = purchase_histories(catalog, users, 12, seed=7)
+    histories = {f"user-{n}": h for n, h in enumerate(histories.values())}
+    params = Params()
+    scores = {u: usual_scores(h, params) for u, h in histories.items()}
+    lists = dict(recommend_from(scores, sorted(histories), 20, global_top(histories, 20), params))
+    counts: Counter[str] = Counter()
+    together: dict[str, Counter[str]] = defaultdict(Counter)
+    for history in histories.values():
+        for basket in history:
+            counts.update(basket.products)
+            for a, b in combinations(sorted(set(basket.products))[:30], 2):
+                together[a][b] += 1
+                together[b][a] += 1
+    users_docs = {
+        u: {"usual": [p for p in lists[u] if p in scores[u]][:10], "next_basket": lists[u], "bought": sorted(scores[u])}
+        for u in histories
+    }
+    products = {p: {"goes_with": [o for o, _ in c.most_common(10)], "similar": [o for o, _ in c.most_common(20)][10:]}
+                for p, c in together.items()}  # fmt: skip
+    store = MemoryFeatureStore()
+    trending = [p for p, _ in counts.most_common(150)][50:]
+    store.publish("bench", [("user", users_docs.items()), ("product", products.items()),
+                            ("store", [("trending", {"products": trending})])])  # fmt: skip
+    return store, {p: float(n) for p, n in counts.items()}
+
+
+def bench(products: int, requests: int, users: int) -> dict:
+    rules = load_rules(ROOT / "personalization_rules.yaml")
+    catalog = Catalog(generate_catalog(products))
+    engine = ProfileEngine(rules, catalog)
+    profiles = MemoryProfileStore()
+    TrackingService(engine, profiles).track([e for s in shoppers(catalog, users, 20, seed=13) for e in s])
+    features, popularity = published(catalog, users)
+    ranker = Ranker(FeatureTable(catalog, rules.ranking, StoreStats(popularity)))
+    service = SearchService(engine, Bm25sProductSearch(catalog), profiles, clock=NOW.timestamp, ranker=lambda: ranker)
+    service.features = lambda: features
+    rng = random.Random(3)
+    anchors = [p for p in popularity if catalog.get(p) is not None]
+    timings: dict[str, list[float]] = defaultdict(list)
+    fallbacks: Counter[str] = Counter()
+    for i in range(requests + 100):
+        user = f"user-{rng.randrange(users)}"
+        asked = {
+            "plain search": lambda: service.search(SearchRequest(query=rng.choice(QUERIES))),
+            "personalized search": lambda user=user: service.search(
+                SearchRequest(query=rng.choice(QUERIES), user_id=user)
+            ),
+        }
+        for surface in SURFACES:
+            body = {"surface": surface, "user_id": user, "limit": 20}
+            if surface in ("goes_with", "similar"):
+                body["product_id"] = rng.choice(anchors)
+            request = RecommendationRequest.model_validate(body)
+            asked[surface] = lambda request=request: service.recommend(request)
+        names = list(asked)
+        rng.shuffle(names)  # no surface always runs after the same one
+        for name in names:
+            started = time.perf_counter()
+            answer = asked[name]()
+            took = (time.perf_counter() - started) * 1000
+            if i >= 100:  # warm-up
+                timings[name].append(took)
+                fallbacks[name] += bool(answer.get("fallback"))
+    return {"catalog": len(catalog), "requests": requests, "shoppers": users,
+            "timings": {k: summary(v) for k, v in timings.items()}, "fallbacks": dict(fallbacks)}  # fmt: skip
+
+
+def report(result: dict, args: argparse.Namespace, started_load: str) -> str:
+    t = result["timings"]
+    lines = [
+        "# Recommendations: latency (in-process)",
+        "",
+        f"Machine: {machine()}; {started_load}. Run: `python -m bench.recommendations --products {args.products} "
+        f"--requests {args.requests} --shoppers {args.shoppers}` on {time.strftime('%Y-%m-%d')}.",
+        "",
+        f"{result['catalog']:,} products; {result['shoppers']:,} simulated shoppers (20 events each); what the jobs "
+        "publish is computed from simulated purchase histories (next-basket lists, bought products, bought-together "
+        "and neighbours by co-occurrence, a trending list). Each of "
+        f"{result['requests']:,} rounds (after 100 of warm-up) asks every surface and a plain and a personalized "
+        "search, in a shuffled order, for one shopper; each request is timed whole through the service.",
+        "",
+        "| ms | p50 | p95 | p99 | n | served popular instead |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("plain search", "personalized search", *SURFACES):
+        x = t[name]
+        lines.append(
+            f"| {name} | {x['p50']:.3f} | {x['p95']:.3f} | {x['p99']:.3f} | {x['n']} | "
+            f"{result['fallbacks'].get(name, 0) if name in SURFACES else ''} |"
+        )
+    worst = max(t[s]["p95"] for s in SURFACES)
+    lines += [
+        "",
+        f"Target: every surface p95 ≤ 20 ms: {'met' if worst <= 20 else 'NOT MET'} (worst {worst:.2f} ms).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.recommendations", description=__doc__)
+    parser.add_argument("--products", type=int, default=50_000)
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--shoppers", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "RECOMMENDATIONS_BENCHMARKS.md")
+    args = parser.parse_args()
+    started_load = load()
+    say(f"recommendations: {args.products:,} products, {args.requests:,} rounds ...")
+    text = report(bench(args.products, args.requests, args.shoppers), args, started_load)
+    args.out.write_text(text)
+    say(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
