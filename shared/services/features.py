@@ -106,7 +106,7 @@ SOURCES = (
         "store",
         "trending_products",
         "SELECT 'trending' AS id, ARRAY_AGG(product_id ORDER BY trend DESC, product_id) AS products "
-        "FROM trending_products WHERE 'trending' > @after",
+        "FROM trending_products WHERE 'trending' > @after GROUP BY id",  # no rows, no document (keyset paging)
         lambda row: {"products": list(row["products"] or [])},
     ),
     Source(
