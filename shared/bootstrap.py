@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 
+import numpy as np
+
 from shared.adapters import import_class
 from shared.adapters.archive import ARCHIVE_CLASS_FOR_TYPE
 from shared.config import Settings
@@ -47,6 +49,7 @@ from shared.services.profile_cache import CachedProfileStore
 from shared.services.publisher import EventPublisher
 from shared.services.ranking import RankerProvider, RankerTrainer
 from shared.services.search import SearchService
+from shared.services.suggest import SuggestService
 from shared.services.tracking import TrackingService
 from shared.telemetry import Telemetry
 
@@ -277,12 +280,31 @@ class Container:
             shelf=lambda: live.shelf,
         )
 
+    @cached_property
+    def suggestions(self) -> SuggestService:
+        return SuggestService(
+            self.live.catalog,
+            self._orders,
+            self.engine,
+            self.profiles,
+            features=lambda: self.features,
+            privacy=self.privacy.of,
+            min_shoppers=self.settings.suggest_min_shoppers,
+        )
+
+    def _orders(self, catalog: Catalog) -> np.ndarray:
+        """Each row's order count, from the ranker's table when it is on `catalog`."""
+        table = self.rankers().table
+        return table.orders if table.catalog is catalog else np.zeros(len(catalog))
+
     def __post_init__(self) -> None:
-        # Built now (the ranker's feature table, no I/O), so the first search does not wait for it.
+        # Built now (the ranker's feature table and the suggestions' index, no I/O), so the first
+        # request does not wait for them.
         self.search  # noqa: B018
-        # A new catalog version is served once the engine and the ranker have it (their tables are
-        # built on the previous version's, so this is a small part of the build).
-        self.live.adopt = [self.engine.adopt, self.rankers.adopt]
+        self.suggestions  # noqa: B018
+        # A new catalog version is served once the engine, the ranker and the suggestions have it (the
+        # ranker's table is built on the previous version's, so this is a small part of the build).
+        self.live.adopt = [self.engine.adopt, self.rankers.adopt, self.suggestions.adopt]
 
     @cached_property
     def loader(self) -> WarehouseLoader:

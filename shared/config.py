@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     catalog_store: str = "sqlite"
     catalog_store_path: Path = ROOT / "var" / "catalog.sqlite3"
     catalog_refresh_s: float = Field(default=10.0, gt=0, le=60)
+    # Instant suggestions show a store query only when at least this many distinct shoppers searched
+    # it (the popular_queries job already keeps only those of 5 or more: this may only raise it).
+    suggest_min_shoppers: int = Field(default=5, ge=5)
     # A catalog file (.jsonl or .csv) that seeds an empty store at start (older installs kept it here).
     catalog_path: Path = ROOT / "var" / "catalog.jsonl"
     # Local runs only (`./dev run` turns it on): an empty store gets a generated demo catalog. A

@@ -110,6 +110,20 @@ SOURCES = (
         lambda row: {"products": list(row["products"] or [])},
     ),
     Source(
+        "store",
+        "popular_queries",
+        "SELECT 'queries' AS id, ARRAY_AGG(STRUCT(query, searches, shoppers) ORDER BY searches DESC, query) AS items "
+        "FROM popular_queries WHERE 'queries' > @after GROUP BY id",
+        lambda row: {"queries": [dict(q) for q in row["items"]]},
+    ),
+    Source(
+        "user",
+        "user_queries",
+        "SELECT user_id AS id, ARRAY_AGG(query ORDER BY last_searched DESC, query) AS queries FROM user_queries "
+        "WHERE user_id > @after GROUP BY user_id",
+        lambda row: {"queries": list(row["queries"])},  # their own: shown to them alone
+    ),
+    Source(
         "product",
         "item_neighbours",
         "SELECT product_id AS id, ARRAY_AGG(other_id ORDER BY similarity DESC, other_id) AS others "

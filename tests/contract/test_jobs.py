@@ -215,6 +215,28 @@ def test_reorder_cycles_on_real_instacart_shoppers_match_graph_memorys_computati
     warehouse.close()
 
 
+def searched(user: str, query: str, day: float) -> Interaction:
+    return Interaction(
+        event_id=f"{user}-{query}-{day}",
+        event_type="search",
+        user_id=user,
+        timestamp=T0 + timedelta(days=day),
+        context={"search_query": query},
+    )
+
+
+def test_store_queries_need_five_shoppers_and_each_shopper_keeps_their_own(warehouse, rules):
+    events = [searched(f"s{n}", " Oat Milk" if n % 2 else "oat milk", 60 + n) for n in range(5)]
+    events += [searched("s0", "my secret recipe", 66), searched("s0", "oat milk", 50)]
+    warehouse.insert(warehouse_rows(events, Catalog(SMALL_CATALOG), rules, NOW))
+    JobRunner(warehouse, clock=lambda: NOW).run("daily")
+    store = warehouse.query("SELECT query, searches, shoppers FROM popular_queries")
+    assert [(r["query"], r["searches"], r["shoppers"]) for r in store] == [("oat milk", 6, 5)]
+    own = warehouse.query("SELECT query FROM user_queries WHERE user_id = 's0' ORDER BY last_searched DESC")
+    assert [r["query"] for r in own] == ["my secret recipe", "oat milk"]
+    warehouse.close()
+
+
 def test_trending_products_are_those_rising_over_their_weekly_rate(warehouse, rules):
     recent = NOW - timedelta(days=3) - T0  # the last 7 days of the window; the 28 before are the baseline
     days = recent.total_seconds() / 86_400

@@ -65,6 +65,8 @@ DAILY: tuple[Job, ...] = (
     Job("product_popularity"),
     Job("user_cohorts"),
     Job("search_outcomes"),
+    Job("popular_queries", {"min_shoppers": 5, "top": 1000}),
+    Job("user_queries", {"per_shopper": 20}),
     Job("next_basket", python=True),
     Job("ranking_model", python=True),
 )

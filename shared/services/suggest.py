@@ -1,0 +1,104 @@
+"""Use case: instant, personalized query suggestions (GET /api/suggest).
+
+The catalog's names, brands and categories are indexed once per catalog version, in the background
+build that makes each version (LiveCatalog's `adopt`), so no request waits for it; the store's
+frequent queries come from the features snapshot (the daily `popular_queries` job) and are indexed
+again when a new snapshot is served. A shopper who proves who they are sees their own past queries
+(the `user_queries` job) and their own products, brands and categories (the live profile) first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from shared.domain.catalog import Catalog
+from shared.domain.engine import ProfileEngine
+from shared.domain.suggest import PrefixIndex, Shopper, SuggestRequest, catalog_entries, query_entries, suggest
+from shared.ports.feature_store import FeatureStore
+from shared.ports.profile_store import ProfileStore
+from shared.services.privacy import UserPrivacy, ignored_signals
+
+log = logging.getLogger(__name__)
+FACETS = ("product:", "brand:", "category:")
+
+
+class SuggestService:
+    def __init__(
+        self,
+        catalog: Catalog,
+        orders: Callable[[Catalog], np.ndarray],  # per catalog row (the ranker's order counts)
+        engine: ProfileEngine,
+        profiles: ProfileStore,
+        features: Callable[[], FeatureStore | None] = lambda: None,
+        privacy: Callable[[str], UserPrivacy] | None = None,
+        min_shoppers: int = 5,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.orders = orders
+        self.engine = engine
+        self.profiles = profiles
+        self.features = features
+        self.privacy = privacy
+        self.min_shoppers = min_shoppers  # a store query is shown only when this many shoppers searched it
+        self.clock = clock
+        self.timer = timer
+        self._catalog = PrefixIndex(catalog_entries(catalog, orders(catalog)))
+        self._queries: tuple[str | None, PrefixIndex] = (None, PrefixIndex([]))
+
+    def adopt(self, catalog: Catalog) -> None:
+        """Index a new catalog version (in the build's background thread, before it is served)."""
+        self._catalog = PrefixIndex(catalog_entries(catalog, self.orders(catalog)))
+
+    def suggest(self, request: SuggestRequest) -> dict:
+        """Completions of what was typed, the shopper's own first; `corrected` when a typo was assumed."""
+        started = self.timer()
+        shopper = self._shopper(request.user_id) if request.user_id else None
+        found, corrected = suggest(request.q, [self._query_index(), self._catalog], request.limit, shopper)
+        return {
+            "q": request.q,
+            "suggestions": found,
+            "corrected": corrected,
+            "personalized": shopper is not None,
+            "timing_ms": {"total": round((self.timer() - started) * 1000, 3)},
+        }
+
+    def _query_index(self) -> PrefixIndex:
+        """The store's frequent queries of the served snapshot (indexed again when it changes)."""
+        try:
+            store = self.features()
+            version = store.version() if store is not None else None
+            if store is None or version == self._queries[0]:
+                return self._queries[1]
+            document = store.store("queries") or {}
+            self._queries = (version, PrefixIndex(query_entries(document.get("queries", ()), self.min_shoppers)))
+        except Exception:  # fail open: the catalog's suggestions still come
+            log.exception("could not read the store's queries")
+        return self._queries[1]
+
+    def _shopper(self, user_id: str) -> Shopper | None:
+        """What the shopper allows suggestions to use: None when personalization is off for them."""
+        privacy = self.privacy(user_id) if self.privacy is not None else None
+        if privacy is not None and not privacy.settings.personalization_enabled:
+            return None
+        try:
+            queries: list[str] = []
+            store = self.features()
+            if store is not None and (privacy is None or privacy.settings.features.search_history):
+                built = store.built_at()
+                if privacy is None or privacy.deleted_at is None or (built is not None and built > privacy.deleted_at):
+                    queries = list((store.user(user_id) or {}).get("queries", ()))
+            now, ignore = self.clock(), ignored_signals(privacy)
+            affinities = self.profiles.read(user_id, lambda p: self.engine.read(p, now, [], ignore))
+            keys: set[str] = set()
+            if affinities is not None:
+                keys = {k for k, v in affinities.scores.items() if v > 0 and k.startswith(FACETS)}
+                keys |= {k for k in affinities.history if k.startswith("product:")}
+            return Shopper(tuple(queries), frozenset(keys))
+        except Exception:  # fail open: suggestions for anyone
+            log.exception("could not read the shopper for suggestions", extra={"user_id": user_id})
+            return None

@@ -1,0 +1,116 @@
+"""Instant suggestions: prefix matching, typo tolerance, k shoppers, the shopper's own first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from shared.domain.catalog import Catalog
+from shared.domain.privacy import PrivacyFeatures, PrivacySettings
+from shared.domain.suggest import PrefixIndex, Shopper, SuggestRequest, catalog_entries, query_entries, suggest
+from shared.search_evaluation import MemoryFeatureStore
+from shared.services.privacy import UserPrivacy
+from shared.services.suggest import SuggestService
+from tests.unit.test_search_service import make
+
+QUERIES = [
+    {"query": "oat milk", "searches": 40, "shoppers": 12},
+    {"query": "oatly barista", "searches": 90, "shoppers": 4},  # fewer than 5 shoppers: never shown
+    {"query": "original chips", "searches": 7, "shoppers": 5},
+]
+
+
+@pytest.fixture()
+def catalog_index(small_catalog) -> PrefixIndex:
+    orders = np.arange(len(small_catalog), dtype=np.float64)  # later products sell more
+    return PrefixIndex(catalog_entries(small_catalog, orders))
+
+
+def texts(found) -> list[str]:
+    return [s["text"] for s in found]
+
+
+def test_any_words_prefix_matches_and_the_store_queries_come_first(catalog_index):
+    found, corrected = suggest("oat", [PrefixIndex(query_entries(QUERIES, 5)), catalog_index], 10)
+    assert corrected is None
+    assert texts(found)[0] == "oat milk"
+    assert {"Oatly Oat Milk", "Oatly Oatgurt Plant-Based Yogurt", "Oatly"} <= set(texts(found))
+    assert "oatly barista" not in texts(found)  # searched by 4 shoppers only
+    found, _ = suggest("whole mi", [catalog_index], 10)  # a later word's prefix
+    assert texts(found) == ["Organic Valley Whole Milk"]
+
+
+def test_a_typo_in_the_word_being_typed_is_corrected(catalog_index):
+    found, corrected = suggest("yoghurt", [catalog_index], 5)
+    assert corrected == "yogurt" and "yogurt" in {s["text"] for s in found}
+    assert suggest("xq", [catalog_index], 5) == ([], None)  # under 3 letters: no guess
+
+
+def test_categories_and_brands_weigh_what_their_products_sell(catalog_index):
+    found = texts(suggest("o", [catalog_index], 10)[0])
+    assert found[0] == "Lay's Original Chips"  # the best seller (6)
+    assert found.index("Oatly") < found.index("Oatly Oatgurt Plant-Based Yogurt")  # 0 + 4 against 4
+
+
+def test_the_shoppers_own_queries_and_products_come_first(catalog_index):
+    shopper = Shopper(queries=("organic valley milk",), keys=frozenset({"product:oat-yogurt"}))
+    found, _ = suggest("o", [catalog_index], 4, shopper)
+    assert texts(found)[:2] == ["organic valley milk", "Oatly Oatgurt Plant-Based Yogurt"]
+    assert [s["personal"] for s in found[:3]] == [True, True, False]
+
+
+def test_the_typed_text_is_checked():
+    with pytest.raises(ValidationError):
+        SuggestRequest(q="  ")
+    with pytest.raises(ValidationError):
+        SuggestRequest(q="x" * 101)
+    with pytest.raises(ValidationError):
+        SuggestRequest.model_validate({"q": "milk", "colour": "red"})
+
+
+def service(rules, small_catalog, privacy=None):
+    search, tracking = make(rules, small_catalog)
+    features = MemoryFeatureStore()
+    features.publish(
+        "v1", [("store", [("queries", {"queries": QUERIES})]), ("user", [("u", {"queries": ["skyr", "chai tea"]})])]
+    )
+    orders = lambda catalog: np.zeros(len(catalog))  # noqa: E731
+    suggestions = SuggestService(
+        small_catalog, orders, search.engine, search.profiles, lambda: features, privacy, clock=search.clock
+    )
+    return suggestions, tracking
+
+
+def test_the_service_personalizes_a_shopper_and_nobody_else(rules, small_catalog):
+    suggestions, tracking = service(rules, small_catalog)
+    from tests.unit.test_search_service import click
+
+    tracking.track([click("spicy-chips")])
+    mine = suggestions.suggest(SuggestRequest(q="ch", user_id="u"))
+    assert mine["personalized"] is True
+    shown = [(s["text"], s["personal"]) for s in mine["suggestions"]]
+    # theirs first (their query, then what they clicked: the product and its category), then the store's query
+    assert shown[:4] == [
+        ("chai tea", True),
+        ("Doritos Flamin Hot Chips", True),
+        ("chips", True),
+        ("original chips", False),
+    ]
+    anyone = suggestions.suggest(SuggestRequest(q="ch"))
+    assert anyone["personalized"] is False and "chai tea" not in [s["text"] for s in anyone["suggestions"]]
+
+
+def test_search_history_off_hides_the_shoppers_own_queries(rules, small_catalog):
+    off = PrivacySettings(features=PrivacyFeatures(search_history=False))
+    suggestions, _ = service(rules, small_catalog, privacy=lambda user: UserPrivacy(off, None))
+    answer = suggestions.suggest(SuggestRequest(q="sk", user_id="u"))
+    assert "skyr" not in [s["text"] for s in answer["suggestions"]]
+
+
+def test_a_new_catalog_version_is_indexed_when_adopted(rules, small_catalog):
+    suggestions, _ = service(rules, small_catalog)
+    from tests.conftest import product
+
+    suggestions.adopt(Catalog([*small_catalog.products, product("kefir", "Lifeway Kefir", "Lifeway", "kefir")]))
+    assert "Lifeway Kefir" in [s["text"] for s in suggestions.suggest(SuggestRequest(q="kef"))["suggestions"]]
