@@ -18,6 +18,7 @@ from functions.privacy import (
 from functions.rank import rank_personalized
 from functions.recommendations import recommend_products
 from functions.search import search_personalized
+from functions.suggest import suggest_queries
 from functions.tracking import track_interaction
 
 __all__ = [
@@ -41,5 +42,6 @@ __all__ = [
     "run_daily_jobs",
     "run_hourly_jobs",
     "search_personalized",
+    "suggest_queries",
     "track_interaction",
 ]

@@ -20,6 +20,7 @@ from shared.domain.orders import Order
 from shared.domain.privacy import PrivacyFeatures, PrivacyUpdate
 from shared.domain.recommendations import RecommendationRequest, RecommendationSurface
 from shared.domain.search import RankRequest, SearchRequest
+from shared.domain.suggest import MAX_QUERY, Kind
 
 
 class _Answer(BaseModel):
@@ -132,6 +133,25 @@ class RecommendationResponse(_Answer):
     results: list[SearchResult]  # badges[0] says why the surface proposed each one
     personalization: Personalization
     timing_ms: Timing  # base_search: gathering the surface's candidates
+
+
+class Suggestion(_Answer):
+    text: str
+    kind: Kind  # a store query, a category, a brand or a product's name
+    product_id: str | None  # for a product's name
+    personal: bool  # the shopper's own past query, product, brand or category
+
+
+class SuggestTiming(_Answer):
+    total: float
+
+
+class SuggestResponse(_Answer):
+    q: str
+    suggestions: list[Suggestion]
+    corrected: str | None  # what was matched when the typed word was taken as a typo
+    personalized: bool
+    timing_ms: SuggestTiming
 
 
 class CatalogWrite(_Answer):
@@ -270,6 +290,16 @@ class QueueRun(_Answer):
 ID = {"type": "string", "pattern": r"^[A-Za-z0-9_.:@-]{1,128}$"}
 USER = {"name": "user_id", "in": "path", "required": True, "schema": ID}
 ERRORS = (400, 401, 403, 404, 405, 409, 500, 501, 503)
+SUGGEST_PARAMS = (
+    {
+        "name": "q",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY},
+    },
+    {"name": "user_id", "in": "query", "required": False, "schema": ID},
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 20}},
+)
 # A signed token proving the shopper (or a service identity, which the scheduled functions need);
 # tracking and search without one are anonymous.
 BEARER = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
@@ -319,8 +349,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     Interaction, EventBatchBody, SearchRequest, Order, Note, JobRequest, ErrorResponse, TrackResult,
     SearchResponse, OrderConfirmation, LivePreferences, ShopperMemory, NoteAccepted, Health, JobSummary,
     PrivacyUpdate, QueueRequest, PrivacyAnswer, DeletionStatus, DataExport, QueueRun, RankRequest, RankResponse,
-    RecommendationRequest, RecommendationResponse, MerchandisingRules, ServedMerchandising, CatalogUpsert,
-    CatalogPatch, CatalogDelete, CatalogWrite, ServedProduct,
+    RecommendationRequest, RecommendationResponse, SuggestResponse, MerchandisingRules, ServedMerchandising,
+    CatalogUpsert, CatalogPatch, CatalogDelete, CatalogWrite, ServedProduct,
 )  # fmt: skip
 
 
@@ -357,6 +387,14 @@ def openapi() -> dict[str, Any]:
                 "recommend_products",
                 (200, RecommendationResponse),
                 _ref(RecommendationRequest),
+            )
+        },
+        "/api/suggest": {
+            "get": _operation(
+                "Instant query suggestions, the shopper's own first",
+                "suggest_queries",
+                (200, SuggestResponse),
+                params=SUGGEST_PARAMS,
             )
         },
         "/api/orders/confirm": {

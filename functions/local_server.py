@@ -38,6 +38,7 @@ from functions.privacy import (
 from functions.rank import rank_personalized
 from functions.recommendations import recommend_products
 from functions.search import search_personalized
+from functions.suggest import suggest_queries
 from functions.tracking import track_interaction
 from shared.bootstrap import container
 from shared.ports.event_bus import EventHandler
@@ -49,6 +50,7 @@ ROUTES = {
     "/api/search/personalized": search_personalized,
     "/api/rank": rank_personalized,
     "/api/recommendations": recommend_products,
+    "/api/suggest": suggest_queries,
     "/api/users/<user_id>/preferences/live": get_live_preferences,
     "/api/users/<user_id>/memory": get_shopper_memory,
     "/api/users/<user_id>/memory/notes": add_memory_note,

@@ -25,7 +25,8 @@ locals {
   # Firestore holds the profiles and the privacy records (settings, deletion requests, tombstones,
   # used tokens): the event functions and the jobs read tombstones to leave deleted shoppers out.
   firestore_users = toset([
-    "track_interaction", "search_personalized", "rank_personalized", "recommend_products", "confirm_order",
+    "track_interaction", "search_personalized", "rank_personalized", "recommend_products", "suggest_queries",
+    "confirm_order",
     "get_live_preferences", "get_shopper_memory", "add_memory_note", "manage_privacy", "export_user_data",
     "delete_user_data", "get_deletion_status", "process_deletion_queue", "load_events_bigquery", "archive_events",
     "ingest_graph_memory", "run_hourly_jobs", "run_daily_jobs",

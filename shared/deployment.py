@@ -32,6 +32,7 @@ FUNCTIONS: dict[str, Function] = {
     "search_personalized": Function("http", public=True, memory="1Gi"),
     "rank_personalized": Function("http", public=True, memory="1Gi"),
     "recommend_products": Function("http", public=True, memory="1Gi"),
+    "suggest_queries": Function("http", public=True, memory="1Gi"),
     "confirm_order": Function("http", public=True),
     "get_live_preferences": Function("http", public=True),
     "get_shopper_memory": Function("http", public=True),
