@@ -1,4 +1,5 @@
-"""Recommendations without a query, in-process: each surface's latency beside plain and personalized search.
+"""Recommendations and suggestions, in-process: each surface's and suggest's latency beside plain and
+personalized search.
 
     python -m bench.recommendations [--products 50000] [--requests 2000] [--shoppers 500]
     (writes docs/RECOMMENDATIONS_BENCHMARKS.md)
@@ -32,8 +33,10 @@ from shared.domain.ranker import FeatureTable, Ranker, StoreStats
 from shared.domain.recommendations import RecommendationRequest
 from shared.domain.rules import load_rules
 from shared.domain.search import SearchRequest
+from shared.domain.suggest import SuggestRequest
 from shared.search_evaluation import MemoryFeatureStore
 from shared.services.search import SearchService
+from shared.services.suggest import SuggestService
 from shared.services.tracking import TrackingService
 
 SURFACES = ("for_you", "buy_it_again", "goes_with", "similar", "trending", "new_for_you")
@@ -62,9 +65,23 @@ def published(catalog: Catalog, users: int) -> tuple[MemoryFeatureStore, dict[st
                 for p, c in together.items()}  # fmt: skip
     store = MemoryFeatureStore()
     trending = [p for p, _ in counts.most_common(150)][50:]
-    store.publish("bench", [("user", users_docs.items()), ("product", products.items()),
-                            ("store", [("trending", {"products": trending})])])  # fmt: skip
+    queries = [{"query": q, "searches": 100 - n, "shoppers": 10} for n, q in enumerate(QUERIES)]
+    stored = [("trending", {"products": trending}), ("queries", {"queries": queries})]
+    store.publish("bench", [("user", users_docs.items()), ("product", products.items()), ("store", stored)])
     return store, {p: float(n) for p, n in counts.items()}
+
+
+def typing_inputs(catalog: Catalog, rng: random.Random, n: int = 1_000) -> list[str]:
+    """What shoppers type: 1 to 8 letters of a product's name or a search query, one in five with a typo."""
+    out = []
+    for _ in range(n):
+        text = rng.choice(QUERIES) if rng.random() < 0.5 else rng.choice(catalog.products).name.lower()
+        typed = text[: rng.randint(1, 8)].strip() or text[:1]
+        if len(typed) >= 4 and rng.random() < 0.2:
+            at = rng.randrange(1, len(typed))
+            typed = typed[:at] + rng.choice("aeiourstn") + typed[at + 1 :]
+        out.append(typed)
+    return out
 
 
 def bench(products: int, requests: int, users: int) -> dict:
@@ -77,6 +94,8 @@ def bench(products: int, requests: int, users: int) -> dict:
     ranker = Ranker(FeatureTable(catalog, rules.ranking, StoreStats(popularity)))
     service = SearchService(engine, Bm25sProductSearch(catalog), profiles, clock=NOW.timestamp, ranker=lambda: ranker)
     service.features = lambda: features
+    suggestions = SuggestService(catalog, lambda _: ranker.table.orders, engine, profiles, lambda: features)
+    typed = typing_inputs(catalog, random.Random(5))
     rng = random.Random(3)
     anchors = [p for p in popularity if catalog.get(p) is not None]
     timings: dict[str, list[float]] = defaultdict(list)
@@ -95,6 +114,8 @@ def bench(products: int, requests: int, users: int) -> dict:
                 body["product_id"] = rng.choice(anchors)
             request = RecommendationRequest.model_validate(body)
             asked[surface] = lambda request=request: service.recommend(request)
+        typing = SuggestRequest(q=typed[i % len(typed)], user_id=user)
+        asked["suggest"] = lambda typing=typing: suggestions.suggest(typing)
         names = list(asked)
         rng.shuffle(names)  # no surface always runs after the same one
         for name in names:
@@ -111,7 +132,7 @@ def bench(products: int, requests: int, users: int) -> dict:
 def report(result: dict, args: argparse.Namespace, started_load: str) -> str:
     t = result["timings"]
     lines = [
-        "# Recommendations: latency (in-process)",
+        "# Recommendations and suggestions: latency (in-process)",
         "",
         f"Machine: {machine()}; {started_load}. Run: `python -m bench.recommendations --products {args.products} "
         f"--requests {args.requests} --shoppers {args.shoppers}` on {time.strftime('%Y-%m-%d')}.",
@@ -125,16 +146,19 @@ def report(result: dict, args: argparse.Namespace, started_load: str) -> str:
         "| ms | p50 | p95 | p99 | n | served popular instead |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name in ("plain search", "personalized search", *SURFACES):
+    for name in ("plain search", "personalized search", *SURFACES, "suggest"):
         x = t[name]
         lines.append(
             f"| {name} | {x['p50']:.3f} | {x['p95']:.3f} | {x['p99']:.3f} | {x['n']} | "
             f"{result['fallbacks'].get(name, 0) if name in SURFACES else ''} |"
         )
     worst = max(t[s]["p95"] for s in SURFACES)
+    suggest_p95 = t["suggest"]["p95"]
     lines += [
         "",
-        f"Target: every surface p95 ≤ 20 ms: {'met' if worst <= 20 else 'NOT MET'} (worst {worst:.2f} ms).",
+        f"Targets: every surface p95 ≤ 20 ms: {'met' if worst <= 20 else 'NOT MET'} (worst {worst:.2f} ms); "
+        "suggest (`GET /api/suggest`: 1 to 8 letters of a product name or a store query, one in five with a "
+        f"typo, for a known shopper) p95 ≤ 5 ms: {'met' if suggest_p95 <= 5 else 'NOT MET'} ({suggest_p95:.2f} ms).",
         "",
     ]
     return "\n".join(lines)
