@@ -290,6 +290,7 @@ class Container:
             features=lambda: self.features,
             privacy=self.privacy.of,
             min_shoppers=self.settings.suggest_min_shoppers,
+            stats=lambda: self.rankers().table.stats,
         )
 
     def _orders(self, catalog: Catalog) -> np.ndarray:
@@ -302,9 +303,11 @@ class Container:
         # request does not wait for them.
         self.search  # noqa: B018
         self.suggestions  # noqa: B018
-        # A new catalog version is served once the engine, the ranker and the suggestions have it (the
-        # ranker's table is built on the previous version's, so this is a small part of the build).
-        self.live.adopt = [self.engine.adopt, self.rankers.adopt, self.suggestions.adopt]
+        # A new catalog version is served once the engine and the ranker have it (the ranker's table is
+        # built on the previous version's, so this is a small part of the build); the suggestions'
+        # index follows it just after (it takes longer, and may lag a moment).
+        self.live.adopt = [self.engine.adopt, self.rankers.adopt]
+        self.live.follow = [self.suggestions.adopt]
 
     @cached_property
     def loader(self) -> WarehouseLoader:

@@ -3,8 +3,8 @@ frequent queries, with typo tolerance on the word being typed. Pure: no I/O."""
 
 from __future__ import annotations
 
-import bisect
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -14,15 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from shared.domain.catalog import Catalog
+from shared.domain.catalog import Catalog, Product
 from shared.domain.events import Id
 from shared.pacing import paced
 
 Kind = Literal["query", "category", "brand", "product"]
 MAX_QUERY = 100
 WORDS = re.compile(r"[^\w'&-]+")  # what separates words
-END = "\U0010ffff"  # sorts after every character: the end of a prefix's range
-BUCKET = 2  # keys are kept in sorted buckets by their first this many characters
+KEY_BYTES = 32  # of a key's UTF-8 kept: a longer typed text matches on its first this many bytes
+KEYS_PER_STEP = 5_000  # keys made into an array at a time (the list of them is short-lived)
 
 
 class SuggestRequest(BaseModel):
@@ -71,52 +71,39 @@ def max_edits(word: str) -> int:
     return 0 if len(word) < 3 else 1 if len(word) <= 5 else 2
 
 
-class PrefixIndex:
+class PrefixIndex(ABC):
     """Entries found by a prefix of any of their words ("whole mi" finds "Organic Whole Milk").
 
-    The keys (each entry's text from each word on) are kept sorted in buckets by their first
-    `BUCKET` characters: a build in the background then sorts many small lists, each giving way to
-    requests (shared/pacing.py), never one list of every key, which held the interpreter for 100 ms
-    and more."""
+    The keys (each entry's text from each word on, the first `KEY_BYTES` bytes of its UTF-8) are one
+    sorted byte-string array with their entries' ids beside it: no Python object per key, so a new
+    index leaves the collector nothing to traverse and an old one frees at once (an index of 420,000
+    key strings stalled searches for hundreds of milliseconds when a catalog version swapped in), and
+    numpy sorts it without the interpreter's lock. Subclasses say what an entry id stands for."""
 
-    def __init__(self, entries: Sequence[Entry]) -> None:
-        self.entries = list(entries)
-        buckets: dict[str, list[tuple[str, int]]] = {}
-        words: set[str] = set()
-        for i, entry in enumerate(paced(self.entries)):
-            parts = normalized(entry.text).split()
-            words.update(parts)
-            for j in range(len(parts)):
-                key = " ".join(parts[j:])
-                buckets.setdefault(key[:BUCKET], []).append((key, i))
-        self._keys: dict[str, list[str]] = {}
-        self._owners: dict[str, np.ndarray] = {}
-        for start, pairs in paced(list(buckets.items())):
-            pairs.sort()
-            self._keys[start] = [key for key, _ in pairs]
-            self._owners[start] = np.array([owner for _, owner in pairs], dtype=np.int64)
-        self._starts = sorted(self._keys)
-        self.weights = np.array([e.weight for e in self.entries], dtype=np.float64)
+    weights: np.ndarray  # per entry id
+
+    def __init__(self, keys: np.ndarray, owners: np.ndarray, words: Collection[str], ordered: bool = False) -> None:
+        """`ordered`: the keys are sorted already."""
+        order = slice(None) if ordered else np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        self.owners = owners[order]
         self.words = list(words)
-        self.by_key = {facet: i for i, entry in enumerate(self.entries) if (facet := entry.key) is not None}
         self._prefixes: dict[int, list[str]] = {}  # length -> the vocabulary's distinct prefixes of it
 
-    def __len__(self) -> int:
-        return len(self.entries)
+    @abstractmethod
+    def entry(self, i: int) -> Entry:
+        """What entry id `i` stands for."""
+
+    @abstractmethod
+    def owned(self, keys: Collection[str]) -> np.ndarray:
+        """Ids of the entries the shopper's facet keys ("product:p1", "brand:oatly") stand for."""
 
     def matching(self, prefix: str) -> np.ndarray:
         """Ids of the entries with a word sequence starting with `prefix` (normalized)."""
-        if len(prefix) >= BUCKET:
-            starts = [prefix[:BUCKET]] if prefix[:BUCKET] in self._keys else []
-        else:  # every bucket whose start begins with the prefix
-            lo = bisect.bisect_left(self._starts, prefix)
-            starts = self._starts[lo : bisect.bisect_left(self._starts, prefix + END, lo)]
-        found = []
-        for start in starts:
-            keys = self._keys[start]
-            lo = bisect.bisect_left(keys, prefix)
-            found.append(self._owners[start][lo : bisect.bisect_left(keys, prefix + END, lo)])
-        return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        start = prefix.encode()[:KEY_BYTES]
+        lo = int(np.searchsorted(self.keys, start, side="left"))
+        hi = int(np.searchsorted(self.keys, start + b"\xff", side="left"))  # 0xff is in no UTF-8 text
+        return np.unique(self.owners[lo:hi])
 
     def corrections(self, word: str, limit: int = 3) -> list[str]:
         """Prefixes of the vocabulary's words within `max_edits(word)` of `word`, closest first (none that
@@ -130,26 +117,109 @@ class PrefixIndex:
             prefixes = self._prefixes[n] = list({w[:m] for w in self.words for m in (n - 1, n, n + 1) if len(w) >= m})
         found = process.extract(word, prefixes, scorer=Levenshtein.distance, score_cutoff=edits, limit=limit + 3)
         # A shorter or longer prefix of the word itself is no correction: it finds the same words.
-        return [
-            p for p, _, _ in sorted(found, key=lambda f: (f[1], f[0])) if not (word.startswith(p) or p.startswith(word))
-        ][:limit]
+        closest = [p for p, _, _ in sorted(found, key=lambda f: (f[1], f[0]))]
+        return [p for p in closest if not (word.startswith(p) or p.startswith(word))][:limit]
 
 
-def catalog_entries(catalog: Catalog, orders: np.ndarray) -> list[Entry]:
-    """Every product name, brand and category, weighted by orders (`orders`: per catalog row)."""
-    by_brand: dict[str, list] = {}
-    by_category: dict[str, list] = {}
-    entries = []
+def keyed(texts: Iterable[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray, set[str]]:
+    """(keys, their owners, the words) of (owner, text) pairs, made in paced steps (shared/pacing.py)."""
+    chunks, owners, words = [], [], set()
+    found: list[bytes] = []
+    mine: list[int] = []
+    for owner, text in paced(texts):
+        parts = normalized(text).split()
+        words.update(parts)
+        found += [" ".join(parts[j:]).encode()[:KEY_BYTES] for j in range(len(parts))]
+        mine += [owner] * len(parts)
+        if len(found) >= KEYS_PER_STEP:
+            chunks.append(np.array(found, dtype=f"S{KEY_BYTES}"))
+            owners.append(np.array(mine, dtype=np.int64))
+            found, mine = [], []
+    chunks.append(np.array(found, dtype=f"S{KEY_BYTES}"))
+    owners.append(np.array(mine, dtype=np.int64))
+    return np.concatenate(chunks), np.concatenate(owners), words
+
+
+class EntryIndex(PrefixIndex):
+    """A few entries given whole: the store's queries, the catalog's brands and categories."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self.entries = list(entries)
+        super().__init__(*keyed((i, e.text) for i, e in enumerate(self.entries)))
+        self.weights = np.array([e.weight for e in self.entries], dtype=np.float64)
+        self.by_key = {key: i for i, e in enumerate(self.entries) if (key := e.key) is not None}
+
+    def entry(self, i: int) -> Entry:
+        return self.entries[i]
+
+    def lacks(self, products: Iterable[Product]) -> bool:
+        """Whether a product's brand or category is not among the entries."""
+        return any(
+            (p.brand and f"brand:{p.brand.strip().lower()}" not in self.by_key)
+            or (p.category.strip() and f"category:{p.category.strip().lower()}" not in self.by_key)
+            for p in products
+        )
+
+    def owned(self, keys: Collection[str]) -> np.ndarray:
+        return np.array([i for key in keys if (i := self.by_key.get(key)) is not None], dtype=np.int64)
+
+
+class ProductIndex(PrefixIndex):
+    """A catalog version's product names; an entry id is the product's row. Built on the index of an
+    earlier version, only the products that changed are worked out (the rest is array work)."""
+
+    catalog: Catalog
+
+    def __init__(self, catalog: Catalog, orders: np.ndarray, previous: ProductIndex | None = None) -> None:
+        """`orders`: per row of `catalog`, the weight of each product (held, not copied)."""
+        if previous is None:
+            super().__init__(*keyed((row, p.name) for row, p in enumerate(catalog.products)))
+        else:
+            held = catalog.rows_in(previous.catalog)  # row here -> row there of the same product, else -1
+            kept = np.flatnonzero(held >= 0)
+            to_new = np.full(len(previous.catalog), -1, dtype=np.int64)
+            to_new[held[kept]] = kept
+            moved = to_new[previous.owners]  # each previous key's owner here (-1: changed or gone)
+            still = moved >= 0
+            fresh = np.flatnonzero(held < 0).tolist()
+            keys, owners, words = keyed((row, catalog.products[row].name) for row in fresh)
+            words.update(previous.words)
+            # The new keys merged into the kept ones, still in order: no sort and no gather of the
+            # whole array (a gather of 425,000 keys held the interpreter for up to 40 ms, measured).
+            order = np.argsort(keys, kind="stable")
+            keys, owners = keys[order], owners[order]
+            kept_keys = previous.keys[still]
+            at = np.searchsorted(kept_keys, keys, side="right")
+            merged = np.insert(kept_keys, at, keys), np.insert(moved[still], at, owners)
+            super().__init__(*merged, words, ordered=True)
+        self.catalog = catalog
+        self.weights = orders
+
+    def entry(self, i: int) -> Entry:
+        p = self.catalog.products[i]
+        return Entry(p.name, "product", float(self.weights[i]), p.id)
+
+    def owned(self, keys: Collection[str]) -> np.ndarray:
+        index = self.catalog.index
+        rows = [index.get(key[8:]) for key in keys if key.startswith("product:")]
+        return np.array([r for r in rows if r is not None], dtype=np.int64)
+
+
+def facet_entries(catalog: Catalog, orders: np.ndarray) -> list[Entry]:
+    """Each brand and category of the catalog, weighing what its products sell (`orders` per row)."""
+    groups: dict[tuple[Kind, str], list] = {}  # (kind, lower-case name) -> [name, orders]
     for product, n in paced(zip(catalog.products, orders.tolist(), strict=True)):
-        brand, category = (product.brand or "").strip(), product.category.strip()
-        entries.append(Entry(product.name, "product", n, product.id, brand.lower() or None, category.lower() or None))
-        if brand:
-            by_brand.setdefault(brand.lower(), [brand, 0.0])[1] += n
-        if category:
-            by_category.setdefault(category.lower(), [category, 0.0])[1] += n
-    entries += [Entry(name, "brand", n, brand=key) for key, (name, n) in by_brand.items()]
-    entries += [Entry(name, "category", n, category=key) for key, (name, n) in by_category.items()]
-    return entries
+        facets: tuple[tuple[Kind, str], ...] = (
+            ("brand", (product.brand or "").strip()),
+            ("category", product.category.strip()),
+        )
+        for kind, name in facets:
+            if name:
+                groups.setdefault((kind, name.lower()), [name, 0.0])[1] += n
+    return [
+        Entry(name, kind, n, brand=key if kind == "brand" else None, category=key if kind == "category" else None)
+        for (kind, key), (name, n) in groups.items()
+    ]
 
 
 def query_entries(queries: Iterable[dict], min_shoppers: int) -> list[Entry]:
@@ -211,12 +281,11 @@ def _ranked(prefix: str, indexes: Sequence[PrefixIndex], limit: int, shopper: Sh
     candidates: list[tuple[bool, float, int, Entry]] = []
     for n, index in enumerate(indexes):
         ids = index.matching(prefix)
-        theirs = np.array([i for k in shopper.keys if (i := index.by_key.get(k)) is not None], dtype=np.int64)
-        own = ids[np.isin(ids, theirs)]
+        own = ids[np.isin(ids, index.owned(shopper.keys))]
         if len(ids) > 4 * limit:  # the heaviest few, and every one the shopper owns among the rest
             ids = np.union1d(ids[np.argpartition(-index.weights[ids], 4 * limit)[: 4 * limit]], own)
         mine = set(own.tolist())
-        candidates += [(i in mine, index.weights[i], n, index.entries[i]) for i in ids.tolist()]
+        candidates += [(i in mine, index.weights[i], n, index.entry(i)) for i in ids.tolist()]
     # The shopper's own first, then by index (the store's queries before the catalog), then by weight.
     for personal, _, _, entry in sorted(candidates, key=lambda c: (not c[0], c[2], -c[1], c[3].text)):
         add(entry.text, entry.kind, personal, entry.product_id)

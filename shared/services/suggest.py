@@ -1,7 +1,9 @@
 """Use case: instant, personalized query suggestions (GET /api/suggest).
 
 The catalog's names, brands and categories are indexed once per catalog version, in the background
-build that makes each version (LiveCatalog's `adopt`), so no request waits for it; the store's
+build that makes each version, just after it is served (LiveCatalog's `follow`: suggestions may lag
+the served version by the index's build, under a second at 50,000 products), so no request waits
+for it; the store's
 frequent queries come from the features snapshot (the daily `popular_queries` job) and are indexed
 again when a new snapshot is served. A shopper who proves who they are sees their own past queries
 (the `user_queries` job) and their own products, brands and categories (the live profile) first.
@@ -17,7 +19,16 @@ import numpy as np
 
 from shared.domain.catalog import Catalog
 from shared.domain.engine import ProfileEngine
-from shared.domain.suggest import PrefixIndex, Shopper, SuggestRequest, catalog_entries, query_entries, suggest
+from shared.domain.suggest import (
+    EntryIndex,
+    PrefixIndex,
+    ProductIndex,
+    Shopper,
+    SuggestRequest,
+    facet_entries,
+    query_entries,
+    suggest,
+)
 from shared.ports.feature_store import FeatureStore
 from shared.ports.profile_store import ProfileStore
 from shared.services.privacy import UserPrivacy, ignored_signals
@@ -36,10 +47,13 @@ class SuggestService:
         features: Callable[[], FeatureStore | None] = lambda: None,
         privacy: Callable[[str], UserPrivacy] | None = None,
         min_shoppers: int = 5,
+        stats: Callable[[], object] = lambda: None,  # a new object whenever the order counts change
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.orders = orders
+        self.stats = stats
+        self._stats = stats()
         self.engine = engine
         self.profiles = profiles
         self.features = features
@@ -47,18 +61,28 @@ class SuggestService:
         self.min_shoppers = min_shoppers  # a store query is shown only when this many shoppers searched it
         self.clock = clock
         self.timer = timer
-        self._catalog = PrefixIndex(catalog_entries(catalog, orders(catalog)))
-        self._queries: tuple[str | None, PrefixIndex] = (None, PrefixIndex([]))
+        self._products = ProductIndex(catalog, orders(catalog))
+        self._facets = EntryIndex(facet_entries(catalog, orders(catalog)))
+        self._queries: tuple[str | None, PrefixIndex] = (None, EntryIndex([]))
 
     def adopt(self, catalog: Catalog) -> None:
-        """Index a new catalog version (in the build's background thread, before it is served)."""
-        self._catalog = PrefixIndex(catalog_entries(catalog, self.orders(catalog)))
+        """Index a new catalog version (in the build's background thread, once it is served)."""
+        orders, previous = self.orders(catalog), self._products
+        # Built on the index of the version before: only the products that changed are keyed again.
+        self._products = ProductIndex(catalog, orders, previous=previous)
+        # Brands and categories are summed again (a pass over every product) only when the store's
+        # order counts changed or a changed product brings one the index lacks.
+        stats = self.stats()
+        fresh = np.flatnonzero(catalog.rows_in(previous.catalog) < 0).tolist()
+        if stats is not self._stats or self._facets.lacks(catalog.products[row] for row in fresh):
+            self._facets, self._stats = EntryIndex(facet_entries(catalog, orders)), stats
 
     def suggest(self, request: SuggestRequest) -> dict:
         """Completions of what was typed, the shopper's own first; `corrected` when a typo was assumed."""
         started = self.timer()
         shopper = self._shopper(request.user_id) if request.user_id else None
-        found, corrected = suggest(request.q, [self._query_index(), self._catalog], request.limit, shopper)
+        indexes = [self._query_index(), self._facets, self._products]  # the store's queries, then its facets
+        found, corrected = suggest(request.q, indexes, request.limit, shopper)
         return {
             "q": request.q,
             "suggestions": found,
@@ -75,7 +99,7 @@ class SuggestService:
             if store is None or version == self._queries[0]:
                 return self._queries[1]
             document = store.store("queries") or {}
-            self._queries = (version, PrefixIndex(query_entries(document.get("queries", ()), self.min_shoppers)))
+            self._queries = (version, EntryIndex(query_entries(document.get("queries", ()), self.min_shoppers)))
         except Exception:  # fail open: the catalog's suggestions still come
             log.exception("could not read the store's queries")
         return self._queries[1]

@@ -8,7 +8,16 @@ from pydantic import ValidationError
 
 from shared.domain.catalog import Catalog
 from shared.domain.privacy import PrivacyFeatures, PrivacySettings
-from shared.domain.suggest import PrefixIndex, Shopper, SuggestRequest, catalog_entries, query_entries, suggest
+from shared.domain.suggest import (
+    EntryIndex,
+    PrefixIndex,
+    ProductIndex,
+    Shopper,
+    SuggestRequest,
+    facet_entries,
+    query_entries,
+    suggest,
+)
 from shared.search_evaluation import MemoryFeatureStore
 from shared.services.privacy import UserPrivacy
 from shared.services.suggest import SuggestService
@@ -22,9 +31,10 @@ QUERIES = [
 
 
 @pytest.fixture()
-def catalog_index(small_catalog) -> PrefixIndex:
+def catalog_index(small_catalog) -> list[PrefixIndex]:
+    """The catalog's brands and categories, then its products (as the service asks them)."""
     orders = np.arange(len(small_catalog), dtype=np.float64)  # later products sell more
-    return PrefixIndex(catalog_entries(small_catalog, orders))
+    return [EntryIndex(facet_entries(small_catalog, orders)), ProductIndex(small_catalog, orders)]
 
 
 def texts(found) -> list[str]:
@@ -32,30 +42,30 @@ def texts(found) -> list[str]:
 
 
 def test_any_words_prefix_matches_and_the_store_queries_come_first(catalog_index):
-    found, corrected = suggest("oat", [PrefixIndex(query_entries(QUERIES, 5)), catalog_index], 10)
+    found, corrected = suggest("oat", [EntryIndex(query_entries(QUERIES, 5)), *catalog_index], 10)
     assert corrected is None
     assert texts(found)[0] == "oat milk"
     assert {"Oatly Oat Milk", "Oatly Oatgurt Plant-Based Yogurt", "Oatly"} <= set(texts(found))
     assert "oatly barista" not in texts(found)  # searched by 4 shoppers only
-    found, _ = suggest("whole mi", [catalog_index], 10)  # a later word's prefix
+    found, _ = suggest("whole mi", catalog_index, 10)  # a later word's prefix
     assert texts(found) == ["Organic Valley Whole Milk"]
 
 
 def test_a_typo_in_the_word_being_typed_is_corrected(catalog_index):
-    found, corrected = suggest("yoghurt", [catalog_index], 5)
+    found, corrected = suggest("yoghurt", catalog_index, 5)
     assert corrected == "yogurt" and "yogurt" in {s["text"] for s in found}
-    assert suggest("xq", [catalog_index], 5) == ([], None)  # under 3 letters: no guess
+    assert suggest("xq", catalog_index, 5) == ([], None)  # under 3 letters: no guess
 
 
 def test_categories_and_brands_weigh_what_their_products_sell(catalog_index):
-    found = texts(suggest("o", [catalog_index], 10)[0])
-    assert found[0] == "Lay's Original Chips"  # the best seller (6)
-    assert found.index("Oatly") < found.index("Oatly Oatgurt Plant-Based Yogurt")  # 0 + 4 against 4
+    found = texts(suggest("o", catalog_index, 10)[0])
+    assert found[:2] == ["Oatly", "Organic Valley"]  # oat milk (0) + oat yogurt (4) outsell whole milk (1)
+    assert found[2] == "Lay's Original Chips"  # then the products, the best seller (6) first
 
 
 def test_the_shoppers_own_queries_and_products_come_first(catalog_index):
     shopper = Shopper(queries=("organic valley milk",), keys=frozenset({"product:oat-yogurt"}))
-    found, _ = suggest("o", [catalog_index], 4, shopper)
+    found, _ = suggest("o", catalog_index, 4, shopper)
     assert texts(found)[:2] == ["organic valley milk", "Oatly Oatgurt Plant-Based Yogurt"]
     assert [s["personal"] for s in found[:3]] == [True, True, False]
 
@@ -90,11 +100,11 @@ def test_the_service_personalizes_a_shopper_and_nobody_else(rules, small_catalog
     mine = suggestions.suggest(SuggestRequest(q="ch", user_id="u"))
     assert mine["personalized"] is True
     shown = [(s["text"], s["personal"]) for s in mine["suggestions"]]
-    # theirs first (their query, then what they clicked: the product and its category), then the store's query
+    # theirs first (their query, then what they clicked: its category and the product), then the store's query
     assert shown[:4] == [
         ("chai tea", True),
-        ("Doritos Flamin Hot Chips", True),
         ("chips", True),
+        ("Doritos Flamin Hot Chips", True),
         ("original chips", False),
     ]
     anyone = suggestions.suggest(SuggestRequest(q="ch"))
@@ -113,4 +123,21 @@ def test_a_new_catalog_version_is_indexed_when_adopted(rules, small_catalog):
     from tests.conftest import product
 
     suggestions.adopt(Catalog([*small_catalog.products, product("kefir", "Lifeway Kefir", "Lifeway", "kefir")]))
-    assert "Lifeway Kefir" in [s["text"] for s in suggestions.suggest(SuggestRequest(q="kef"))["suggestions"]]
+    found = [s["text"] for s in suggestions.suggest(SuggestRequest(q="kef"))["suggestions"]]
+    assert found == ["kefir", "Lifeway Kefir"]  # a new category is summed in, then the product
+
+
+def test_an_index_built_on_the_previous_version_finds_what_a_fresh_one_finds():
+    from shared.domain.catalog_generator import generate_catalog
+
+    first = Catalog(generate_catalog(500), version=1)
+    renamed = [p.model_copy(update={"name": f"Zesty {p.name}"}) for p in first.products[:20]]
+    added = [p.model_copy(update={"id": f"new-{p.id}", "name": f"Quinoa {p.name}"}) for p in first.products[20:30]]
+    gone = [p.id for p in first.products[30:40]]
+    second = Catalog.amended(first, [*renamed, *added], gone, version=2)
+    orders = np.ones(len(second))
+    carried = ProductIndex(second, orders, previous=ProductIndex(first, np.ones(len(first))))
+    fresh = ProductIndex(second, orders)
+    for typed in ("zesty", "quinoa", "organic", "o", "milk", first.products[35].name.lower()[:12]):
+        assert carried.matching(typed).tolist() == fresh.matching(typed).tolist(), typed
+    assert sorted(carried.words) == sorted(set(fresh.words) | set(ProductIndex(first, np.ones(500)).words))
