@@ -94,7 +94,7 @@ def bench(products: int, requests: int, users: int) -> dict:
     ranker = Ranker(FeatureTable(catalog, rules.ranking, StoreStats(popularity)))
     service = SearchService(engine, Bm25sProductSearch(catalog), profiles, clock=NOW.timestamp, ranker=lambda: ranker)
     service.features = lambda: features
-    suggestions = SuggestService(catalog, lambda _: ranker.table.orders, engine, profiles, lambda: features)
+    suggestions = SuggestService(lambda: catalog, lambda _: ranker.table.orders, engine, profiles, lambda: features)
     typed = typing_inputs(catalog, random.Random(5))
     rng = random.Random(3)
     anchors = [p for p in popularity if catalog.get(p) is not None]

@@ -283,7 +283,7 @@ class Container:
     @cached_property
     def suggestions(self) -> SuggestService:
         return SuggestService(
-            self.live.catalog,
+            lambda: self.live.catalog,
             self._orders,
             self.engine,
             self.profiles,
@@ -291,6 +291,7 @@ class Container:
             privacy=self.privacy.of,
             min_shoppers=self.settings.suggest_min_shoppers,
             stats=lambda: self.rankers().table.stats,
+            refresh_s=self.settings.suggest_refresh_s,
         )
 
     def _orders(self, catalog: Catalog) -> np.ndarray:
@@ -300,14 +301,12 @@ class Container:
 
     def __post_init__(self) -> None:
         # Built now (the ranker's feature table and the suggestions' index, no I/O), so the first
-        # request does not wait for them.
+        # request does not wait for them; the suggestions then follow the served version by themselves.
         self.search  # noqa: B018
         self.suggestions  # noqa: B018
         # A new catalog version is served once the engine and the ranker have it (the ranker's table is
-        # built on the previous version's, so this is a small part of the build); the suggestions'
-        # index follows it just after (it takes longer, and may lag a moment).
+        # built on the previous version's, so this is a small part of the build).
         self.live.adopt = [self.engine.adopt, self.rankers.adopt]
-        self.live.follow = [self.suggestions.adopt]
 
     @cached_property
     def loader(self) -> WarehouseLoader:

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # Instant suggestions show a store query only when at least this many distinct shoppers searched
     # it (the popular_queries job already keeps only those of 5 or more: this may only raise it).
     suggest_min_shoppers: int = Field(default=5, ge=5)
+    # Suggestions index the served catalog version in the background, at most this often (they may
+    # lag it by this much; search and rank never do).
+    suggest_refresh_s: float = Field(default=30.0, gt=0)
     # A catalog file (.jsonl or .csv) that seeds an empty store at start (older installs kept it here).
     catalog_path: Path = ROOT / "var" / "catalog.jsonl"
     # Local runs only (`./dev run` turns it on): an empty store gets a generated demo catalog. A

@@ -4,6 +4,7 @@ frequent queries, with typo tolerance on the word being typed. Pure: no I/O."""
 from __future__ import annotations
 
 import re
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -168,16 +169,15 @@ class ProductIndex(PrefixIndex):
     """A catalog version's product names; an entry id is the product's row. Built on the index of an
     earlier version, only the products that changed are worked out (the rest is array work)."""
 
-    catalog: Catalog
-
     def __init__(self, catalog: Catalog, orders: np.ndarray, previous: ProductIndex | None = None) -> None:
-        """`orders`: per row of `catalog`, the weight of each product (held, not copied)."""
+        """`orders`: per row of `catalog`, the weight of each product (held, not copied). The catalog
+        itself is held weakly: an index must not keep a replaced catalog version alive."""
         if previous is None:
             super().__init__(*keyed((row, p.name) for row, p in enumerate(catalog.products)))
         else:
-            held = catalog.rows_in(previous.catalog)  # row here -> row there of the same product, else -1
+            held = previous.rows_in(catalog)  # row here -> row there of the same product, else -1
             kept = np.flatnonzero(held >= 0)
-            to_new = np.full(len(previous.catalog), -1, dtype=np.int64)
+            to_new = np.full(len(previous), -1, dtype=np.int64)
             to_new[held[kept]] = kept
             moved = to_new[previous.owners]  # each previous key's owner here (-1: changed or gone)
             still = moved >= 0
@@ -192,16 +192,36 @@ class ProductIndex(PrefixIndex):
             at = np.searchsorted(kept_keys, keys, side="right")
             merged = np.insert(kept_keys, at, keys), np.insert(moved[still], at, owners)
             super().__init__(*merged, words, ordered=True)
-        self.catalog = catalog
         self.weights = orders
+        self._catalog = weakref.ref(catalog)
+        self.names = [p.name for p in paced(catalog.products)]  # the products' own strings, not copies
+        self.ids = [p.id for p in paced(catalog.products)]
+        self.rows = catalog.index  # product id -> row: the catalog's own lookup, shared
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def indexes(self, catalog: Catalog) -> bool:
+        """Whether this is the index of `catalog`."""
+        return self._catalog() is catalog
+
+    def rows_in(self, catalog: Catalog) -> np.ndarray:
+        """Each row of `catalog`: the row here of the same product, unchanged, else -1."""
+        mine = self._catalog()
+        if mine is not None:
+            return catalog.rows_in(mine)
+        rows, names = self.rows, self.names  # the catalog indexed here is gone: by id and name
+        return np.fromiter(
+            (r if (r := rows.get(p.id, -1)) >= 0 and names[r] == p.name else -1 for p in paced(catalog.products)),
+            dtype=np.int64,
+            count=len(catalog),
+        )
 
     def entry(self, i: int) -> Entry:
-        p = self.catalog.products[i]
-        return Entry(p.name, "product", float(self.weights[i]), p.id)
+        return Entry(self.names[i], "product", float(self.weights[i]), self.ids[i])
 
     def owned(self, keys: Collection[str]) -> np.ndarray:
-        index = self.catalog.index
-        rows = [index.get(key[8:]) for key in keys if key.startswith("product:")]
+        rows = [self.rows.get(key[8:]) for key in keys if key.startswith("product:")]
         return np.array([r for r in rows if r is not None], dtype=np.int64)
 
 

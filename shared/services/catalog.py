@@ -44,7 +44,6 @@ class LiveCatalog:
         index: Callable[[Catalog, ProductSearch | None], ProductSearch],
         initial: Catalog,
         adopt: Sequence[Callable[[Catalog], None]] = (),
-        follow: Sequence[Callable[[Catalog], None]] = (),
         refresh_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -56,16 +55,12 @@ class LiveCatalog:
                 with, or an empty catalog).
             adopt: told of each new catalog before it is served (the engine's facet ids, the
                 ranker's feature table), in the building thread.
-            follow: told of each new catalog once it is served, in the building thread: what may
-                lag a moment behind the served version without a request waiting for it (the
-                suggestions' index).
             refresh_s: how often the store is asked for its newest version.
         """
         self._store_factory = store
         self._store: CatalogStore | None = None
         self.index = index
         self.adopt = adopt
-        self.follow = follow
         self._shelf = Shelf(initial, index(initial, None))
         self._refresh = BackgroundRefresh(self._load, refresh_s, clock, "catalog-refresh")
         self._failure: str | None = None  # why the last look at the store failed
@@ -134,8 +129,6 @@ class LiveCatalog:
         for adopt in self.adopt:
             adopt(catalog)
         replaced, self._shelf = self._shelf, shelf
-        for follow in self.follow:
-            follow(catalog)
         # Freeing a version takes milliseconds in one go: here, once no request is in flight, rather
         # than in whichever request lets go of it last.
         REQUESTS.wait_idle(1.0)

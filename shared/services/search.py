@@ -142,7 +142,7 @@ class SearchService:
                 found = self._accepted(popular, request, catalog, size, set(request.anchors))
             chosen.update((c.product_id, c) for c in found)
             products = [catalog.get(c.product_id) for c in found]
-            return self._products_pool(catalog, products, self._surface_relevance(found))  # type: ignore[arg-type]
+            return self._products_pool(catalog, products, self._surface_relevance(found, request.limit))  # type: ignore[arg-type]
 
         answer = self._answer(request, privacy, pool_of, request.limit, "recommendations", "", brings=False)
         for item in answer["results"]:
@@ -154,11 +154,13 @@ class SearchService:
             **answer,
         }
 
-    def _surface_relevance(self, found: list[Candidate]) -> np.ndarray:
-        """By position, the surface's own candidates from 1 down to `min_relevance` (the ranker
-        re-orders them for the shopper), and the fill below it (kept after them, in popularity order)."""
+    def _surface_relevance(self, found: list[Candidate], depth: int) -> np.ndarray:
+        """By position, the surface's best `depth` own candidates from 1 down to `min_relevance` (the
+        ranker re-orders them for the shopper), the rest below it (kept after them in the surface's
+        order, the fill last): personalization re-orders what the surface chose, as a learnt model
+        re-orders the rules' best (measured: letting it pull deeper candidates up lost recall)."""
         floor = self.engine.rules.ranking.min_relevance
-        own = sum(not c.fill for c in found) or len(found)  # all fill (fail-open): re-ranked as own
+        own = min(sum(not c.fill for c in found) or len(found), depth)  # all fill (fail-open): re-ranked as own
         relevance = 1.0 - (1.0 - floor) * np.arange(len(found)) / max(own, 1)
         relevance[own:] = floor * 0.99 * (1.0 - np.arange(len(found) - own) / (len(found) - own + 1))
         return relevance

@@ -232,3 +232,25 @@ def test_the_stores_list_is_reordered_for_a_shopper_who_clicked_one(server_url):
     assert ranked[0] == store[1] and sorted(ranked) == sorted([*store, "store-only"])
     status, _, body = raw(server_url, "POST", "/api/rank", {"items": [{"product_id": "a"}] * 2})
     assert status == 400 and [f["field"] for f in json.loads(body)["error"]["fields"]] == ["items.1.product_id"]
+
+
+def test_a_shoppers_pages_without_a_query_and_their_suggestions_over_http(server_url):
+    status, _, body = raw(server_url, "POST", "/api/search/personalized", {"query": "milk", "limit": 5})
+    milk = json.loads(body)["results"][0]
+    order = {"user_id": "e2e-recs", "items": [{"product_id": milk["product_id"], "quantity": 3}]}
+    assert raw(server_url, "POST", "/api/orders/confirm", order)[0] == 200
+    status, _, body = raw(
+        server_url, "POST", "/api/recommendations", {"surface": "buy_it_again", "user_id": "e2e-recs"}
+    )
+    again = json.loads(body)
+    assert status == 200 and again["fallback"] is None
+    assert again["results"][0]["product_id"] == milk["product_id"] and again["results"][0]["suggested_quantity"] == 3
+    status, _, body = raw(server_url, "POST", "/api/recommendations", {"surface": "trending", "limit": 5})
+    assert status == 200 and json.loads(body)["fallback"] == {"to": "popular", "reason": "no_features"}
+    status, _, body = raw(server_url, "POST", "/api/recommendations", {"surface": "elsewhere"})
+    assert status == 400 and [f["field"] for f in json.loads(body)["error"]["fields"]] == ["surface"]
+    word = milk["name"].split()[-1][:4].lower()
+    status, _, body = raw(server_url, "GET", f"/api/suggest?q={urllib.parse.quote(word)}&user_id=e2e-recs")
+    suggestions = json.loads(body)["suggestions"]
+    assert status == 200 and suggestions and suggestions[0]["personal"] is True
+    assert raw(server_url, "GET", "/api/suggest?q=milk&limit=99")[0] == 400
