@@ -290,13 +290,13 @@ class Container:
             features=lambda: self.features,
             privacy=self.privacy.of,
             min_shoppers=self.settings.suggest_min_shoppers,
-            stats=lambda: self.rankers().table.stats,
+            stats=lambda: self.rankers.served.table.stats,
             refresh_s=self.settings.suggest_refresh_s,
         )
 
     def _orders(self, catalog: Catalog) -> np.ndarray:
         """Each row's order count, from the ranker's table when it is on `catalog`."""
-        table = self.rankers().table
+        table = self.rankers.served.table
         return table.orders if table.catalog is catalog else np.zeros(len(catalog))
 
     def __post_init__(self) -> None:

@@ -61,6 +61,12 @@ class RankerProvider:
         self._refresh.due()
         return self._ranker
 
+    @property
+    def served(self) -> Ranker:
+        """The ranker served now, without looking for a newer model (no thread started: safe while
+        the instance is built, before a server forks its workers)."""
+        return self._ranker
+
     def adopt(self, catalog: Catalog) -> None:
         """Serve the same model and stats on a new catalog version (its feature table is built
         here, in the caller's background thread; a model loading meanwhile finishes first)."""

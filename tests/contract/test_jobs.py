@@ -217,7 +217,7 @@ def test_reorder_cycles_on_real_instacart_shoppers_match_graph_memorys_computati
 
 def searched(user: str, query: str, day: float) -> Interaction:
     return Interaction(
-        event_id=f"{user}-{query}-{day}",
+        event_id=f"{user}-{query.strip().replace(' ', '_')}-{day}",
         event_type="search",
         user_id=user,
         timestamp=T0 + timedelta(days=day),
