@@ -204,39 +204,29 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_search(args: argparse.Namespace) -> int:
-    import csv
-
-    from shared.config import Settings
-    from shared.datasets import OrderFileError
-    from shared.domain.catalog import CatalogError
-    from shared.domain.rules import RulesError, load_rules
     from shared.search_evaluation import evaluate_search
 
-    try:
-        rules = load_rules(Settings().rules_path)
-        evaluate_search(
-            args.orders, args.catalog, rules, args.json, args.seed, args.seeds, args.test_fraction, args.users
-        )
-    except (OrderFileError, CatalogError, RulesError, OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return _replay(args, evaluate_search)
 
 
 def _evaluate_recommendations(args: argparse.Namespace) -> int:
+    from shared.recommendation_evaluation import evaluate_recommendations
+
+    return _replay(args, evaluate_recommendations)
+
+
+def _replay(args: argparse.Namespace, evaluate: Callable[..., object]) -> int:
+    """A replay evaluation over orders and a catalog (evaluate-search, evaluate-recommendations)."""
     import csv
 
     from shared.config import Settings
     from shared.datasets import OrderFileError
     from shared.domain.catalog import CatalogError
     from shared.domain.rules import RulesError, load_rules
-    from shared.recommendation_evaluation import evaluate_recommendations
 
     try:
         rules = load_rules(Settings().rules_path)
-        evaluate_recommendations(
-            args.orders, args.catalog, rules, args.json, args.seed, args.seeds, args.test_fraction, args.users
-        )
+        evaluate(args.orders, args.catalog, rules, args.json, args.seed, args.seeds, args.test_fraction, args.users)
     except (OrderFileError, CatalogError, RulesError, OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.adapters.catalog.files import load_catalog_file
 from shared.adapters.product_search.bm25s import Bm25sProductSearch
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.datasets import OrderFileError
@@ -41,8 +40,8 @@ from shared.domain.ranker import FeatureTable, Ranker, StoreStats
 from shared.domain.ranker_training import purchase_events, replay_days
 from shared.domain.recommendations import RecommendationRequest
 from shared.domain.rules import Rules
-from shared.evaluation import load_histories, log, write_report
-from shared.search_evaluation import NOW, MemoryFeatureStore, reorder_document
+from shared.evaluation import log, write_report
+from shared.search_evaluation import NOW, MemoryFeatureStore, load_replay, reorder_document
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 
@@ -158,9 +157,7 @@ def evaluate_recommendations(
 ) -> dict[str, Any]:
     """Load the orders and the catalog, evaluate, write the JSON report (if asked) and print the table."""
     started = time.perf_counter()
-    dataset, histories = load_histories(orders)
-    catalog = Catalog(load_catalog_file(catalog_path))
-    log(f"loaded {dataset}: {len(histories)} users; {len(catalog)} products in {time.perf_counter() - started:.1f} s")
+    dataset, histories, catalog = load_replay(orders, catalog_path)
     report = run(histories, catalog, rules, dataset, seed, seeds, test_fraction, users, log)
     write_report(report, json_path, started)
     return report

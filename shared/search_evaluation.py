@@ -249,6 +249,18 @@ def run(
     }
 
 
+def load_replay(orders: str | Path | None, catalog_path: str | Path) -> tuple[str, Histories, Catalog]:
+    """(dataset name, order histories, catalog) of a replay evaluation, with a progress line."""
+    started = time.perf_counter()
+    dataset, histories = load_histories(orders)
+    catalog = Catalog(load_catalog_file(catalog_path))
+    log(
+        f"loaded {dataset}: {len(histories)} users, {sum(map(len, histories.values()))} orders; "
+        f"{len(catalog)} products in {time.perf_counter() - started:.1f} s"
+    )
+    return dataset, histories, catalog
+
+
 def evaluate_search(
     orders: str | Path | None,
     catalog_path: str | Path,
@@ -260,14 +272,8 @@ def evaluate_search(
     users: int | None = None,
 ) -> dict[str, Any]:
     """Load the orders and the catalog, evaluate, write the JSON report (if asked) and print the table."""
-
     started = time.perf_counter()
-    dataset, histories = load_histories(orders)
-    catalog = Catalog(load_catalog_file(catalog_path))
-    log(
-        f"loaded {dataset}: {len(histories)} users, {sum(map(len, histories.values()))} orders; "
-        f"{len(catalog)} products in {time.perf_counter() - started:.1f} s"
-    )
+    dataset, histories, catalog = load_replay(orders, catalog_path)
     report = run(histories, catalog, rules, dataset, seed, seeds, test_fraction, users, log)
     write_report(report, json_path, started)
     return report

@@ -13,14 +13,6 @@ MAIN = str(ROOT / "main.py")
 ITEMS = [{"product_id": p} for p in ("whole-milk", "oat-milk", "skim-milk", "greek-yogurt")]
 
 
-@pytest.fixture()
-def services(tmp_path):
-    services = installed_services(tmp_path)
-    yield services
-    services.close()
-    bootstrap.install(None)
-
-
 def client(target: str):
     return create_app(target, MAIN).test_client()
 

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared import bootstrap
 from shared.domain.catalog import CatalogChange, ProductPatch
-from tests.conftest import installed_services
 from tests.functions.test_rank_http import client, fields
-
-
-@pytest.fixture()
-def services(tmp_path):
-    services = installed_services(tmp_path)
-    yield services
-    services.close()
-    bootstrap.install(None)
 
 
 def test_an_anonymous_home_page_gets_popular_products_flagged(services):

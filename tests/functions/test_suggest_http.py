@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared import bootstrap
-from tests.conftest import installed_services
 from tests.functions.test_rank_http import client, fields
-
-
-@pytest.fixture()
-def services(tmp_path):
-    services = installed_services(tmp_path)
-    yield services
-    services.close()
-    bootstrap.install(None)
 
 
 def test_suggestions_for_what_was_typed(services):
