@@ -462,7 +462,7 @@ class SearchService:
         try:
             store = self.features()
             document = store.user(request.user_id) if store is not None else None
-            if store is None or document is None or not _learnt_after(store, privacy):
+            if store is None or document is None or not learnt_after(store, privacy):
                 return None, {}
             context = request.context
             seen = [*context.cart, *(v.product_id for v in context.recent_views)]
@@ -556,7 +556,7 @@ def search_event(request: SearchRequest, shown: list[str], search_id: str | None
     )
 
 
-def _learnt_after(store: FeatureStore, privacy: UserPrivacy | None) -> bool:
+def learnt_after(store: FeatureStore, privacy: UserPrivacy | None) -> bool:
     """Whether the snapshot may speak about the shopper: one built before their deletion request
     still holds what was erased (later ones leave out shoppers whose erasure is pending)."""
     if privacy is None or privacy.deleted_at is None:

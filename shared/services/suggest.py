@@ -34,6 +34,7 @@ from shared.ports.feature_store import FeatureStore
 from shared.ports.profile_store import ProfileStore
 from shared.refresh import BackgroundRefresh
 from shared.services.privacy import UserPrivacy, ignored_signals
+from shared.services.search import learnt_after
 
 log = logging.getLogger(__name__)
 FACETS = ("product:", "brand:", "category:")
@@ -129,10 +130,9 @@ class SuggestService:
         try:
             queries: list[str] = []
             store = self.features()
-            if store is not None and (privacy is None or privacy.settings.features.search_history):
-                built = store.built_at()
-                if privacy is None or privacy.deleted_at is None or (built is not None and built > privacy.deleted_at):
-                    queries = list((store.user(user_id) or {}).get("queries", ()))
+            searches_kept = privacy is None or privacy.settings.features.search_history
+            if store is not None and searches_kept and learnt_after(store, privacy):
+                queries = list((store.user(user_id) or {}).get("queries", ()))
             now, ignore = self.clock(), ignored_signals(privacy)
             affinities = self.profiles.read(user_id, lambda p: self.engine.read(p, now, [], ignore))
             keys: set[str] = set()
