@@ -13,6 +13,7 @@ from functions.jobs import JobRequest
 from functions.memory import Note
 from functions.privacy import QueueRequest
 from shared.domain.catalog import CatalogDelete, CatalogPatch, CatalogUpsert, Product
+from shared.domain.context import WeatherCondition
 from shared.domain.events import Interaction
 from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict)
 from shared.domain.merchandising import MerchandisingRules
@@ -100,6 +101,17 @@ class Personalization(_Answer):
     model: str | None  # the learnt model's version
 
 
+class Context(_Answer):
+    """The shopper's moment the answer was ranked for (their local_time, else now in the store's time zone)."""
+
+    weekday: Literal["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
+    daypart: Literal["morning", "midday", "afternoon", "evening", "night"]
+    meal: Literal["breakfast", "lunch", "snack", "dinner"]
+    season: Literal["winter", "spring", "summer", "autumn"] | None
+    weather: WeatherCondition | None
+    applied: bool  # whether learnt lifts for this moment moved the scores (badges may name them either way)
+
+
 class Timing(_Answer):
     base_search: float
     rerank: float
@@ -112,12 +124,14 @@ class SearchResponse(_Answer):
     search_id: str  # this answer's id: events tracked with context.search_id are attributed to it
     results: list[SearchResult]
     personalization: Personalization
+    context: Context
     timing_ms: Timing
 
 
 class RankResponse(_Answer):
     results: list[SearchResult]  # every item the filters accept, re-ordered for the shopper
     personalization: Personalization
+    context: Context
     timing_ms: Timing  # base_search: reading the store's items
     filtered_out: list[str]  # the items left out: out of stock (unless filters.include_out_of_stock), or filtered
 
@@ -132,6 +146,7 @@ class RecommendationResponse(_Answer):
     fallback: Fallback | None  # set when the store's popular products were served instead of the surface's own
     results: list[SearchResult]  # badges[0] says why the surface proposed each one
     personalization: Personalization
+    context: Context
     timing_ms: Timing  # base_search: gathering the surface's candidates
 
 

@@ -186,6 +186,7 @@ class Container:
             after_run=self.feature_publisher,
             chunk_users=self.settings.jobs_chunk_users,
             train_ranker=self.ranker_trainer,
+            context=self.rules.context,
         )
 
     @cached_property

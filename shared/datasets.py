@@ -36,6 +36,7 @@ class OrderRow:
     days_since_prior: float | None = None
     timestamp: datetime | None = None
     hour: int | None = None
+    weekday: int | None = None  # 0 = Sunday (Instacart's order_dow, read with the common convention)
     quantity: int = 1
 
 
@@ -67,6 +68,7 @@ def read_order_rows(path: str | Path) -> Iterator[OrderRow]:
                     days_since_prior=_number(row.get("days_since_prior_order")),
                     timestamp=_timestamp(row.get("timestamp")),
                     hour=int(float(row["order_hour_of_day"])) if row.get("order_hour_of_day") else None,
+                    weekday=int(float(row["order_dow"])) if row.get("order_dow") else None,
                     quantity=int(float(row["quantity"])) if row.get("quantity") else 1,
                 )
             except (ValueError, TypeError) as exc:

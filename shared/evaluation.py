@@ -64,23 +64,33 @@ def load_histories(orders: str | Path | None = None) -> tuple[str, dict[str, lis
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     timed = False
+    moments: dict[tuple[str, str], tuple[int | None, int | None]] = {}  # (user, order) -> (weekday, hour)
 
     def watch(rows: Iterable[OrderRow]) -> Iterator[OrderRow]:
         nonlocal timed
         for row in rows:
             timed = timed or row.timestamp is not None or row.days_since_prior is not None
+            moments.setdefault((row.user_id, row.order_id), _moment(row))
             yield row
 
     records = order_records(watch(read_order_rows(path)))  # one user's orders come out oldest first
     histories: dict[str, list[Basket]] = {}
     for record in records:
         day = (record.placed_at - EPOCH) / DAY if timed else None
-        basket = Basket(tuple(line.product_id for line in record.lines), day)
+        weekday, hour = moments[(record.user_id, record.order_id)]
+        basket = Basket(tuple(line.product_id for line in record.lines), day, weekday, hour)
         histories.setdefault(record.user_id, []).append(basket)
     if timed:  # given timestamps need not follow order numbers
         for baskets in histories.values():
             baskets.sort(key=lambda b: b.day or 0.0)
     return name, histories
+
+
+def _moment(row: OrderRow) -> tuple[int | None, int | None]:
+    """(weekday 0 = Sunday, hour) of an order: its timestamp's, else the file's columns."""
+    if row.timestamp is not None:
+        return row.timestamp.isoweekday() % 7, row.timestamp.hour
+    return row.weekday, row.hour
 
 
 def run(

@@ -41,12 +41,21 @@ from shared.domain.ranker_training import purchase_events, replay_days
 from shared.domain.recommendations import RecommendationRequest
 from shared.domain.rules import Rules
 from shared.evaluation import log, write_report
-from shared.search_evaluation import NOW, MemoryFeatureStore, load_replay, reorder_document
+from shared.search_evaluation import (
+    NOW,
+    MemoryFeatureStore,
+    context_documents,
+    load_replay,
+    local_time,
+    reorder_document,
+    without_context,
+)
 from shared.services.search import SearchService
 from shared.services.tracking import TrackingService
 
 K = 20  # the longest list asked for (REPORTED: Recall and NDCG at 10 and 20, PHR at 10)
 SURFACES = ("buy_it_again", "for_you", "new_for_you")
+TIMELESS = "_no_context"  # a surface's name + this: served without the context engine (its effect's baseline)
 Log = Callable[[str], None]
 
 
@@ -72,7 +81,11 @@ def evaluate_split(
     tracking = TrackingService(engine, store)
     popularity = {p: float(n) for p, n in order_counts(b for h in split.train.values() for b in h).items()}
     ranker = Ranker(FeatureTable(catalog, rules.ranking, StoreStats(popularity)))
-    service = SearchService(engine, Bm25sProductSearch(catalog), store, clock=NOW.timestamp, ranker=lambda: ranker)
+    products = Bm25sProductSearch(catalog)
+    service = SearchService(engine, products, store, clock=NOW.timestamp, ranker=lambda: ranker)
+    timeless = SearchService(
+        ProfileEngine(without_context(rules), catalog), products, store, clock=NOW.timestamp, ranker=lambda: ranker
+    )
     documents = {}
     for user in test_users:
         history = list(split.train[user])
@@ -82,22 +95,30 @@ def evaluate_split(
         usual = [p for p in lists[user] if p in profiles[user]]
         bought = sorted({p for basket in history for p in basket.products})
         documents[user] = reorder_document(events) | {"usual": usual[:10], "next_basket": lists[user], "bought": bought}
+    store_context, shopper_context = context_documents(split.train, test_users, catalog, rules.context.cap)
+    for user, document in shopper_context.items():
+        documents[user] |= document
     jobs = MemoryFeatureStore()
-    jobs.publish("replay", [("user", documents.items())])
-    service.features = lambda: jobs
+    jobs.publish("replay", [("user", documents.items()), ("store", [("context", store_context)])])
+    log(
+        f"seed {seed}: context weight {store_context['weight']} tuned on the training orders: {store_context['tuning']}"
+    )
+    service.features = timeless.features = lambda: jobs
 
-    served: dict[str, dict[str, list[str]]] = {surface: {} for surface in SURFACES}
+    served: dict[str, dict[str, list[str]]] = {s + t: {} for s in SURFACES for t in ("", TIMELESS)}
     started = time.perf_counter()
     for user in test_users:
+        context = {"local_time": local_time(split.test[user])}  # the held-out order's weekday and hour
         for surface in SURFACES:
-            request = RecommendationRequest(surface=surface, user_id=user, limit=k)
+            request = RecommendationRequest(surface=surface, user_id=user, limit=k, context=context)
             served[surface][user] = [r["product_id"] for r in service.recommend(request)["results"]]
+            served[surface + TIMELESS][user] = [r["product_id"] for r in timeless.recommend(request)["results"]]
     log(
         f"seed {seed}: {len(SURFACES)} surfaces for {len(test_users)} shoppers in {time.perf_counter() - started:.1f} s"
     )
 
     methods: dict[str, dict[str, list[str]]] = {
-        **{surface: served[surface] for surface in SURFACES},
+        **served,
         "next_basket": lists,
         "g_topfreq": g_topfreq(split.train, test_users, k),
         "p_topfreq": p_topfreq(split.train, test_users, k),

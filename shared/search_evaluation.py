@@ -25,6 +25,7 @@ from shared.adapters.product_search.bm25s import Bm25sProductSearch
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.datasets import OrderFileError
 from shared.domain.catalog import Catalog
+from shared.domain.context import ContextCounter, Moment, PastOrder, lifts_document, nested, tuned_weight
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import Interaction
 from shared.domain.nextbasket import Basket, Histories, ndcg_at_k, order_counts, recall_at_k, split_last_basket
@@ -47,8 +48,9 @@ from shared.services.tracking import TrackingService
 
 NOW = REPLAY_END  # the held-out orders' time: every replay ends here
 DEPTH = 100  # the served answer's longest list; every method's list is cut here (MRR@100)
-# leafloaf_rules: the same service with the rules ranking alone (what serves before a model is published)
-METHODS = ("plain", "popularity", "own_then_popularity", "leafloaf_rules", "leafloaf")
+# leafloaf_rules: the same service with the rules ranking alone (what serves before a model is published);
+# leafloaf_no_context: the served ranking without the context engine (rules.context.weight 0)
+METHODS = ("plain", "popularity", "own_then_popularity", "leafloaf_rules", "leafloaf_no_context", "leafloaf")
 Log = Callable[[str], None]
 
 
@@ -93,6 +95,47 @@ def reorder_document(events: Sequence[Interaction]) -> dict:
             for product, (cycle, confidence) in bought.cycles().items()
         }
     }
+
+
+def context_documents(
+    train: Histories, users: Iterable[str], catalog: Catalog, cap: float
+) -> tuple[Document, dict[str, Document]]:
+    """What the daily context_patterns job would publish from the training orders: the store's
+    category lifts by moment with the weight tuned on them, and each of `users`' own lifts
+    (shared.domain.context)."""
+    counter = ContextCounter()
+    wanted = set(users)
+    mine: dict[str, Document] = {}
+    orders: dict[str, list[PastOrder]] = {}
+    for user, history in train.items():
+        for basket in history:
+            if basket.weekday is None or basket.hour is None:
+                continue
+            moment = Moment(basket.weekday, basket.hour)  # no month in the sample: no season
+            found = (catalog.get(product) for product in basket.products)
+            lines = tuple((p.id, p.category) for p in found if p is not None and p.category)
+            for _, category in lines:
+                counter.add(user, category, moment)
+            orders.setdefault(user, []).append(PastOrder(moment, lines))
+        lifts = counter.take_shoppers().get(user, [])
+        if user in wanted:
+            mine[user] = {"context": lifts_document(lifts)}
+    store = counter.store_lifts()
+    weight, tuning = tuned_weight(orders, nested(store), cap)
+    return {"lifts": lifts_document(store), "weight": weight, "tuning": tuning}, mine
+
+
+def without_context(rules: Rules) -> Rules:
+    """The rules with the context engine off: the baseline of the context's effect."""
+    return rules.model_copy(update={"context": rules.context.model_copy(update={"weight": 0.0})})
+
+
+def local_time(basket: Basket) -> datetime | None:
+    """A local time on the basket's weekday and hour (in NOW's week), as a client would send it."""
+    if basket.weekday is None or basket.hour is None:
+        return None
+    days = (basket.weekday - NOW.isoweekday() % 7) % 7
+    return NOW.replace(hour=basket.hour, minute=0, second=0, microsecond=0) + timedelta(days=days)
 
 
 class MemoryFeatureStore(FeatureStore):
@@ -174,6 +217,9 @@ def evaluate_split(
     service = SearchService(engine, products, profiles, clock=NOW.timestamp, ranker=lambda: ranker)
     rules_only = Ranker(ranker.table, None, artifact.version)
     cold = SearchService(engine, products, profiles, clock=NOW.timestamp, ranker=lambda: rules_only)
+    timeless = SearchService(
+        ProfileEngine(without_context(rules), catalog), products, profiles, clock=NOW.timestamp, ranker=lambda: ranker
+    )
     popularity = Counter[str](artifact.stats.popularity)
     started = time.perf_counter()
     learnt: dict[str, dict] = {}
@@ -183,22 +229,30 @@ def evaluate_split(
         events = [event for order in purchase_events(user, history, days[:-1], days[-1]) for event in order]
         tracking.track(events)
         learnt[user] = reorder_document(events)
-    # What the hourly jobs would have published for them (their reorder cycles): served as ./dev run does.
+    # What the jobs would have published for them (their reorder cycles, the category lifts by moment).
+    store_context, shopper_context = context_documents(split.train, test_users, catalog, rules.context.cap)
+    for user, document in shopper_context.items():
+        learnt[user] |= document
     jobs = MemoryFeatureStore()
-    jobs.publish("replay", [("user", learnt.items())])
-    service.features = cold.features = lambda: jobs
+    jobs.publish("replay", [("user", learnt.items()), ("store", [("context", store_context)])])
+    log(
+        f"seed {seed}: context weight {store_context['weight']} tuned on the training orders: {store_context['tuning']}"
+    )
+    service.features = cold.features = timeless.features = lambda: jobs
     log(f"seed {seed}: tracked {len(test_users)} test shoppers' orders in {time.perf_counter() - started:.1f} s")
     totals: dict[str, dict[str, float]] = {name: defaultdict(float) for name in METHODS}
     asked = 0
     started = time.perf_counter()
     for number, user in enumerate(test_users, start=1):
         own = order_counts(split.train[user])
+        context = {"local_time": local_time(split.test[user])}  # the held-out order's weekday and hour
         for query in queries(user, split.test[user], catalog):
-            request = SearchRequest(query=query.text, user_id=user, limit=DEPTH)
+            request = SearchRequest(query=query.text, user_id=user, limit=DEPTH, context=context)
             candidates = [catalog.products[row].id for row in service.candidates(request).rows]
             ranked = baselines(candidates, popularity, own)
             ranked["leafloaf"] = [r["product_id"] for r in service.search(request)["results"]]
             ranked["leafloaf_rules"] = [r["product_id"] for r in cold.search(request)["results"]]
+            ranked["leafloaf_no_context"] = [r["product_id"] for r in timeless.search(request)["results"]]
             for name in METHODS:
                 for metric, value in scores(ranked[name], query.relevant).items():
                     totals[name][metric] += value

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from shared.domain.context import lifts_of
 from shared.domain.ranking import Ranked
 from shared.domain.rules import RankingRules
 
@@ -23,6 +24,7 @@ class ShopperFeatures:
     next_basket: tuple[str, ...] = ()  # the next-basket recommender's list: own products first, then new ones
     discovery: tuple[str, ...] = ()  # products new to the shopper that shoppers like them buy
     bought: frozenset[str] = frozenset()  # every product the shopper's orders hold
+    context: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # their category lifts by moment
 
     @classmethod
     def of(cls, document: Mapping[str, Any] | None) -> ShopperFeatures:
@@ -34,6 +36,7 @@ class ShopperFeatures:
             next_basket=tuple(doc.get("next_basket", ())),
             discovery=tuple(doc.get("discovery", ())),
             bought=frozenset(doc.get("bought", ())),
+            context=lifts_of(doc.get("context", ())),
         )
 
     def due(self, product_id: str, today: date, min_confidence: float) -> bool:

@@ -22,10 +22,13 @@ from scipy import sparse
 
 @dataclass(frozen=True)
 class Basket:
-    """One order: its distinct products and, when order timing is known, its day offset."""
+    """One order: its distinct products and, when order timing is known, its day offset (and its
+    local weekday, 0 = Sunday, and hour, when the history gives them)."""
 
     products: tuple[str, ...]
     day: float | None = None
+    weekday: int | None = None
+    hour: int | None = None
 
 
 Histories = Mapping[str, Sequence[Basket]]  # user id -> baskets, oldest first

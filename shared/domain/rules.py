@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Facet = Literal["product", "brand", "category", "attribute"]
 ALL_FACETS: tuple[Facet, ...] = ("product", "brand", "category", "attribute")
@@ -84,6 +85,28 @@ class RankingRules(_Strict):
     model_depth: int = Field(default=200, ge=1, le=1000)
 
 
+class ContextRules(_Strict):
+    """The context engine (shared.domain.context): the store's time zone (the moment of a request that
+    gives no local time, and the local time of the orders the job learns from), and how much a
+    category's log-lift in the shopper's moment adds to a result's score."""
+
+    timezone: str = "UTC"
+    # Score per unit of log-lift. None: the weight the context_patterns job tuned on the store's own
+    # orders (0 where context did not help them); a number overrides it (0: context off).
+    weight: float | None = Field(default=None, ge=0, le=1)
+    cap: float = Field(default=1.0, gt=0)  # the log-lift counted at most, either way
+    reason_lift: float = Field(default=1.25, ge=1)  # the lift from which the reason is shown
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. Europe/Paris)") from None
+        return value
+
+
 class Rules(_Strict):
     """The whole rules file. Decay classes are indexed in file order (see `decay_index`)."""
 
@@ -94,6 +117,7 @@ class Rules(_Strict):
     signals: dict[str, Signal]
     purchase: PurchaseRules
     ranking: RankingRules
+    context: ContextRules = ContextRules()
 
     @model_validator(mode="after")
     def _consistent(self) -> Rules:

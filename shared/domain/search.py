@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.domain.catalog import Product
+from shared.domain.context import Moment, Weather
 from shared.domain.events import Id, Label
 
 
@@ -64,14 +68,37 @@ class RecentView(BaseModel):
     event_type: Literal["view_details", "click_product", "add_to_cart"] = "view_details"
 
 
+MAX_CONTEXT_EXTRA_BYTES = 2_048
+
+
 class SearchContext(BaseModel):
-    """Known keys are typed; other keys are kept as given."""
+    """Known keys are typed; other keys are kept as given, up to MAX_CONTEXT_EXTRA_BYTES of JSON."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     personalization: bool = True  # false: this shopper opted out, serve plain results
     recent_views: tuple[RecentView, ...] = Field(default=(), max_length=50)
     cart: tuple[Id, ...] = Field(default=(), max_length=100)  # product ids in the cart: "goes well with" them
+    # The shopper's wall clock with its UTC offset ("2026-12-05T08:30:00-05:00"); default: now in the
+    # store's time zone (rules.context.timezone).
+    local_time: AwareDatetime | None = None
+    weather: Weather | None = None  # where the shopper is, when the client knows it
+
+    @model_validator(mode="after")
+    def _bounded_extra(self) -> SearchContext:
+        extra = self.model_extra or {}
+        size = len(json.dumps(extra, default=str)) if extra else 0
+        if size > MAX_CONTEXT_EXTRA_BYTES:
+            raise ValueError(
+                f"context's other keys ({', '.join(sorted(extra)[:5])}) take {size} bytes of JSON; "
+                f"at most {MAX_CONTEXT_EXTRA_BYTES}"
+            )
+        return self
+
+    def moment(self, now: datetime, timezone: str) -> Moment:
+        """The shopper's moment: their local time when given, else `now` in the store's time zone."""
+        local = self.local_time or now.astimezone(ZoneInfo(timezone))
+        return Moment.at(local, self.weather)
 
 
 class SearchRequest(BaseModel):

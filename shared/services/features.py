@@ -6,6 +6,7 @@ read in keyset pages, so no table is ever loaded whole into Python.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ PAGE = 5_000
 @dataclass(frozen=True)
 class Source:
     kind: str  # "user" or "product"
-    table: str  # the job table it reads (skipped until that job has run)
+    table: str  # the job whose table(s) it reads (skipped until that job has run)
     select: str  # BigQuery SQL: one row per id, `id` first, filtered by `id > @after`
     document: Callable[[dict[str, Any]], Document]
 
@@ -122,6 +123,26 @@ SOURCES = (
         "SELECT user_id AS id, ARRAY_AGG(query ORDER BY last_searched DESC, query) AS queries FROM user_queries "
         "WHERE user_id > @after GROUP BY user_id",
         lambda row: {"queries": list(row["queries"])},  # their own: shown to them alone
+    ),
+    Source(
+        "store",
+        "context_patterns",
+        "SELECT 'context' AS id, ARRAY_AGG(STRUCT(slot, category, lift) ORDER BY slot, category) AS lifts "
+        "FROM context_patterns WHERE user_id IS NULL AND 'context' > @after GROUP BY id",
+        lambda row: {"lifts": [dict(entry) for entry in row["lifts"]]},  # shared.domain.context.lifts_of reads it
+    ),
+    Source(  # the same store document, merged: the weight the job tuned, and how it tuned it
+        "store",
+        "context_patterns",
+        "SELECT 'context' AS id, weight, tuning FROM context_weight WHERE 'context' > @after",
+        lambda row: {"weight": float(row["weight"]), "tuning": json.loads(row["tuning"])},
+    ),
+    Source(
+        "user",
+        "context_patterns",
+        "SELECT user_id AS id, ARRAY_AGG(STRUCT(slot, category, lift) ORDER BY slot, category) AS lifts "
+        "FROM context_patterns WHERE user_id > @after GROUP BY user_id",
+        lambda row: {"context": [dict(entry) for entry in row["lifts"]]},
     ),
     Source(
         "product",

@@ -18,11 +18,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from shared.domain.context import ContextCounter, Moment, PastOrder, nested, tuned_weight
 from shared.domain.events import Interaction, as_utc
 from shared.domain.jobs import SCHEDULES, Job
 from shared.domain.nextbasket import Basket, Params, recommend_from, tune, usual_scores
 from shared.domain.ranker_training import ADDED, CLICKED, PURCHASED, LoggedSearch
+from shared.domain.rules import ContextRules
 from shared.ports.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ JOB_RUNS_MIGRATION = "ALTER TABLE job_runs ADD COLUMN IF NOT EXISTS schedule STR
 PUBLISH = "publish"  # the job name a schedule's features publication is recorded under
 _IN_SCHEDULES = Counter(job.name for jobs in SCHEDULES.values() for job in jobs)
 SHARED = frozenset(name for name, schedules in _IN_SCHEDULES.items() if schedules > 1)  # one table, two windows
+CONTEXT_COLUMNS = (("user_id", "STRING"), ("slot", "STRING"), ("category", "STRING"), ("lift", "FLOAT64"))
+CONTEXT_WEIGHT_COLUMNS = (("weight", "FLOAT64"), ("tuning", "STRING"))
 NEXT_BASKET_COLUMNS = (("user_id", "STRING"), ("position", "INT64"), ("product_id", "STRING"), ("usual", "BOOL"))
 DAY_SECONDS = 86_400.0
 Logged = tuple[list[LoggedSearch], dict[str, list[Interaction]]]
@@ -91,6 +96,7 @@ class JobRunner:
         train_ranker: trains and publishes the ranking model from shoppers' histories.
         ranking_users: shoppers whose histories the ranking model is trained on, at most.
         ranking_searches: the latest searches (with their impressions) the ranking model learns from, at most.
+        context: the context engine's rules (the store's time zone the orders' moments are read in).
     """
 
     def __init__(
@@ -104,7 +110,9 @@ class JobRunner:
         train_ranker: TrainRanker | None = None,
         ranking_users: int = 2_000,
         ranking_searches: int = 20_000,
+        context: ContextRules | None = None,
     ) -> None:
+        self.context = context or ContextRules()  # the store's time zone, for the context_patterns job
         self.train_ranker = train_ranker  # the ranking_model job (shared.services.ranking.RankerTrainer)
         self.ranking_users = ranking_users
         self.ranking_searches = ranking_searches
@@ -200,6 +208,8 @@ class JobRunner:
     def _python_job(self, name: str, end: datetime) -> int:
         if name == "next_basket":
             return self._next_basket()
+        if name == "context_patterns":
+            return self._context_patterns()
         return self._ranking_model(end)
 
     def _ranking_model(self, end: datetime) -> int:
@@ -301,7 +311,22 @@ class JobRunner:
         yield chunk
 
     def _history_chunks(self) -> Iterator[dict[str, list[Basket]]]:
-        """Every shopper's baskets, oldest first, `chunk_users` shoppers at a time (keyset pages)."""
+        """Every shopper's baskets, oldest first, `chunk_users` shoppers at a time."""
+        for first, last in self._user_ranges():
+            rows = self.warehouse.query(
+                "SELECT user_id, order_id, MIN(ordered_at) AS ordered_at, ARRAY_AGG(product_id ORDER BY product_id) "
+                "AS products FROM order_lines WHERE user_id >= @first AND user_id <= @last "
+                "GROUP BY user_id, order_id ORDER BY user_id, ordered_at, order_id",
+                {"first": first, "last": last},
+            )
+            histories: dict[str, list[Basket]] = {}
+            for row in rows:
+                day = as_utc(row["ordered_at"]).timestamp() / DAY_SECONDS
+                histories.setdefault(row["user_id"], []).append(Basket(tuple(row["products"]), day))
+            yield histories
+
+    def _user_ranges(self) -> Iterator[tuple[str, str]]:
+        """(first, last) shopper ids of order_lines, `chunk_users` shoppers at a time (keyset pages)."""
         after = ""
         while True:
             users = [
@@ -314,14 +339,41 @@ class JobRunner:
             if not users:
                 return
             after = users[-1]
-            rows = self.warehouse.query(
-                "SELECT user_id, order_id, MIN(ordered_at) AS ordered_at, ARRAY_AGG(product_id ORDER BY product_id) "
-                "AS products FROM order_lines WHERE user_id >= @first AND user_id <= @last "
+            yield users[0], after
+
+    def _context_patterns(self) -> int:
+        """Category lifts by moment (shared.domain.context) from every order line, in the store's
+        local time: store-wide rows (user_id NULL) and each shopper's, a chunk of shoppers at a time;
+        then the weight of the lift, tuned on the first chunk's shoppers (table context_weight)."""
+        zone = ZoneInfo(self.context.timezone)
+        counter = ContextCounter()
+        shoppers: list[dict[str, Any]] = []
+        sample: dict[str, list[PastOrder]] | None = None  # the tuning shoppers' orders
+        for first, last in self._user_ranges():
+            orders: dict[str, list[PastOrder]] = {}
+            for row in self.warehouse.query(
+                "SELECT user_id, order_id, MIN(ordered_at) AS ordered_at, "
+                "ARRAY_AGG(STRUCT(product_id, product_category AS category) ORDER BY product_id) AS lines "
+                "FROM order_lines WHERE user_id >= @first AND user_id <= @last "
                 "GROUP BY user_id, order_id ORDER BY user_id, ordered_at, order_id",
-                {"first": users[0], "last": after},
-            )
-            histories: dict[str, list[Basket]] = {}
-            for row in rows:
-                day = as_utc(row["ordered_at"]).timestamp() / DAY_SECONDS
-                histories.setdefault(row["user_id"], []).append(Basket(tuple(row["products"]), day))
-            yield histories
+                {"first": first, "last": last},
+            ):
+                moment = Moment.at(as_utc(row["ordered_at"]).astimezone(zone))
+                lines = tuple((line["product_id"], line["category"]) for line in row["lines"] if line["category"])
+                for _, category in lines:
+                    counter.add(row["user_id"], category, moment)
+                orders.setdefault(row["user_id"], []).append(PastOrder(moment, lines))
+            sample = orders if sample is None else sample
+            shoppers += [
+                {"user_id": user, "slot": slot, "category": category, "lift": lift}
+                for user, lifts in counter.take_shoppers().items()
+                for slot, category, lift in lifts
+            ]
+        store = counter.store_lifts()
+        weight, tuning = tuned_weight(sample or {}, nested(store), self.context.cap)
+        log.info("context_patterns: weight %s tuned on %s shoppers: %s", weight, tuning["shoppers"], tuning["ndcg@10"])
+        self.warehouse.replace_table(
+            "context_weight", CONTEXT_WEIGHT_COLUMNS, iter([[{"weight": weight, "tuning": json.dumps(tuning)}]])
+        )
+        rows = [{"user_id": None, "slot": s, "category": c, "lift": x} for s, c, x in store]
+        return self.warehouse.replace_table("context_patterns", CONTEXT_COLUMNS, iter([rows, shoppers]))

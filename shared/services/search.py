@@ -8,7 +8,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import islice
@@ -16,6 +16,7 @@ from itertools import islice
 import numpy as np
 
 from shared.domain.catalog import Catalog, Product
+from shared.domain.context import ContextLift, Lifts, Moment, lift_context, lifts_of
 from shared.domain.engine import ProfileEngine
 from shared.domain.events import EventContext, EventType, Interaction
 from shared.domain.features import ShopperFeatures, complements, learned_badges, lift_learned, reorder_cycles
@@ -82,6 +83,9 @@ class SearchService:
         # for the life of the instance.
         self.shelf = shelf or (lambda: Shelf(self.engine.catalog, products))
         self._popular_order: tuple[np.ndarray, np.ndarray] | None = None  # (order counts, rows most ordered first)
+        self._context_cache: tuple[FeatureStore, str | None, Lifts, float] | None = (
+            None  # (store, version, lifts, weight)
+        )
 
     def search(self, request: SearchRequest) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""
@@ -268,16 +272,19 @@ class SearchService:
         ranked_at = self.timer()
         if skipped:
             ranked, affinities = plain(pool.products, pool.relevance, limit), None
-        today = datetime.fromtimestamp(self.clock(), UTC).date()
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        today = now.date()
         if shopper is not None:
             ranked = lift_learned(ranked, shopper, today, rules)
+        moment = request.context.moment(now, self.engine.rules.context.timezone)
+        ranked, in_context, context_applied = self._in_context(request, ranked, moment, shopper)
         # Suggested quantities come from the profile (or the jobs), so only a personalized answer has them.
         quantities = dict(shopper.quantities) if shopper is not None else {}
         if affinities is not None and request.user_id:
             quantities |= self._quantities(request.user_id)
         if privacy is not None and not privacy.settings.features.household_inference:
             quantities = {}
-        results = self._compile(ranked, affinities, quantities, today, shopper, goes_with)
+        results = self._compile(ranked, affinities, quantities, today, shopper, goes_with, in_context)
         if self.merchandise is not None:  # the store's rules, after personalization
             bring = functools.partial(self._unranked, catalog=pool.catalog, today=today) if brings else lambda _: None
             results = self.merchandise(query, surface, results, limit, bring)
@@ -292,6 +299,7 @@ class SearchService:
                 "ranking": None if skipped else ("learnt" if learnt else "rules"),
                 "model": model,
             },
+            "context": {**moment.described(), "applied": context_applied},
             "timing_ms": {
                 "base_search": _ms(searched - started),
                 "rerank": _ms(ranked_at - searched),
@@ -473,6 +481,38 @@ class SearchService:
             log.exception("could not read learnt features", extra={"user_id": request.user_id})
             return None, {}
 
+    def _in_context(
+        self, request: Asked, ranked: list[Ranked], moment: Moment, shopper: ShopperFeatures | None
+    ) -> tuple[list[Ranked], dict[str, str], bool]:
+        """(`ranked` lifted by what sells more in the shopper's moment, product id -> why, whether a
+        lift moved the scores): the store's lifts for every shopper who did not opt out, and their
+        own when their features are published (and allowed)."""
+        if not request.context.personalization or not ranked:
+            return ranked, {}, False
+        rules = self.engine.rules
+        store, learnt_weight = self._store_context()
+        weight = learnt_weight if rules.context.weight is None else rules.context.weight
+        context = ContextLift(moment, store, shopper.context if shopper is not None else {}, weight)
+        lifted, reasons = lift_context(ranked, context, rules.context, rules.ranking.min_relevance)
+        return lifted, reasons, weight > 0 and bool(context.store or context.shopper)
+
+    def _store_context(self) -> tuple[Lifts, float]:
+        """(the store's category lifts by moment, the weight the job tuned), read once per features version."""
+        store = self._feature_store()
+        if store is None:
+            return {}, 0.0
+        try:
+            version = store.version()
+            cached = self._context_cache
+            if cached is None or cached[0] is not store or cached[1] != version:
+                document = store.store("context") or {}
+                lifts = lifts_of(document.get("lifts", ()))
+                cached = self._context_cache = (store, version, lifts, float(document.get("weight", 0.0)))
+            return cached[2], cached[3]
+        except Exception:  # fail open: learnt features only ever add to an answer
+            log.exception("could not read the store's context lifts")
+            return {}, 0.0
+
     def _compile(
         self,
         ranked: list[Ranked],
@@ -481,6 +521,7 @@ class SearchService:
         today: date,
         shopper: ShopperFeatures | None = None,
         goes_with: dict[str, str] | None = None,
+        in_context: Mapping[str, str] | None = None,
     ) -> list[dict]:
         """The answer's items, in served order: the one place both doors compile what they show."""
         rules = self.engine.rules.ranking
@@ -497,6 +538,8 @@ class SearchService:
                 if shopper is not None
                 else []
             )
+            if in_context and p.id in in_context:
+                learned.append(in_context[p.id])
             results.append(
                 {
                     "product_id": p.id,

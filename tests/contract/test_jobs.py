@@ -4,6 +4,7 @@ shoppers included; and the loop back to search through a published features snap
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -15,10 +16,12 @@ from shared.adapters.feature_store.snapshot import CURRENT, SnapshotFeatureStore
 from shared.adapters.warehouse.duckdb import DuckDbWarehouse
 from shared.datasets import instacart_sample, order_records, purchase_events, read_order_rows
 from shared.domain.catalog import Catalog
+from shared.domain.context import WEIGHTS
 from shared.domain.events import Interaction
 from shared.domain.memory import cycle_of, distinct_days
 from shared.domain.nextbasket import Basket, Params, recommend_from, usual_scores
 from shared.domain.pipeline import warehouse_rows
+from shared.domain.rules import ContextRules
 from shared.ports.warehouse import WarehouseUnavailable
 from shared.services.features import FeaturePublisher, version_name
 from shared.services.jobs import RUN_ORDER, JobRunner, window_end
@@ -237,6 +240,35 @@ def test_store_queries_need_five_shoppers_and_each_shopper_keeps_their_own(wareh
     warehouse.close()
 
 
+def test_context_patterns_learn_category_lift_by_moment_in_the_stores_time_zone(warehouse, rules):
+    """xena buys two milks on 6 Monday nights and two chips on 4 Friday evenings, New York time (04:00
+    and 00:00 UTC): her own lifts by hand, with 20 prior lines of her usual shares (milk 12/20, chips 8/20)."""
+    night = [purchase("xena", n, p, 7 * n) for n in range(6) for p in ("whole-milk", "skim-milk")]  # 04:00 EST
+    evening = [purchase("xena", 10 + n, p, 4.625 + 7 * n) for n in range(4) for p in ("original-chips", "spicy-chips")]
+    warehouse.insert(warehouse_rows(night + evening, Catalog(SMALL_CATALOG), rules, NOW))
+    runner = JobRunner(warehouse, clock=lambda: NOW, context=ContextRules(timezone="America/New_York"))
+    runner.run("daily", only=["order_lines", "context_patterns"])
+
+    mine = warehouse.query("SELECT slot, category, lift FROM context_patterns WHERE user_id = 'xena'")
+    milk, chips = (12 + 20 * 0.6) / (12 + 20) / 0.6, (8 + 20 * 0.4) / (8 + 20) / 0.4  # 1.25, 1.4286
+    assert {(r["slot"], r["category"]): r["lift"] for r in mine} == pytest.approx(
+        {
+            ("part:night", "milk"): milk,
+            ("weekday:1", "milk"): milk,
+            ("part:evening", "chips"): round(chips, 3),
+            ("weekday:5", "chips"): round(chips, 3),
+        }
+    )
+    store = {
+        (r["slot"], r["category"]): r["lift"]
+        for r in warehouse.query("SELECT slot, category, lift FROM context_patterns WHERE user_id IS NULL")
+    }
+    assert store[("when:5:evening", "chips")] > 1  # only xena shops on Friday evenings: chips
+    assert all(not slot.startswith(("part:", "weekday:")) for slot, _ in store)  # the store's slots are its own
+    [weight] = warehouse.query("SELECT weight, tuning FROM context_weight")
+    assert weight["weight"] in WEIGHTS and json.loads(weight["tuning"])["shoppers"] >= 1
+
+
 def test_trending_products_are_those_rising_over_their_weekly_rate(warehouse, rules):
     recent = NOW - timedelta(days=3) - T0  # the last 7 days of the window; the 28 before are the baseline
     days = recent.total_seconds() / 86_400
@@ -270,6 +302,8 @@ def test_published_features_reach_search(tmp_path, warehouse, rules):
     assert store.product("oat-milk") is not None
     assert ann["bought"] == ["greek-yogurt", "oat-milk", "oat-yogurt"] and ann["next_basket"][:2] == ann["usual"][:2]
     assert store.store("trending") is None  # nothing ordered in the window's last week
+    context = store.store("context")  # the store's lifts by moment and their tuned weight, merged
+    assert context is not None and context["lifts"] and context["weight"] in WEIGHTS and "ndcg@10" in context["tuning"]
 
 
 def test_snapshot_versions_switch_and_merge_sources(tmp_path):

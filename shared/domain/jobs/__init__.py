@@ -38,6 +38,9 @@ PYTHON_JOBS = {
     "ranking_model": "The search ranking model (shared.domain.ranker_training): purchase replays of up to "
     "2,000 shoppers' order_lines, a LambdaRank correction on the rules score, published as the window's "
     "ranking artifact (with the store's popularity) only when it beats the serving ranking on held-out shoppers.",
+    "context_patterns": "Category lift by moment (shared.domain.context): how much more each category sells on each "
+    "weekday and part of the day, in each season, for the whole store and for each shopper (their part of the day "
+    "and weekday), smoothed towards 1, from order_lines in the store's time zone.",
     "next_basket": "Each shopper's next-basket list ('my usual' with reorder timing, then collaborative picks) "
     "from shared.domain.nextbasket, streamed from order_lines in chunks of shoppers.",
 }
@@ -67,6 +70,7 @@ DAILY: tuple[Job, ...] = (
     Job("search_outcomes"),
     Job("popular_queries", {"min_shoppers": 5, "top": 1000}),
     Job("user_queries", {"per_shopper": 20}),
+    Job("context_patterns", python=True),
     Job("next_basket", python=True),
     Job("ranking_model", python=True),
 )
