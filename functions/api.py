@@ -13,8 +13,7 @@ from functions.jobs import JobRequest
 from functions.memory import Note
 from functions.privacy import QueueRequest
 from shared.domain.catalog import CatalogDelete, CatalogPatch, CatalogUpsert, Product
-from shared.domain.context import WeatherCondition
-from shared.domain.events import Interaction
+from shared.domain.events import Interaction, WeatherCondition
 from shared.domain.memory import UsualItem  # answered as is (dataclasses.asdict)
 from shared.domain.merchandising import MerchandisingRules
 from shared.domain.orders import Order

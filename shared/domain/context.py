@@ -15,10 +15,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from shared.domain.events import Weather, WeatherCondition
 from shared.domain.nextbasket import ndcg_at_k
 from shared.domain.ranking import Ranked
 from shared.domain.rules import ContextRules
@@ -44,7 +42,6 @@ DAYPARTS = (  # by first hour; the night runs past midnight to the morning
 )
 SEASONS = ("winter", "winter", "spring", "spring", "spring", "summer", "summer", "summer", "autumn", "autumn",
            "autumn", "winter")  # by month, northern hemisphere  # fmt: skip
-WeatherCondition = Literal["clear", "clouds", "rain", "snow", "storm", "fog", "wind"]
 WEATHER_PHRASE = {
     "clear": "on sunny days",
     "clouds": "on cloudy days",
@@ -60,15 +57,6 @@ MIN_LOG_LIFT = 0.05  # lifts closer to 1 than this are not published
 STORE_TOP = 8_000  # the store's strongest lifts kept: its one document stays well under Firestore's 1 MiB
 
 
-class Weather(BaseModel):
-    """The weather where the shopper is, as the client (or a weather provider) knows it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    condition: WeatherCondition
-    temperature: float | None = Field(default=None, ge=-60, le=60, allow_inf_nan=False)  # degrees Celsius
-
-
 @dataclass(frozen=True)
 class Moment:
     """When (and in what weather) the shopper shops, in their local time."""
@@ -79,8 +67,9 @@ class Moment:
     weather: str | None = None
 
     @classmethod
-    def at(cls, local: datetime, weather: Weather | None = None) -> Moment:
-        return cls((local.isoweekday() % 7), local.hour, local.month, weather.condition if weather else None)
+    def at(cls, local: datetime, weather: Weather | WeatherCondition | None = None) -> Moment:
+        condition = weather.condition if isinstance(weather, Weather) else weather
+        return cls((local.isoweekday() % 7), local.hour, local.month, condition)
 
     @property
     def daypart(self) -> Daypart:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -60,6 +60,18 @@ Timestamp = Annotated[datetime, AfterValidator(_aware_utc)]  # when something ha
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]  # any time, future ones included
 
 
+WeatherCondition = Literal["clear", "clouds", "rain", "snow", "storm", "fog", "wind"]
+
+
+class Weather(BaseModel):
+    """The weather where the shopper is, as the client (or a weather provider) knows it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    condition: WeatherCondition
+    temperature: float | None = Field(default=None, ge=-60, le=60, allow_inf_nan=False)  # degrees Celsius
+
+
 class EventContext(BaseModel):
     """Where the event happened. Known keys are typed; other keys are kept as given."""
 
@@ -73,6 +85,7 @@ class EventContext(BaseModel):
     # The search answer this event follows from (its `search_id`): links clicks, cart adds and
     # purchases to the impressions of that search in the warehouse.
     search_id: Id | None = None
+    weather: Weather | None = None  # on orders: the context engine learns what sells in which weather
 
 
 class Interaction(BaseModel):

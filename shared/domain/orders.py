@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.domain.events import EventContext, EventType, Id, Interaction, Label, Timestamp
+from shared.domain.events import EventContext, EventType, Id, Interaction, Label, Timestamp, Weather
 
 
 class OrderItem(BaseModel):
@@ -44,6 +44,7 @@ class Order(BaseModel):
     items: list[OrderItem] = Field(min_length=1, max_length=500)
     totals: OrderTotals = Field(default_factory=OrderTotals)
     timestamp: Timestamp = Field(default_factory=lambda: datetime.now(UTC))
+    weather: Weather | None = None  # where the shopper ordered: what sells in which weather is learnt from it
 
     @model_validator(mode="after")
     def _one_line_per_product(self) -> Order:
@@ -55,7 +56,9 @@ class Order(BaseModel):
 
     def purchase_events(self) -> list[Interaction]:
         """One purchase event per line; ids derive from the order, so a re-sent order is a duplicate."""
-        context = EventContext.model_validate({"order_id": self.order_id, "order_total": self.totals.total})
+        context = EventContext.model_validate(
+            {"order_id": self.order_id, "order_total": self.totals.total, "weather": self.weather}
+        )
         return [
             Interaction(
                 event_id=f"{self.order_id}:{item.product_id}"[:128],

@@ -12,8 +12,8 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.domain.catalog import Product
-from shared.domain.context import Moment, Weather
-from shared.domain.events import Id, Label
+from shared.domain.context import Moment
+from shared.domain.events import Id, Label, Weather
 
 
 class SearchFilters(BaseModel):

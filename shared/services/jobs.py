@@ -352,13 +352,13 @@ class JobRunner:
         for first, last in self._user_ranges():
             orders: dict[str, list[PastOrder]] = {}
             for row in self.warehouse.query(
-                "SELECT user_id, order_id, MIN(ordered_at) AS ordered_at, "
+                "SELECT user_id, order_id, MIN(ordered_at) AS ordered_at, ANY_VALUE(weather) AS weather, "
                 "ARRAY_AGG(STRUCT(product_id, product_category AS category) ORDER BY product_id) AS lines "
                 "FROM order_lines WHERE user_id >= @first AND user_id <= @last "
                 "GROUP BY user_id, order_id ORDER BY user_id, ordered_at, order_id",
                 {"first": first, "last": last},
             ):
-                moment = Moment.at(as_utc(row["ordered_at"]).astimezone(zone))
+                moment = Moment.at(as_utc(row["ordered_at"]).astimezone(zone), row["weather"])
                 lines = tuple((line["product_id"], line["category"]) for line in row["lines"] if line["category"])
                 for _, category in lines:
                     counter.add(row["user_id"], category, moment)

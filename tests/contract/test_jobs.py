@@ -32,7 +32,8 @@ T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 NOW = T0 + timedelta(days=70)
 
 
-def purchase(user: str, order: int, product: str, day: float, qty: int = 1) -> Interaction:
+def purchase(user: str, order: int, product: str, day: float, qty: int = 1, weather: str | None = None) -> Interaction:
+    context = {"order_id": f"{user}-{order}"} | ({"weather": {"condition": weather}} if weather else {})
     return Interaction(
         event_id=f"{user}-{order}-{product}",
         event_type="purchase",
@@ -41,7 +42,7 @@ def purchase(user: str, order: int, product: str, day: float, qty: int = 1) -> I
         quantity=qty,
         price={p.id: p.price for p in SMALL_CATALOG}[product],
         timestamp=T0 + timedelta(days=day),
-        context={"order_id": f"{user}-{order}"},
+        context=context,
     )
 
 
@@ -241,9 +242,10 @@ def test_store_queries_need_five_shoppers_and_each_shopper_keeps_their_own(wareh
 
 
 def test_context_patterns_learn_category_lift_by_moment_in_the_stores_time_zone(warehouse, rules):
-    """xena buys two milks on 6 Monday nights and two chips on 4 Friday evenings, New York time (04:00
-    and 00:00 UTC): her own lifts by hand, with 20 prior lines of her usual shares (milk 12/20, chips 8/20)."""
-    night = [purchase("xena", n, p, 7 * n) for n in range(6) for p in ("whole-milk", "skim-milk")]  # 04:00 EST
+    """xena buys two milks on 6 rainy Monday nights and two chips on 4 Friday evenings, New York time
+    (04:00 and 00:00 UTC): her own lifts by hand, with 20 prior lines of her usual shares (milk 12/20,
+    chips 8/20); the store's by weekday and part of the day, season and weather."""
+    night = [purchase("xena", n, p, 7 * n, weather="rain") for n in range(6) for p in ("whole-milk", "skim-milk")]
     evening = [purchase("xena", 10 + n, p, 4.625 + 7 * n) for n in range(4) for p in ("original-chips", "spicy-chips")]
     warehouse.insert(warehouse_rows(night + evening, Catalog(SMALL_CATALOG), rules, NOW))
     runner = JobRunner(warehouse, clock=lambda: NOW, context=ContextRules(timezone="America/New_York"))
@@ -264,6 +266,7 @@ def test_context_patterns_learn_category_lift_by_moment_in_the_stores_time_zone(
         for r in warehouse.query("SELECT slot, category, lift FROM context_patterns WHERE user_id IS NULL")
     }
     assert store[("when:5:evening", "chips")] > 1  # only xena shops on Friday evenings: chips
+    assert store[("weather:rain", "milk")] > 1 and ("weather:rain", "chips") not in store  # rain: milk only
     assert all(not slot.startswith(("part:", "weekday:")) for slot, _ in store)  # the store's slots are its own
     [weight] = warehouse.query("SELECT weight, tuning FROM context_weight")
     assert weight["weight"] in WEIGHTS and json.loads(weight["tuning"])["shoppers"] >= 1

@@ -8,7 +8,8 @@ SELECT
   SUM(COALESCE(o.quantity, 1)) AS quantity,
   MAX(o.price) AS price,
   MIN(o.event_timestamp) AS ordered_at,
-  ANY_VALUE(JSON_VALUE_ARRAY(r.product_attributes)) AS attributes
+  ANY_VALUE(JSON_VALUE_ARRAY(r.product_attributes)) AS attributes,
+  ANY_VALUE(JSON_VALUE(r.raw_event_data, '$.context.weather.condition')) AS weather
 FROM order_events AS o
 LEFT JOIN raw_user_actions AS r ON r.event_id = o.event_id
 WHERE o.event_type = 'purchase' AND o.event_timestamp < @window_end
