@@ -238,12 +238,12 @@ def test_a_shoppers_pages_without_a_query_and_their_suggestions_over_http(server
     status, _, body = raw(server_url, "POST", "/api/search/personalized", {"query": "milk", "limit": 5})
     milk = json.loads(body)["results"][0]
     order = {"user_id": "e2e-recs", "items": [{"product_id": milk["product_id"], "quantity": 3}]}
-    assert raw(server_url, "POST", "/api/orders/confirm", order)[0] == 200
-    status, _, body = raw(
-        server_url, "POST", "/api/recommendations", {"surface": "buy_it_again", "user_id": "e2e-recs"}
-    )
+    assert raw(server_url, "POST", "/api/orders/confirm", order | {"weather": {"condition": "rain"}})[0] == 200
+    asked = {"surface": "buy_it_again", "user_id": "e2e-recs", "context": {"local_time": "2026-12-06T09:00:00+09:00"}}
+    status, _, body = raw(server_url, "POST", "/api/recommendations", asked)
     again = json.loads(body)
     assert status == 200 and again["fallback"] is None
+    assert again["context"]["weekday"] == "sunday" and again["context"]["meal"] == "breakfast"
     assert again["results"][0]["product_id"] == milk["product_id"] and again["results"][0]["suggested_quantity"] == 3
     status, _, body = raw(server_url, "POST", "/api/recommendations", {"surface": "trending", "limit": 5})
     assert status == 200 and json.loads(body)["fallback"] == {"to": "popular", "reason": "no_features"}

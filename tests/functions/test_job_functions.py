@@ -82,6 +82,33 @@ def test_scheduled_runs_publish_features_that_search_uses(services):
     assert chips["personalization"]["learned"] is False  # opting out covers learnt features too
 
 
+def test_what_sells_in_the_rain_is_learnt_from_orders_and_said_in_search(services):
+    """100 rainy orders of milk, 100 clear ones of chips, on the same days: milk sells 1.5 times its
+    usual share in the rain (with the store's 100 prior lines: (100 + 50) / 200 / 0.5)."""
+    events = [
+        Interaction(
+            event_id=f"{kind}-{n}",
+            event_type="purchase",
+            user_id=f"{kind}-{n}",
+            product_id=product,
+            timestamp=NOW - timedelta(days=n % 50, hours=1),
+            context={"order_id": f"{kind}-{n}", "weather": {"condition": weather, "temperature": 12}},
+        )
+        for n in range(100)
+        for kind, product, weather in (("rainy", "whole-milk", "rain"), ("sunny", "original-chips", "clear"))
+    ]
+    services.warehouse.insert(warehouse_rows(events, services.catalog, services.rules, NOW))
+    assert client("run_daily_jobs").post("/").status_code == 200
+    search = client("search_personalized")
+    rainy = search.post("/", json={"query": "milk", "context": {"weather": {"condition": "rain"}}}).get_json()
+    milk = next(r for r in rainy["results"] if r["product_id"] == "whole-milk")
+    assert "Popular when it rains" in milk["badges"] and rainy["context"]["weather"] == "rain"
+    sunny = search.post("/", json={"query": "milk", "context": {"weather": {"condition": "clear"}}}).get_json()
+    assert not any("rain" in b for r in sunny["results"] for b in r["badges"])
+    # One order each: nothing to tune the weight on, so the lift is said, not applied.
+    assert rainy["context"]["applied"] is False
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [({"jobs": ["no_such_job"]}, "jobs"), ({"at": "yesterday"}, "at"), ({"force": True, "extra": 1}, "extra")],

@@ -17,6 +17,22 @@ def test_an_anonymous_home_page_gets_popular_products_flagged(services):
     assert body["personalization"]["reason"] == "anonymous"
 
 
+def test_the_answer_says_which_moment_it_was_ranked_for(services):
+    body = {
+        "surface": "trending",
+        "context": {"local_time": "2026-12-05T19:15:00+01:00", "weather": {"condition": "snow"}},
+    }
+    answer = client("recommend_products").post("/", json=body).get_json()
+    assert answer["context"] == {
+        "weekday": "saturday",
+        "daypart": "evening",
+        "meal": "dinner",
+        "season": "winter",
+        "weather": "snow",
+        "applied": False,  # no lifts published yet
+    }
+
+
 def test_buy_it_again_after_purchases_over_http(services):
     for product in ("oat-milk", "original-chips"):
         event = {"event_type": "purchase", "user_id": "u1", "product_id": product, "quantity": 2}
@@ -45,6 +61,9 @@ def test_out_of_stock_products_are_left_out_unless_asked(services):
         ({"surface": "for_you", "limit": 1000}, "limit"),
         ({"surface": "for_you", "filters": {"colour": "red"}}, "filters.colour"),
         ({"surface": "for_you", "context": {"cart": ["x"] * 101}}, "context.cart"),
+        ({"surface": "for_you", "context": {"local_time": "2026-12-05T08:30:00"}}, "context.local_time"),
+        ({"surface": "for_you", "context": {"weather": {"condition": "hail"}}}, "context.weather.condition"),
+        ({"surface": "for_you", "context": {"notes": "x" * 5000}}, "context"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field(services, body, field):
