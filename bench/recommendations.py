@@ -18,6 +18,7 @@ import argparse
 import random
 import time
 from collections import Counter, defaultdict
+from datetime import timedelta, timezone
 from itertools import combinations
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from shared.adapters.product_search.bm25s import Bm25sProductSearch
 from shared.adapters.profile_store.memory import MemoryProfileStore
 from shared.domain.catalog import Catalog
 from shared.domain.catalog_generator import generate_catalog
+from shared.domain.context import ContextCounter, Moment, lifts_document
 from shared.domain.engine import ProfileEngine
 from shared.domain.nextbasket import Params, global_top, recommend_from, usual_scores
 from shared.domain.ranker import FeatureTable, Ranker, StoreStats
@@ -34,7 +36,7 @@ from shared.domain.recommendations import RecommendationRequest
 from shared.domain.rules import load_rules
 from shared.domain.search import SearchRequest
 from shared.domain.suggest import SuggestRequest
-from shared.search_evaluation import MemoryFeatureStore
+from shared.search_evaluation import MemoryFeatureStore, without_context
 from shared.services.search import SearchService
 from shared.services.suggest import SuggestService
 from shared.services.tracking import TrackingService
@@ -66,9 +68,36 @@ def published(catalog: Catalog, users: int) -> tuple[MemoryFeatureStore, dict[st
     store = MemoryFeatureStore()
     trending = [p for p, _ in counts.most_common(150)][50:]
     queries = [{"query": q, "searches": 100 - n, "shoppers": 10} for n, q in enumerate(QUERIES)]
-    stored = [("trending", {"products": trending}), ("queries", {"queries": queries})]
+    context = moment_lifts(catalog, histories, users_docs)
+    stored = [("trending", {"products": trending}), ("queries", {"queries": queries}), ("context", context)]
     store.publish("bench", [("user", users_docs.items()), ("product", products.items()), ("store", stored)])
     return store, {p: float(n) for p, n in counts.items()}
+
+
+def moment_lifts(catalog: Catalog, histories: dict, users_docs: dict) -> dict:
+    """The context_patterns job's output for the simulated orders, each placed at a random weekday
+    and hour (each shopper's own lifts go into their document), with a weight of 0.05 so every
+    request pays for applying it (tuned on random moments, the job would publish 0 and skip it)."""
+    rng = random.Random(11)
+    counter = ContextCounter()
+    for user, history in histories.items():
+        for basket in history:
+            moment = Moment(rng.randrange(7), rng.randrange(24), rng.randrange(1, 13))
+            for product in basket.products:
+                counter.add(user, catalog.get(product).category, moment)  # type: ignore[union-attr]
+        users_docs[user]["context"] = lifts_document(counter.take_shoppers()[user])
+    return {"lifts": lifts_document(counter.store_lifts()), "weight": 0.05, "tuning": {}}
+
+
+def local_times(rng: random.Random, n: int = 1_000) -> list[str]:
+    """Shoppers' local times over a year, with their offsets."""
+    start = NOW - timedelta(days=365)
+    return [
+        (start + timedelta(minutes=rng.randrange(365 * 24 * 60)))
+        .astimezone(timezone(timedelta(hours=rng.randint(-8, 9))))
+        .isoformat()
+        for _ in range(n)
+    ]
 
 
 def typing_inputs(catalog: Catalog, rng: random.Random, n: int = 1_000) -> list[str]:
@@ -93,7 +122,15 @@ def bench(products: int, requests: int, users: int) -> dict:
     features, popularity = published(catalog, users)
     ranker = Ranker(FeatureTable(catalog, rules.ranking, StoreStats(popularity)))
     service = SearchService(engine, Bm25sProductSearch(catalog), profiles, clock=NOW.timestamp, ranker=lambda: ranker)
-    service.features = lambda: features
+    timeless = SearchService(
+        ProfileEngine(without_context(rules), catalog),
+        service.shelf().products,
+        profiles,
+        clock=NOW.timestamp,
+        ranker=lambda: ranker,
+    )
+    service.features = timeless.features = lambda: features
+    moments = local_times(random.Random(9))
     suggestions = SuggestService(lambda: catalog, lambda _: ranker.table.orders, engine, profiles, lambda: features)
     typed = typing_inputs(catalog, random.Random(5))
     rng = random.Random(3)
@@ -102,14 +139,15 @@ def bench(products: int, requests: int, users: int) -> dict:
     fallbacks: Counter[str] = Counter()
     for i in range(requests + 100):
         user = f"user-{rng.randrange(users)}"
+        context = {"local_time": moments[i % len(moments)]}
+        searched = SearchRequest.model_validate({"query": rng.choice(QUERIES), "user_id": user, "context": context})
         asked = {
             "plain search": lambda: service.search(SearchRequest(query=rng.choice(QUERIES))),
-            "personalized search": lambda user=user: service.search(
-                SearchRequest(query=rng.choice(QUERIES), user_id=user)
-            ),
+            "personalized search": lambda searched=searched: service.search(searched),
+            "personalized search, context off": lambda searched=searched: timeless.search(searched),
         }
         for surface in SURFACES:
-            body = {"surface": surface, "user_id": user, "limit": 20}
+            body = {"surface": surface, "user_id": user, "limit": 20, "context": context}
             if surface in ("goes_with", "similar"):
                 body["product_id"] = rng.choice(anchors)
             request = RecommendationRequest.model_validate(body)
@@ -139,14 +177,17 @@ def report(result: dict, args: argparse.Namespace, started_load: str) -> str:
         "",
         f"{result['catalog']:,} products; {result['shoppers']:,} simulated shoppers (20 events each); what the jobs "
         "publish is computed from simulated purchase histories (next-basket lists, bought products, bought-together "
-        "and neighbours by co-occurrence, a trending list). Each of "
+        "and neighbours by co-occurrence, a trending list, and the context engine's category lifts by moment with "
+        "each order at a random weekday and hour, applied at a weight of 0.05). Each of "
         f"{result['requests']:,} rounds (after 100 of warm-up) asks every surface and a plain and a personalized "
-        "search, in a shuffled order, for one shopper; each request is timed whole through the service.",
+        "search, in a shuffled order, for one shopper at a random local time; each request is timed whole through "
+        "the service. `personalized search, context off` is the same request with the context engine's weight "
+        "set to 0 (its reasons are still looked up).",
         "",
         "| ms | p50 | p95 | p99 | n | served popular instead |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name in ("plain search", "personalized search", *SURFACES, "suggest"):
+    for name in ("plain search", "personalized search", "personalized search, context off", *SURFACES, "suggest"):
         x = t[name]
         lines.append(
             f"| {name} | {x['p50']:.3f} | {x['p95']:.3f} | {x['p99']:.3f} | {x['n']} | "
