@@ -600,6 +600,8 @@ def report(r: dict, args: argparse.Namespace) -> tuple[str, dict[str, str]]:
             "",
             f"Machine: {machine()}. Run: {args.command} on {time.strftime('%Y-%m-%d')}, {args.load}.",
             "Every figure comes from that one run; baselines were measured in the same run.",
+            "",
+            OTHER_BENCHMARKS,
         ]
     )
     render = {
@@ -609,6 +611,16 @@ def report(r: dict, args: argparse.Namespace) -> tuple[str, dict[str, str]]:
         "http": lambda: http_section(r["http"], args),
     }
     return header, {name: "\n".join(render[name]()) for name in SECTIONS if name in r}
+
+
+OTHER_BENCHMARKS = (
+    "Benchmarks with their own command and file: [CATALOG_BENCHMARKS.md](CATALOG_BENCHMARKS.md) "
+    "(`python -m bench.catalog`: imports, swaps, freshness of the live catalog), "
+    "[RECOMMENDATIONS_BENCHMARKS.md](RECOMMENDATIONS_BENCHMARKS.md) (`python -m bench.recommendations`: every "
+    "recommendation surface, suggestions and the context engine, beside plain and personalized search), "
+    "[LOAD.md](LOAD.md), [JOBS.md](JOBS.md), [GRAPH.md](GRAPH.md), [PIPELINE.md](PIPELINE.md), "
+    "[FRESHNESS.md](FRESHNESS.md), [FIRST_REQUEST.md](FIRST_REQUEST.md), [STORES.md](STORES.md)."
+)
 
 
 def merged(earlier: str, fresh: dict[str, str], note: str) -> str:

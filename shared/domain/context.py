@@ -55,6 +55,7 @@ STORE_PRIOR_LINES = 100.0  # smoothing: a slot's category share is pulled to the
 SHOPPER_PRIOR_LINES = 20.0
 MIN_LOG_LIFT = 0.05  # lifts closer to 1 than this are not published
 STORE_TOP = 8_000  # the store's strongest lifts kept: its one document stays well under Firestore's 1 MiB
+SHOPPER_TOP = 24  # a shopper's strongest lifts kept: their document stays small, the job's rows bounded
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class ContextCounter:
     def take_shoppers(self) -> dict[str, list[tuple[str, str, float]]]:
         """shopper -> their lifts, for the shoppers counted since the last take."""
         taken, self.shoppers = self.shoppers, {}
-        return {user: counts.lifts(SHOPPER_PRIOR_LINES) for user, counts in taken.items()}
+        return {user: counts.lifts(SHOPPER_PRIOR_LINES, SHOPPER_TOP) for user, counts in taken.items()}
 
     def store_lifts(self) -> list[tuple[str, str, float]]:
         return self.store.lifts(STORE_PRIOR_LINES, STORE_TOP)

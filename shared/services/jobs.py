@@ -347,8 +347,9 @@ class JobRunner:
         then the weight of the lift, tuned on the first chunk's shoppers (table context_weight)."""
         zone = ZoneInfo(self.context.timezone)
         counter = ContextCounter()
-        shoppers: list[dict[str, Any]] = []
+        shoppers: list[tuple[str | None, str, str, float]] = []  # (user, slot, category, lift): compact until written
         sample: dict[str, list[PastOrder]] | None = None  # the tuning shoppers' orders
+        counted = 0
         for first, last in self._user_ranges():
             orders: dict[str, list[PastOrder]] = {}
             for row in self.warehouse.query(
@@ -364,16 +365,19 @@ class JobRunner:
                     counter.add(row["user_id"], category, moment)
                 orders.setdefault(row["user_id"], []).append(PastOrder(moment, lines))
             sample = orders if sample is None else sample
-            shoppers += [
-                {"user_id": user, "slot": slot, "category": category, "lift": lift}
-                for user, lifts in counter.take_shoppers().items()
-                for slot, category, lift in lifts
-            ]
+            taken = counter.take_shoppers()
+            shoppers += [(user, *lift) for user, lifts in taken.items() for lift in lifts]
+            counted += len(taken)
+            log.info("context_patterns: %s shoppers counted (up to %s)", counted, last)
         store = counter.store_lifts()
         weight, tuning = tuned_weight(sample or {}, nested(store), self.context.cap)
         log.info("context_patterns: weight %s tuned on %s shoppers: %s", weight, tuning["shoppers"], tuning["ndcg@10"])
         self.warehouse.replace_table(
             "context_weight", CONTEXT_WEIGHT_COLUMNS, iter([[{"weight": weight, "tuning": json.dumps(tuning)}]])
         )
-        rows = [{"user_id": None, "slot": s, "category": c, "lift": x} for s, c, x in store]
-        return self.warehouse.replace_table("context_patterns", CONTEXT_COLUMNS, iter([rows, shoppers]))
+        rows = [(None, *lift) for lift in store] + shoppers
+        chunks = (
+            [dict(zip(("user_id", "slot", "category", "lift"), row, strict=True)) for row in rows[i : i + 50_000]]
+            for i in range(0, len(rows), 50_000)
+        )
+        return self.warehouse.replace_table("context_patterns", CONTEXT_COLUMNS, chunks)
