@@ -100,7 +100,7 @@ class Moment:
         return {"weekday": weekday, "daypart": part.name, "meal": part.meal, "season": season, "weather": weather}
 
 
-def reason(slot: str, shopper: bool) -> str:
+def reason(slot: str) -> str:
     """The readable reason for a slot's lift: "Popular on Saturday mornings", "You often buy this in the evening"."""
     kind, _, rest = slot.partition(":")
     if kind == "when":
@@ -112,8 +112,9 @@ def reason(slot: str, shopper: bool) -> str:
         return f"Popular {WEATHER_PHRASE.get(rest, 'in this weather')}"
     if kind == "part":
         return f"You often buy this {_part(rest).phrase}"
-    assert shopper and kind == "weekday", slot
-    return f"You often buy this on {WEEKDAYS[int(rest)]}s"
+    if kind == "weekday":
+        return f"You often buy this on {WEEKDAYS[int(rest)]}s"
+    raise ValueError(f"not a slot of a moment: {slot!r}")  # only a Moment's own slots are looked up
 
 
 def _part(name: str) -> Daypart:
@@ -254,21 +255,18 @@ class ContextLift:
     weight: float = 0.0  # score per unit of log-lift: the job's tuned weight, or the store's override
 
     def of(self, category: str) -> tuple[float, str | None]:
-        """(summed log-lift of the category in this moment's slots, the reason of its strongest
-        positive lift at least `reason_lift`, or None)."""
+        """(the category's log-lifts summed over this moment's slots, the reason of its strongest
+        positive one, or None)."""
         total, best, why = 0.0, 0.0, None
         category = category.lower()
-        for slots, lifts, mine in (
-            (self.moment.store_slots(), self.store, False),
-            (self.moment.shopper_slots(), self.shopper, True),
-        ):
+        for slots, lifts in ((self.moment.store_slots(), self.store), (self.moment.shopper_slots(), self.shopper)):
             for slot in slots:
                 lift = lifts.get(slot, {}).get(category)
                 if lift:
                     log_lift = math.log(lift)
                     total += log_lift
                     if log_lift > best:
-                        best, why = log_lift, reason(slot, mine)
+                        best, why = log_lift, reason(slot)
         return total, why
 
 

@@ -83,9 +83,8 @@ class SearchService:
         # for the life of the instance.
         self.shelf = shelf or (lambda: Shelf(self.engine.catalog, products))
         self._popular_order: tuple[np.ndarray, np.ndarray] | None = None  # (order counts, rows most ordered first)
-        self._context_cache: tuple[FeatureStore, str | None, Lifts, float] | None = (
-            None  # (store, version, lifts, weight)
-        )
+        # (features store, its version, the store's context lifts, their tuned weight): parsed once per version
+        self._context_cache: tuple[FeatureStore, str | None, Lifts, float] | None = None
 
     def search(self, request: SearchRequest) -> dict:
         """Ranked results with reasons, whether personalization applied (and why not), and timings."""

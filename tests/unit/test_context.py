@@ -67,11 +67,11 @@ def test_seasons_by_month_and_weather_as_a_slot():
 
 
 def test_reasons_read_as_sentences():
-    assert reason("when:6:morning", shopper=False) == "Popular on Saturday mornings"
-    assert reason("season:summer", shopper=False) == "Popular in summer"
-    assert reason("weather:rain", shopper=False) == "Popular when it rains"
-    assert reason("part:evening", shopper=True) == "You often buy this in the evening"
-    assert reason("weekday:0", shopper=True) == "You often buy this on Sundays"
+    assert reason("when:6:morning") == "Popular on Saturday mornings"
+    assert reason("season:summer") == "Popular in summer"
+    assert reason("weather:rain") == "Popular when it rains"
+    assert reason("part:evening") == "You often buy this in the evening"
+    assert reason("weekday:0") == "You often buy this on Sundays"
 
 
 def test_the_request_context_is_typed_and_bounded():
