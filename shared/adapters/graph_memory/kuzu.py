@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import itertools
 import json
-import math
-import os
-import re
 import threading
 import warnings
 from collections.abc import Collection, Coroutine, Iterable
@@ -24,96 +19,42 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-os.environ.setdefault("GRAPHITI_TELEMETRY_ENABLED", "false")
-os.environ.setdefault("EMBEDDING_DIM", "256")  # read by graphiti at import
-
-from graphiti_core.cross_encoder.client import CrossEncoderClient
 from graphiti_core.driver.kuzu_driver import KuzuDriver
 from graphiti_core.edges import EntityEdge, EpisodicEdge
-from graphiti_core.embedder.client import EmbedderClient
 from graphiti_core.graphiti_types import GraphitiClients
 from graphiti_core.llm_client.client import LLMClient
-from graphiti_core.llm_client.config import LLMConfig
 from graphiti_core.nodes import EntityNode, EpisodeType, EpisodicNode
 from graphiti_core.search.search import search
 from graphiti_core.search.search_config import EdgeReranker, EdgeSearchConfig, EdgeSearchMethod, SearchConfig
 from graphiti_core.search.search_filters import SearchFilters
 from graphiti_core.tracer import NoOpTracer
 
+from shared.adapters.graph_memory.graphiti_model import (
+    HashEmbedder,
+    KeepOrderReranker,
+    NoLLMClient,
+    catalog_graph,
+    configured_llm,
+    fact_edge,
+    history_of,
+    mention_id,
+    order_episodes,
+    signal_episode,
+    user_entities,
+)
 from shared.config import Settings
 from shared.domain.memory import (
-    STORE_GROUP,
     Fact,
-    OrderLine,
     OrderRecord,
     SignalRecord,
-    new_lines,
     product_node,
-    stable_id,
     user_group,
     user_node,
 )
-from shared.ports.graph_memory import GraphMemory, GraphUnavailable, ProductInfo, TextMemoryUnavailable
+from shared.ports.graph_memory import GraphMemory, GraphUnavailable, ProductInfo
 
 T = TypeVar("T")
-DIM = 256
-_TOKENS = re.compile(r"[a-z0-9]+")
-
-
-def hash_embedding(text: str, dim: int = DIM) -> list[float]:
-    """A deterministic bag of tokens and bigrams hashed into `dim` signed buckets, L2-normalised."""
-    vector = [0.0] * dim
-    tokens = _TOKENS.findall(text.lower())
-    for feature in tokens + [f"{a}_{b}" for a, b in itertools.pairwise(tokens)]:
-        digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
-        vector[int.from_bytes(digest[:4], "little") % dim] += 1.0 if digest[4] & 1 else -1.0
-    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-    return [x / norm for x in vector]
-
-
-class HashEmbedder(EmbedderClient):
-    """graphiti's embedder interface over `hash_embedding`: offline and reproducible."""
-
-    async def create(self, input_data: Any) -> list[float]:
-        text = input_data if isinstance(input_data, str) else next(iter(input_data))
-        return hash_embedding(str(text))
-
-    async def create_batch(self, input_data_list: list[str]) -> list[list[float]]:
-        return [hash_embedding(text) for text in input_data_list]
-
-
-class KeepOrderReranker(CrossEncoderClient):
-    async def rank(self, query: str, passages: list[str]) -> list[tuple[str, float]]:
-        return [(p, 1.0 - i / max(len(passages), 1)) for i, p in enumerate(passages)]
-
-
-class NoLLMClient(LLMClient):
-    """Stands where graphiti wants an LLM client; refuses every call (no LLM on this path)."""
-
-    def __init__(self) -> None:
-        super().__init__(LLMConfig(api_key="none", model="none"), cache=False)
-
-    async def _generate_response(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        raise TextMemoryUnavailable("no LLM is configured for graph memory")
-
-
-def configured_llm(settings: Settings) -> LLMClient | None:
-    """The LLM for free-text memory, or None. A configuration that cannot work fails at start."""
-    if not settings.graph_llm:
-        return None
-    if settings.graph_llm != "gemini":
-        raise ValueError(f"LEAFLOAF_GRAPH_LLM={settings.graph_llm!r}: only 'gemini' is supported")
-    key = os.environ.get("GOOGLE_API_KEY")
-    if not key:
-        raise ValueError("LEAFLOAF_GRAPH_LLM=gemini needs GOOGLE_API_KEY (Secret Manager in production)")
-    try:
-        from graphiti_core.llm_client.gemini_client import GeminiClient
-    except ImportError as exc:
-        raise ValueError("LEAFLOAF_GRAPH_LLM=gemini needs 'pip install graphiti-core[google-genai]==0.31.1'") from exc
-    config = (
-        LLMConfig(api_key=key, model=settings.graph_llm_model) if settings.graph_llm_model else LLMConfig(api_key=key)
-    )
-    return GeminiClient(config=config)
+MIN_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 def episode_row(episode: EpisodicNode) -> dict[str, Any]:
@@ -125,7 +66,7 @@ def episode_row(episode: EpisodicNode) -> dict[str, Any]:
 def mention_row(episode: EpisodicNode, target: str) -> dict[str, Any]:
     """An EpisodicEdge (MENTIONS): the episode's provenance link to an entity."""
     edge = EpisodicEdge(
-        uuid=stable_id("mentions", episode.uuid, target),
+        uuid=mention_id(episode.uuid, target),
         group_id=episode.group_id,
         source_node_uuid=episode.uuid,
         target_node_uuid=target,
@@ -244,26 +185,6 @@ def edge_row(edge: EntityEdge) -> dict[str, Any]:
     }
 
 
-def fact_edge(fact: Fact) -> EntityEdge:
-    text = fact.describe()
-    return EntityEdge(
-        uuid=fact.uuid,
-        group_id=fact.group_id,
-        source_node_uuid=fact.source,
-        target_node_uuid=fact.target,
-        name=fact.name,
-        fact=text,
-        fact_embedding=hash_embedding(text),
-        episodes=list(fact.episodes),
-        valid_at=fact.valid_at,
-        invalid_at=fact.invalid_at,
-        created_at=fact.created_at or datetime.now(UTC),
-        expired_at=fact.expired_at,
-        reference_time=fact.valid_at,
-        attributes=fact.attributes,
-    )
-
-
 class KuzuGraphMemory(GraphMemory):
     """One Kuzu database file per instance (Kuzu lets one process open it at a time)."""
 
@@ -353,72 +274,12 @@ class KuzuGraphMemory(GraphMemory):
     # -- entities ------------------------------------------------------------------------------
     def _catalog_statements(self, products: Iterable[ProductInfo]) -> list[tuple[str, dict[str, Any]]]:
         """Product, brand, category and attribute entities with the edges between them (once per instance)."""
-        now = datetime.now(UTC)
-        nodes: dict[str, EntityNode] = {}
-        edges: list[EntityEdge] = []
-        for product in products:
-            if product.product_id in self._known_products:
-                continue
-            pid = product_node(product.product_id)
-            nodes[pid] = EntityNode(
-                uuid=pid,
-                name=product.name,
-                group_id=STORE_GROUP,
-                labels=["Product"],
-                summary=f"{product.name} ({product.brand or 'unknown brand'}, {product.category or 'uncategorised'})",
-                attributes={"product_id": product.product_id, "brand": product.brand, "category": product.category},
-                name_embedding=hash_embedding(product.name),
-                created_at=now,
-            )
-            related = [("Brand", "made_by", product.brand), ("Category", "in_category", product.category)]
-            related += [("Attribute", "has_attribute", a) for a in product.attributes]
-            for label, relation, value in related:
-                if not value:
-                    continue
-                uid = stable_id(label, value.lower())
-                nodes.setdefault(
-                    uid,
-                    EntityNode(
-                        uuid=uid,
-                        name=value,
-                        group_id=STORE_GROUP,
-                        labels=[label],
-                        name_embedding=hash_embedding(value),
-                        created_at=now,
-                    ),
-                )
-                fact = f"{product.name} {relation.replace('_', ' ')} {value}"
-                edges.append(
-                    EntityEdge(
-                        uuid=stable_id(relation, pid, uid),
-                        group_id=STORE_GROUP,
-                        source_node_uuid=pid,
-                        target_node_uuid=uid,
-                        name=relation,
-                        fact=fact,
-                        fact_embedding=hash_embedding(fact),
-                        episodes=[],
-                        valid_at=now,
-                        created_at=now,
-                        attributes={},
-                    )
-                )
-        return self._entity_statements(nodes.values()) + self._edge_statements(edges, update=False)
+        fresh = (p for p in products if p.product_id not in self._known_products)
+        nodes, edges = catalog_graph(fresh, datetime.now(UTC))
+        return self._entity_statements(nodes) + self._edge_statements(edges, update=False)
 
     def _users_statements(self, user_ids: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
-        nodes = [
-            EntityNode(
-                uuid=user_node(user_id),
-                name=f"shopper {user_id}",
-                group_id=user_group(user_id),
-                labels=["User"],
-                attributes={"user_id": user_id},
-                name_embedding=hash_embedding(f"shopper {user_id}"),
-                created_at=datetime.now(UTC),
-            )
-            for user_id in sorted(user_ids)
-        ]
-        return self._entity_statements(nodes)
+        return self._entity_statements(user_entities(user_ids, datetime.now(UTC)))
 
     # -- writes ----------------------------------------------------------------------------------
     def record_orders(self, orders: list[OrderRecord], products: Iterable[ProductInfo]) -> int:
@@ -432,32 +293,11 @@ class KuzuGraphMemory(GraphMemory):
                         ids=sorted({o.episode_id for o in orders}),
                     )
                 }
-                recorded = {uid: {line["product_id"] for line in c["lines"]} for uid, c in stored.items()}
-                added, _ = new_lines(orders, recorded)
-                if not added:
+                written = order_episodes(orders, {uid: c["lines"] for uid, c in stored.items()}, datetime.now(UTC))
+                if not written.new_lines:
                     return 0
-                now = datetime.now(UTC)
-                episodes: dict[str, EpisodicNode] = {}
-                mentions: list[dict[str, Any]] = []
-                for order in orders:
-                    if order.episode_id not in added or order.episode_id in episodes:
-                        continue
-                    before = stored.get(order.episode_id, {}).get("lines", [])
-                    lines = before + [vars(line) for line in added[order.episode_id]]
-                    content = {"order_id": order.order_id, "user_id": order.user_id, "total": order.total}
-                    episodes[order.episode_id] = EpisodicNode(
-                        uuid=order.episode_id,
-                        name=f"order {order.order_id}",
-                        group_id=user_group(order.user_id),
-                        source=EpisodeType.json,
-                        source_description="order",
-                        content=json.dumps(content | {"lines": lines}),
-                        valid_at=order.placed_at,
-                        created_at=now,
-                        entity_edges=[],
-                    )
-                    targets = [user_node(order.user_id)] + [product_node(line["product_id"]) for line in lines]
-                    mentions += [mention_row(episodes[order.episode_id], target) for target in targets]
+                episodes = written.episodes
+                mentions = [mention_row(episode, target) for episode, target in written.mentions]
                 statements = self._catalog_statements(products)
                 statements += self._users_statements({o.user_id for o in orders})
                 fresh = [episode_row(e) for uid, e in episodes.items() if uid not in stored]
@@ -469,27 +309,14 @@ class KuzuGraphMemory(GraphMemory):
                 self._known_products.update(p.product_id for p in products)
             except RuntimeError as exc:
                 raise GraphUnavailable(str(exc)) from exc
-        return sum(len(lines) for lines in added.values())
+        return written.new_lines
 
     def record_signal(self, signal: SignalRecord, product: ProductInfo) -> bool:
         with self._lock:
             try:
                 if self._query("MATCH (e:Episodic {uuid: $u}) RETURN e.uuid AS uuid", u=signal.episode_id):
                     return False
-                content: dict[str, Any] = {"event_id": signal.event_id, "user_id": signal.user_id}
-                content["product_id"] = signal.product_id
-                content |= {"event_type": signal.event_type, "weight": signal.weight}
-                episode = EpisodicNode(
-                    uuid=signal.episode_id,
-                    name=f"{signal.event_type} {signal.product_id}",
-                    group_id=user_group(signal.user_id),
-                    source=EpisodeType.json,
-                    source_description="signal",
-                    content=json.dumps(content),
-                    valid_at=signal.at,
-                    created_at=datetime.now(UTC),
-                    entity_edges=[],
-                )
+                episode = signal_episode(signal, datetime.now(UTC))
                 statements = self._catalog_statements([product]) + self._users_statements([signal.user_id])
                 statements.append((CREATE_EPISODES, {"rows": [episode_row(episode)]}))
                 targets = [user_node(signal.user_id), product_node(signal.product_id)]
@@ -514,25 +341,7 @@ class KuzuGraphMemory(GraphMemory):
             "RETURN e.source_description AS kind, e.content AS content, e.valid_at AS at",
             u=user_node(user_id),
         )
-        orders, signals = [], []
-        for row in rows:
-            content, at = json.loads(row["content"]), aware(row["at"])
-            assert at is not None
-            if row["kind"] == "order":
-                lines = tuple(OrderLine(ln["product_id"], ln["quantity"], ln.get("price")) for ln in content["lines"])
-                orders.append(OrderRecord(content["order_id"], user_id, at, lines, content.get("total")))
-            else:
-                signals.append(
-                    SignalRecord(
-                        content["event_id"],
-                        user_id,
-                        content["product_id"],
-                        content["event_type"],
-                        content["weight"],
-                        at,
-                    )
-                )
-        return orders, signals
+        return history_of(user_id, ((row["kind"], row["content"], aware(row["at"]) or MIN_TIME) for row in rows))
 
     def facts(self, user_id: str, at: datetime | None = None, products: Collection[str] | None = None) -> list[Fact]:
         # From the shopper's node (adjacency), not a scan of every relationship by group.
