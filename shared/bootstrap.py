@@ -72,6 +72,7 @@ WAREHOUSE_CLASS_FOR_TYPE = {
 }
 GRAPH_MEMORY_CLASS_FOR_TYPE = {
     "kuzu": "shared.adapters.graph_memory.kuzu.KuzuGraphMemory",
+    "falkordb": "shared.adapters.graph_memory.falkordb.FalkorGraphMemory",
     "spanner": "shared.adapters.graph_memory.spanner.SpannerGraphMemory",
 }
 PRIVACY_STORE_CLASS_FOR_TYPE = {

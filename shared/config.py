@@ -89,9 +89,13 @@ class Settings(BaseSettings):
     warehouse_dataset: str = "leafloaf"
     bigquery_endpoint: str | None = None  # e.g. http://127.0.0.1:9050 for the BigQuery emulator
     warehouse_timeout_s: float = Field(default=30.0, gt=0)  # per load; a slower backend is retried later
-    # Graph memory: "kuzu" (graphiti-core on an embedded Kuzu database) or "spanner".
+    # Graph memory: "kuzu" (graphiti-core on an embedded Kuzu database), "falkordb" (graphiti-core on
+    # FalkorDB: a child process persisting under falkordb_path, or the server at falkordb_url,
+    # e.g. redis://127.0.0.1:6379) or "spanner".
     graph_memory: str = "kuzu"
     kuzu_path: Path = ROOT / "var" / "graph.kuzu"
+    falkordb_path: Path = ROOT / "var" / "falkordb"
+    falkordb_url: str = ""
     # Free-text memory (reviews, chat notes) needs an LLM: "" (none: refused) or "gemini"
     # (graphiti-core[google-genai], key in GOOGLE_API_KEY, e.g. from Secret Manager).
     graph_llm: str = ""

@@ -21,12 +21,16 @@ T0 = datetime(2026, 1, 1, 9, tzinfo=UTC)
 NOW = T0 + timedelta(days=200)
 
 
-@pytest.fixture(params=["kuzu", "spanner"])
+@pytest.fixture(params=["kuzu", "falkordb", "spanner"])
 def graph(request, tmp_path):
     if request.param == "kuzu":
         from shared.adapters.graph_memory.kuzu import KuzuGraphMemory
 
         store: GraphMemory = KuzuGraphMemory(tmp_path / "graph.kuzu")
+    elif request.param == "falkordb":
+        from shared.adapters.graph_memory.falkordb import FalkorGraphMemory
+
+        store = FalkorGraphMemory.from_settings(Settings(falkordb_path=tmp_path / "falkordb"))
     else:
         request.getfixturevalue("spanner_emulator")
         from google.cloud import spanner

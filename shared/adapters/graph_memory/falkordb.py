@@ -1,0 +1,378 @@
+"""Graph memory in graphiti-core's model on FalkorDB: the embedded default runs the engine as a child
+process (`LocalFalkorDB`), so a crash in it never takes serving down; `LEAFLOAF_FALKORDB_URL` points
+at a server of one's own instead.
+
+The nodes and relationships are graphiti's FalkorDB schema (Entity and Episodic nodes, RELATES_TO
+and MENTIONS relationships, graphiti's range and full-text indexes, embeddings as vecf32), in one
+graph: group ids stay properties, as on Neo4j, because graphiti's FalkorDriver would give every group
+(every shopper) a graph of its own, about 1.5 MB each before a single fact. Every write is one
+Cypher statement (FalkorDB runs each atomically; it has no multi-statement transactions) and an
+upsert by stable id, so a write cut short and delivered again converges. Times are ISO strings in UTC
+with microseconds (graphiti's format on FalkorDB), so they compare as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Collection, Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import falkordb
+import redis
+from graphiti_core.driver.driver import GraphProvider
+from graphiti_core.driver.falkordb_driver import FalkorDriver
+from graphiti_core.edges import EntityEdge
+from graphiti_core.graph_queries import get_fulltext_indices, get_range_indices
+from graphiti_core.graphiti_types import GraphitiClients
+from graphiti_core.llm_client.client import LLMClient
+from graphiti_core.nodes import EntityNode, EpisodicNode
+from graphiti_core.search.search import search
+from graphiti_core.search.search_config import EdgeReranker, EdgeSearchConfig, EdgeSearchMethod, SearchConfig
+from graphiti_core.search.search_filters import SearchFilters
+from graphiti_core.tracer import NoOpTracer
+
+from shared.adapters.graph_memory.falkordb_server import FalkorDBStartError, LocalFalkorDB
+from shared.adapters.graph_memory.graphiti_model import (
+    HashEmbedder,
+    KeepOrderReranker,
+    NoLLMClient,
+    catalog_graph,
+    configured_llm,
+    fact_edge,
+    history_of,
+    mention_id,
+    order_episodes,
+    signal_episode,
+    user_entities,
+)
+from shared.config import Settings
+from shared.domain.memory import Fact, OrderRecord, SignalRecord, product_node, user_group, user_node
+from shared.ports.graph_memory import GraphMemory, GraphUnavailable, ProductInfo
+
+log = logging.getLogger(__name__)
+GRAPH = "leafloaf"
+LABELS = ("Product", "Brand", "Category", "Attribute", "User")  # an Entity's second label (graphiti's labels)
+
+# Entities are created once and left as they are (a product's facts come from the catalog at first sight).
+CREATE_ENTITIES = """
+UNWIND $rows AS n
+MERGE (e:Entity {{uuid: n.uuid}})
+ON CREATE SET e:{label}, e.name = n.name, e.group_id = n.group_id, e.labels = n.labels, e.created_at = n.created_at,
+    e.name_embedding = vecf32(n.name_embedding), e.summary = n.summary, e.attributes = n.attributes
+"""
+EDGE_PROPERTIES = """
+    e.group_id = r.group_id, e.name = r.name, e.fact = r.fact, e.fact_embedding = vecf32(r.fact_embedding),
+    e.episodes = r.episodes, e.created_at = r.created_at, e.expired_at = r.expired_at, e.valid_at = r.valid_at,
+    e.invalid_at = r.invalid_at, e.reference_time = r.reference_time, e.attributes = r.attributes
+"""
+UPSERT_EDGES = f"""
+UNWIND $rows AS r
+MATCH (s:Entity {{uuid: r.source_node_uuid}})
+MATCH (t:Entity {{uuid: r.target_node_uuid}})
+MERGE (s)-[e:RELATES_TO {{uuid: r.uuid}}]->(t)
+SET {EDGE_PROPERTIES}
+"""
+CREATE_EDGES = f"""
+UNWIND $rows AS r
+MATCH (s:Entity {{uuid: r.source_node_uuid}})
+MATCH (t:Entity {{uuid: r.target_node_uuid}})
+MERGE (s)-[e:RELATES_TO {{uuid: r.uuid}}]->(t)
+ON CREATE SET {EDGE_PROPERTIES}
+"""
+# An episode and its provenance links in one statement: a redelivery never finds an episode without them.
+SAVE_EPISODES = """
+UNWIND $rows AS r
+MERGE (n:Episodic {uuid: r.uuid})
+SET n.name = r.name, n.group_id = r.group_id, n.created_at = r.created_at, n.source = r.source,
+    n.source_description = r.source_description, n.content = r.content, n.valid_at = r.valid_at,
+    n.entity_edges = r.entity_edges
+WITH n, r
+UNWIND r.mentions AS m
+MATCH (x:Entity {uuid: m.target})
+MERGE (n)-[e:MENTIONS {uuid: m.uuid}]->(x)
+ON CREATE SET e.group_id = r.group_id, e.created_at = r.created_at
+"""
+BOUGHT_WITH_COUNTS = """
+MATCH (p:Entity {uuid: $p})<-[:MENTIONS]-(e:Episodic)-[:MENTIONS]->(q:Product)
+WHERE e.source_description = 'order' AND q.uuid <> $p
+RETURN q.attributes AS attributes, count(e) AS orders
+"""
+
+
+def text_time(value: datetime | None) -> str | None:
+    """A time as graphiti stores it on FalkorDB; fixed width, so ISO strings order as the times do."""
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def parsed_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def entity_row(node: EntityNode) -> dict[str, Any]:
+    return {
+        "uuid": node.uuid,
+        "name": node.name,
+        "group_id": node.group_id,
+        "labels": node.labels,
+        "created_at": text_time(node.created_at),
+        "name_embedding": node.name_embedding,
+        "summary": node.summary,
+        "attributes": json.dumps(node.attributes),  # FalkorDB keeps no maps as properties
+    }
+
+
+def edge_row(edge: EntityEdge) -> dict[str, Any]:
+    return {
+        "uuid": edge.uuid,
+        "source_node_uuid": edge.source_node_uuid,
+        "target_node_uuid": edge.target_node_uuid,
+        "group_id": edge.group_id,
+        "name": edge.name,
+        "fact": edge.fact,
+        "fact_embedding": edge.fact_embedding,
+        "episodes": edge.episodes,
+        "created_at": text_time(edge.created_at),
+        "expired_at": text_time(edge.expired_at),
+        "valid_at": text_time(edge.valid_at),
+        "invalid_at": text_time(edge.invalid_at),
+        "reference_time": text_time(edge.reference_time),
+        "attributes": json.dumps(edge.attributes),
+    }
+
+
+def episode_row(episode: EpisodicNode, targets: Iterable[str]) -> dict[str, Any]:
+    return {
+        "uuid": episode.uuid,
+        "name": episode.name,
+        "group_id": episode.group_id,
+        "created_at": text_time(episode.created_at),
+        "source": episode.source.value,
+        "source_description": episode.source_description,
+        "content": episode.content,
+        "valid_at": text_time(episode.valid_at),
+        "entity_edges": episode.entity_edges,
+        "mentions": [{"uuid": mention_id(episode.uuid, t), "target": t} for t in targets],
+    }
+
+
+class OneGraphDriver(FalkorDriver):
+    """graphiti's FalkorDB driver kept on the one graph: its search goes to a clone per group id."""
+
+    def clone(self, database: str) -> FalkorDriver:
+        return self
+
+
+class FalkorGraphMemory(GraphMemory):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        graph: str = GRAPH,
+        llm: LLMClient | None = None,
+        server: LocalFalkorDB | None = None,
+    ) -> None:
+        self.host, self.port, self.graph_name = host, port, graph
+        self.llm = llm
+        self.server = server  # the child process this adapter started, stopped by close()
+        self.client = falkordb.FalkorDB(host=host, port=port, socket_timeout=30, socket_connect_timeout=5)
+        self.graph = self.client.select_graph(graph)
+        self._known_products: set[str] = set()
+        self._known_lock = threading.Lock()
+        self._ensure_schema()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FalkorGraphMemory:
+        llm = configured_llm(settings)
+        if settings.falkordb_url:
+            url = urlparse(settings.falkordb_url)
+            return cls(url.hostname or "127.0.0.1", url.port or 6379, llm=llm)
+        server = LocalFalkorDB(settings.falkordb_path)
+        try:
+            port = server.start()
+        except FalkorDBStartError as exc:
+            raise GraphUnavailable(str(exc)) from exc
+        return cls("127.0.0.1", port, llm=llm, server=server)
+
+    # -- the engine ----------------------------------------------------------------------------
+    def _query(self, cypher: str, **params: Any) -> list[list[Any]]:
+        if any(value is None for value in params.values()):  # an unbound parameter would match everything
+            raise ValueError(f"None parameter in graph query: {sorted(k for k, v in params.items() if v is None)}")
+        try:
+            return self.graph.query(cypher, params).result_set
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            raise GraphUnavailable(f"FalkorDB at {self.host}:{self.port}: {exc}") from exc
+        except redis.ResponseError as exc:
+            raise GraphUnavailable(f"FalkorDB refused a statement: {exc}") from exc
+
+    def _write(self, cypher: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._query(cypher, rows=rows)
+
+    def _ensure_schema(self) -> None:
+        """graphiti's range and full-text indexes for FalkorDB (creating one twice is refused: skipped)."""
+        for statement in get_range_indices(GraphProvider.FALKORDB) + get_fulltext_indices(GraphProvider.FALKORDB):
+            try:
+                self.graph.query(statement)
+            except redis.ResponseError as exc:
+                if "already indexed" not in str(exc) and "already set" not in str(exc):
+                    raise GraphUnavailable(f"FalkorDB index: {exc}") from exc
+            except redis.ConnectionError as exc:
+                raise GraphUnavailable(f"FalkorDB at {self.host}:{self.port}: {exc}") from exc
+
+    def _create_entities(self, nodes: Iterable[EntityNode]) -> None:
+        by_label: dict[str, list[dict[str, Any]]] = {}
+        for node in {n.uuid: n for n in nodes}.values():
+            label = next((x for x in node.labels if x in LABELS), "Entity")
+            by_label.setdefault(label, []).append(entity_row(node))
+        for label, rows in by_label.items():
+            self._write(CREATE_ENTITIES.format(label=label), rows)
+
+    def _catalog(self, products: Iterable[ProductInfo]) -> None:
+        """The products' entities and their brand, category and attribute edges, once per instance."""
+        with self._known_lock:
+            fresh = [p for p in products if p.product_id not in self._known_products]
+        if not fresh:
+            return
+        nodes, edges = catalog_graph(fresh, datetime.now(UTC))
+        self._create_entities(nodes)
+        self._write(CREATE_EDGES, [edge_row(e) for e in edges])
+        with self._known_lock:
+            self._known_products.update(p.product_id for p in fresh)
+
+    # -- writes ----------------------------------------------------------------------------------
+    def record_orders(self, orders: list[OrderRecord], products: Iterable[ProductInfo]) -> int:
+        rows = self._query(
+            "UNWIND $ids AS id MATCH (e:Episodic {uuid: id}) RETURN e.uuid, e.content",
+            ids=sorted({o.episode_id for o in orders}),
+        )
+        stored = {uid: json.loads(content)["lines"] for uid, content in rows}
+        now = datetime.now(UTC)
+        written = order_episodes(orders, stored, now)
+        if not written.new_lines:
+            return 0
+        self._catalog(products)
+        self._create_entities(user_entities({o.user_id for o in orders}, now))
+        targets: dict[str, list[str]] = {}
+        for episode, target in written.mentions:
+            targets.setdefault(episode.uuid, []).append(target)
+        self._write(SAVE_EPISODES, [episode_row(e, targets.get(uid, ())) for uid, e in written.episodes.items()])
+        return written.new_lines
+
+    def record_signal(self, signal: SignalRecord, product: ProductInfo) -> bool:
+        if self._query("MATCH (e:Episodic {uuid: $u}) RETURN e.uuid", u=signal.episode_id):
+            return False
+        now = datetime.now(UTC)
+        self._catalog([product])
+        self._create_entities(user_entities([signal.user_id], now))
+        targets = [user_node(signal.user_id), product_node(signal.product_id)]
+        self._write(SAVE_EPISODES, [episode_row(signal_episode(signal, now), targets)])
+        return True
+
+    def write_facts(self, insert: list[Fact], update: list[Fact]) -> None:
+        self._write(UPSERT_EDGES, [edge_row(fact_edge(f)) for f in {f.uuid: f for f in insert + update}.values()])
+
+    # -- reads -------------------------------------------------------------------------------------
+    def history(self, user_id: str) -> tuple[list[OrderRecord], list[SignalRecord]]:
+        rows = self._query(  # from the shopper's node: the episodes that mention them
+            "MATCH (e:Episodic)-[:MENTIONS]->(:Entity {uuid: $u}) WHERE e.source_description IN ['order', 'signal'] "
+            "RETURN e.source_description, e.content, e.valid_at",
+            u=user_node(user_id),
+        )
+        return history_of(user_id, ((kind, content, datetime.fromisoformat(at)) for kind, content, at in rows))
+
+    def facts(self, user_id: str, at: datetime | None = None, products: Collection[str] | None = None) -> list[Fact]:
+        where = ["r.group_id = $g"]
+        params: dict[str, Any] = {"u": user_node(user_id), "g": user_group(user_id)}
+        if at is not None:
+            where.append("r.valid_at <= $at AND (r.invalid_at IS NULL OR r.invalid_at > $at)")
+            params["at"] = text_time(at)
+        if products is not None:
+            where.append("t.uuid IN $targets")
+            params["targets"] = sorted(product_node(p) for p in products)
+        rows = self._query(
+            "MATCH (s:Entity {uuid: $u})-[r:RELATES_TO]->(t:Entity) "
+            f"WHERE {' AND '.join(where)} RETURN r.uuid, s.uuid, t.uuid, r.group_id, r.name, r.attributes, "
+            "r.valid_at, r.invalid_at, r.created_at, r.expired_at, r.episodes",
+            **params,
+        )
+        return [
+            Fact(
+                uuid=row[0],
+                source=row[1],
+                target=row[2],
+                group_id=row[3],
+                name=row[4],
+                attributes=json.loads(row[5] or "{}"),
+                valid_at=parsed_time(row[6]) or datetime.min.replace(tzinfo=UTC),
+                invalid_at=parsed_time(row[7]),
+                created_at=parsed_time(row[8]),
+                expired_at=parsed_time(row[9]),
+                episodes=tuple(row[10] or ()),
+            )
+            for row in rows
+        ]
+
+    def bought_with(self, product_id: str, limit: int = 10) -> list[tuple[str, int]]:
+        rows = self._query(BOUGHT_WITH_COUNTS, p=product_node(product_id))
+        counts = [(str(json.loads(attributes)["product_id"]), int(orders)) for attributes, orders in rows]
+        return sorted(counts, key=lambda c: (-c[1], c[0]))[:limit]
+
+    def search_facts(self, user_id: str, text: str, limit: int = 10) -> list[Fact]:
+        """graphiti's hybrid search (BM25 + cosine over the hashing embedder, RRF) in the user's facts."""
+        config = SearchConfig(
+            edge_config=EdgeSearchConfig(
+                search_methods=[EdgeSearchMethod.bm25, EdgeSearchMethod.cosine_similarity],
+                reranker=EdgeReranker.rrf,
+                sim_min_score=0.2,  # hashing embeddings score lower than a model's
+            ),
+            limit=max(limit, 50),
+        )
+
+        async def searched() -> list[str]:
+            driver = OneGraphDriver(host=self.host, port=self.port, database=self.graph_name)
+            try:
+                clients = GraphitiClients(
+                    driver=driver,
+                    llm_client=NoLLMClient(),
+                    embedder=HashEmbedder(),
+                    cross_encoder=KeepOrderReranker(),
+                    tracer=NoOpTracer(),
+                )
+                results = await search(clients, text, [user_group(user_id)], config, SearchFilters())
+                return [edge.uuid for edge in results.edges]
+            finally:
+                await driver.close()
+
+        uuids = asyncio.run(searched())[:limit]  # graphiti's API is async; a rare call, on its own loop
+        by_id = {f.uuid: f for f in self.facts(user_id)}
+        return [by_id[u] for u in uuids if u in by_id]
+
+    # -- deletion ------------------------------------------------------------------------------------
+    def delete_user(self, user_id: str) -> int:
+        """The shopper's episodes (with their mentions: baskets stop counting), then their node with
+        every fact attached to it; a deletion cut short is finished by the next attempt."""
+        group = user_group(user_id)
+        removed = 0
+        for label in ("Episodic", "Entity"):
+            try:
+                result = self.graph.query(f"MATCH (n:{label}) WHERE n.group_id = $g DETACH DELETE n", {"g": group})
+            except redis.RedisError as exc:
+                raise GraphUnavailable(f"FalkorDB: {exc}") from exc
+            removed += result.nodes_deleted + result.relationships_deleted
+        return removed
+
+    def health(self) -> dict:
+        return super().health() | {"engine": "falkordb", "port": self.port, "child_process": self.server is not None}
+
+    def close(self) -> None:
+        try:
+            self.client.connection.close()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+                self.server = None
