@@ -56,8 +56,12 @@ class GraphMemory(ABC):
         """Upsert a strong-signal episode; False when it was recorded before."""
 
     @abstractmethod
-    def history(self, user_id: str) -> tuple[list[OrderRecord], list[SignalRecord]]:
-        """The user's recorded orders and strong signals."""
+    def history(
+        self, user_id: str, products: Collection[str] | None = None
+    ) -> tuple[list[OrderRecord], list[SignalRecord]]:
+        """The user's recorded orders and strong signals; with `products`, at least those that
+        involve one of them (an adapter may return more: a product's facts are derived from its
+        own purchases and signals only, shared.domain.memory.user_facts)."""
 
     @abstractmethod
     def facts(self, user_id: str, at: datetime | None = None, products: Collection[str] | None = None) -> list[Fact]:

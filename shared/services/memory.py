@@ -125,7 +125,7 @@ class GraphMemoryService:
         insert: list[Fact] = []
         update: list[Fact] = []
         for user_id, products in sorted(touched.items()):
-            orders, signals = self.graph.history(user_id)
+            orders, signals = self.graph.history(user_id, products)
             stored = about(self.graph.facts(user_id, products=products), products)
             changes = reconcile(stored, user_facts(user_id, orders, signals, products), self.clock())
             insert += changes.insert

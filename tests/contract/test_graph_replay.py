@@ -11,10 +11,12 @@ from datetime import timedelta
 
 import pytest
 
+from shared.config import Settings
 from shared.datasets import EPOCH, instacart_sample, order_records, purchase_events, read_order_rows
 from shared.domain.catalog import Catalog
 from shared.domain.memory import FREQUENTLY_BUYS, REORDER_CYCLE
 from shared.domain.pipeline import EventBatch
+from shared.ports.graph_memory import GraphMemory
 from shared.services.memory import GraphMemoryService
 
 USERS = 25
@@ -46,14 +48,20 @@ def expected_from_csv(users: set[str]) -> tuple[dict, dict]:
     return cycles, frequency
 
 
-@pytest.fixture(scope="module")
-def replayed(tmp_path_factory, rules):
+@pytest.fixture(scope="module", params=["kuzu", "falkordb"])
+def replayed(request, tmp_path_factory, rules):
+    from shared.adapters.graph_memory.falkordb import FalkorGraphMemory
     from shared.adapters.graph_memory.kuzu import KuzuGraphMemory
 
     rows = list(read_order_rows(instacart_sample()))
     users = sorted({r.user_id for r in rows}, key=int)[:USERS]
     records = order_records(r for r in rows if r.user_id in set(users))
-    graph = KuzuGraphMemory(tmp_path_factory.mktemp("replay") / "graph.kuzu")
+    folder = tmp_path_factory.mktemp("replay")
+    graph: GraphMemory = (
+        KuzuGraphMemory(folder / "graph.kuzu")
+        if request.param == "kuzu"
+        else FalkorGraphMemory.from_settings(Settings(falkordb_path=folder / "falkordb"))
+    )
     service = GraphMemoryService(graph, lambda: Catalog([]), rules, clock=lambda: EPOCH + timedelta(days=400))
     for user in users:
         events = [e for r in records if r.user_id == user for e in purchase_events(r)]

@@ -65,24 +65,27 @@ MERGE (e:Entity {{uuid: n.uuid}})
 ON CREATE SET e:{label}, e.name = n.name, e.group_id = n.group_id, e.labels = n.labels, e.created_at = n.created_at,
     e.name_embedding = vecf32(n.name_embedding), e.summary = n.summary, e.attributes = n.attributes
 """
-EDGE_PROPERTIES = """
+# What a fact's uuid fixes (its text, so its embedding) is written when it is created; what changes
+# (validity, counters, provenance) with every version.
+FIXED_PROPERTIES = """
     e.group_id = r.group_id, e.name = r.name, e.fact = r.fact, e.fact_embedding = vecf32(r.fact_embedding),
-    e.episodes = r.episodes, e.created_at = r.created_at, e.expired_at = r.expired_at, e.valid_at = r.valid_at,
-    e.invalid_at = r.invalid_at, e.reference_time = r.reference_time, e.attributes = r.attributes
+    e.created_at = r.created_at, e.reference_time = r.reference_time
 """
-UPSERT_EDGES = f"""
-UNWIND $rows AS r
-MATCH (s:Entity {{uuid: r.source_node_uuid}})
-MATCH (t:Entity {{uuid: r.target_node_uuid}})
-MERGE (s)-[e:RELATES_TO {{uuid: r.uuid}}]->(t)
-SET {EDGE_PROPERTIES}
+CHANGING_PROPERTIES = """
+    e.episodes = r.episodes, e.expired_at = r.expired_at, e.valid_at = r.valid_at, e.invalid_at = r.invalid_at,
+    e.attributes = r.attributes
 """
 CREATE_EDGES = f"""
 UNWIND $rows AS r
 MATCH (s:Entity {{uuid: r.source_node_uuid}})
 MATCH (t:Entity {{uuid: r.target_node_uuid}})
 MERGE (s)-[e:RELATES_TO {{uuid: r.uuid}}]->(t)
-ON CREATE SET {EDGE_PROPERTIES}
+ON CREATE SET {FIXED_PROPERTIES}, {CHANGING_PROPERTIES}
+"""
+UPDATE_EDGES = f"""
+UNWIND $rows AS r
+MATCH (:Entity {{uuid: r.source_node_uuid}})-[e:RELATES_TO {{uuid: r.uuid}}]->(:Entity {{uuid: r.target_node_uuid}})
+SET {CHANGING_PROPERTIES}
 """
 # An episode and its provenance links in one statement: a redelivery never finds an episode without them.
 SAVE_EPISODES = """
@@ -120,7 +123,7 @@ def entity_row(node: EntityNode) -> dict[str, Any]:
         "group_id": node.group_id,
         "labels": node.labels,
         "created_at": text_time(node.created_at),
-        "name_embedding": node.name_embedding,
+        "name_embedding": [round(x, 5) for x in node.name_embedding or ()],
         "summary": node.summary,
         "attributes": json.dumps(node.attributes),  # FalkorDB keeps no maps as properties
     }
@@ -134,7 +137,7 @@ def edge_row(edge: EntityEdge) -> dict[str, Any]:
         "group_id": edge.group_id,
         "name": edge.name,
         "fact": edge.fact,
-        "fact_embedding": edge.fact_embedding,
+        "fact_embedding": [round(x, 5) for x in edge.fact_embedding or ()],  # sent as Cypher text
         "episodes": edge.episodes,
         "created_at": text_time(edge.created_at),
         "expired_at": text_time(edge.expired_at),
@@ -142,6 +145,20 @@ def edge_row(edge: EntityEdge) -> dict[str, Any]:
         "invalid_at": text_time(edge.invalid_at),
         "reference_time": text_time(edge.reference_time),
         "attributes": json.dumps(edge.attributes),
+    }
+
+
+def changing_row(fact: Fact) -> dict[str, Any]:
+    """What an update writes of a fact (see CHANGING_PROPERTIES), with its endpoints to find it."""
+    return {
+        "uuid": fact.uuid,
+        "source_node_uuid": fact.source,
+        "target_node_uuid": fact.target,
+        "episodes": list(fact.episodes),
+        "expired_at": text_time(fact.expired_at),
+        "valid_at": text_time(fact.valid_at),
+        "invalid_at": text_time(fact.invalid_at),
+        "attributes": json.dumps(fact.attributes),
     }
 
 
@@ -274,16 +291,28 @@ class FalkorGraphMemory(GraphMemory):
         return True
 
     def write_facts(self, insert: list[Fact], update: list[Fact]) -> None:
-        self._write(UPSERT_EDGES, [edge_row(fact_edge(f)) for f in {f.uuid: f for f in insert + update}.values()])
+        """New facts whole (a redelivered one is left as it is), then the changing part of the rest."""
+        self._write(CREATE_EDGES, [edge_row(fact_edge(f)) for f in {f.uuid: f for f in insert}.values()])
+        self._write(UPDATE_EDGES, [changing_row(f) for f in {f.uuid: f for f in update}.values()])
 
     # -- reads -------------------------------------------------------------------------------------
-    def history(self, user_id: str) -> tuple[list[OrderRecord], list[SignalRecord]]:
-        rows = self._query(  # from the shopper's node: the episodes that mention them
-            "MATCH (e:Episodic)-[:MENTIONS]->(:Entity {uuid: $u}) WHERE e.source_description IN ['order', 'signal'] "
-            "RETURN e.source_description, e.content, e.valid_at",
-            u=user_node(user_id),
-        )
-        return history_of(user_id, ((kind, content, datetime.fromisoformat(at)) for kind, content, at in rows))
+    def history(
+        self, user_id: str, products: Collection[str] | None = None
+    ) -> tuple[list[OrderRecord], list[SignalRecord]]:
+        # From the shopper's node through its index, filtered here: a WHERE on the episodes makes
+        # FalkorDB scan every episode first (its plan), a scan that grows with the graph. With
+        # `products`, only the episodes that mention one of them (a batch's products).
+        if products is None:
+            cypher = "MATCH (:Entity {uuid: $u})<-[:MENTIONS]-(e:Episodic) "
+            params: dict[str, Any] = {"u": user_node(user_id)}
+        else:
+            cypher = (
+                "MATCH (:Entity {uuid: $u})<-[:MENTIONS]-(e:Episodic)-[:MENTIONS]->(p:Entity) WHERE p.uuid IN $targets "
+            )
+            params = {"u": user_node(user_id), "targets": sorted(product_node(p) for p in products)}
+        rows = self._query(cypher + "RETURN DISTINCT e.source_description, e.content, e.valid_at", **params)
+        kept = ((kind, text, datetime.fromisoformat(at)) for kind, text, at in rows if kind in ("order", "signal"))
+        return history_of(user_id, kept)
 
     def facts(self, user_id: str, at: datetime | None = None, products: Collection[str] | None = None) -> list[Fact]:
         where = ["r.group_id = $g"]

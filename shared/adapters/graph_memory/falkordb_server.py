@@ -4,8 +4,8 @@ down with it.
 
 One server per folder: `LocalFalkorDB.start` reuses the one a previous process started there when it
 still answers (a worker restarted after a crash finds its engine running), else starts one on a free
-loopback port and records its pid and port in `server.json`. `stop` shuts it down (SHUTDOWN writes the
-append-only file), so the next start finds every write.
+loopback port and records its pid and port in `server.json`. `stop` shuts it down (SIGTERM: redis-server
+syncs its append-only file first), so the next start finds every write.
 """
 
 from __future__ import annotations
@@ -88,11 +88,11 @@ class LocalFalkorDB:
             return self.port
 
     def stop(self) -> None:
-        """Shut the server down, its writes on disk (SHUTDOWN saves the append-only file)."""
+        """Shut the server down, its writes on disk."""
         if self.pid is None or self.port is None:
             return
-        with contextlib.suppress(redis.RedisError):
-            redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5).shutdown(nosave=False)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)  # redis-server's SHUTDOWN: the append-only file is synced first
         if not _wait_gone(self.pid, self._process, 10.0):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)

@@ -335,7 +335,10 @@ class KuzuGraphMemory(GraphMemory):
                 raise GraphUnavailable(str(exc)) from exc
 
     # -- reads -------------------------------------------------------------------------------------
-    def history(self, user_id: str) -> tuple[list[OrderRecord], list[SignalRecord]]:
+    def history(
+        self, user_id: str, products: Collection[str] | None = None
+    ) -> tuple[list[OrderRecord], list[SignalRecord]]:
+        """The whole history, whatever `products` (the port allows more than asked)."""
         rows = self._query(  # from the shopper's node: a scan by group would read every episode
             "MATCH (e:Episodic)-[:MENTIONS]->(:Entity {uuid: $u}) WHERE e.source_description IN ['order', 'signal'] "
             "RETURN e.source_description AS kind, e.content AS content, e.valid_at AS at",

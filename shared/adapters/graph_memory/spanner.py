@@ -356,7 +356,10 @@ class SpannerGraphMemory(GraphMemory):
             self._write(work)
 
     # -- reads -------------------------------------------------------------------------------------
-    def history(self, user_id: str) -> tuple[list[OrderRecord], list[SignalRecord]]:
+    def history(
+        self, user_id: str, products: Collection[str] | None = None
+    ) -> tuple[list[OrderRecord], list[SignalRecord]]:
+        """The whole history, whatever `products` (the port allows more than asked)."""
         items = self._read(
             "SELECT o.order_id, o.placed_at, o.total, i.product_id, i.quantity, i.price FROM Orders o "
             "JOIN OrderItems i ON i.user_id = o.user_id AND i.order_id = o.order_id "
