@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,6 +68,17 @@ class GraphMemory(ABC):
         """Every stored fact about the user (current, invalidated and retracted); with `at` only
         those that hold at that time, with `products` only those about these product ids
         (both filtered in the backend: histories grow long)."""
+
+    def histories(
+        self, touched: Mapping[str, Collection[str]]
+    ) -> dict[str, tuple[list[OrderRecord], list[SignalRecord]]]:
+        """`history(user, products)` for each shopper of a batch (user -> their touched products);
+        an engine that can read them all at once does."""
+        return {user: self.history(user, products) for user, products in touched.items()}
+
+    def facts_about(self, touched: Mapping[str, Collection[str]]) -> dict[str, list[Fact]]:
+        """`facts(user, products=...)` for each shopper of a batch; an engine that can, at once."""
+        return {user: self.facts(user, products=products) for user, products in touched.items()}
 
     @abstractmethod
     def write_facts(self, insert: list[Fact], update: list[Fact]) -> None:

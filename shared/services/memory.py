@@ -124,9 +124,11 @@ class GraphMemoryService:
         difference in one transaction (a product's facts depend only on its own purchases)."""
         insert: list[Fact] = []
         update: list[Fact] = []
+        histories = self.graph.histories(touched)  # the batch's shoppers at once, where the engine can
+        stored_facts = self.graph.facts_about(touched)
         for user_id, products in sorted(touched.items()):
-            orders, signals = self.graph.history(user_id, products)
-            stored = about(self.graph.facts(user_id, products=products), products)
+            orders, signals = histories.get(user_id, ([], []))
+            stored = about(stored_facts.get(user_id, []), products)
             changes = reconcile(stored, user_facts(user_id, orders, signals, products), self.clock())
             insert += changes.insert
             update += changes.update
