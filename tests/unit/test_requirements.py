@@ -128,7 +128,10 @@ def test_each_lock_pins_what_its_requirements_pin_each_with_hashes(direct, lock)
     wanted, locked = pins(ROOT / direct), pins(ROOT / lock)
     assert {name: locked.get(name) for name in wanted} == wanted, f"{lock} is stale: regenerate it (README)"
     text = (ROOT / lock).read_text()
-    hashed = re.findall(r"^\S+==\S+(?: ;[^\\\n]*)? \\\n(?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+", text, re.M)
+    # A pin (its extras may hold spaces: "graphiti-core[falkordb, kuzu]"), a marker maybe, then its hashes.
+    hashed = re.findall(
+        r"^[^\s\[]+(?:\[[^\]]*\])?==\S+(?: ;[^\\\n]*)? \\\n(?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+", text, re.M
+    )
     requirements = [line for line in text.splitlines() if PIN.match(line)]  # a name may repeat, per platform
     assert len(hashed) == len(requirements), f"{lock}: {len(requirements) - len(hashed)} pins without hashes"
 
