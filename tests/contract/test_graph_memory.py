@@ -200,3 +200,26 @@ def test_a_configured_llm_must_be_usable_or_the_adapter_refuses_to_start(monkeyp
     monkeypatch.setenv("GOOGLE_API_KEY", "test-key")
     with pytest.raises(ValueError, match="google-genai"):  # the extra is not installed here
         configured_llm(Settings(graph_llm="gemini"))
+
+
+def test_a_killed_engine_is_started_again_and_every_order_is_there_once(tmp_path, rules):
+    """The embedded FalkorDB dies (SIGKILL) between two deliveries: the next one starts it again on
+    its append-only file, and the graph holds each order once, the first delivery's included."""
+    import os
+    import signal
+
+    from shared.adapters.graph_memory.falkordb import FalkorGraphMemory
+
+    graph = FalkorGraphMemory.from_settings(Settings(falkordb_path=tmp_path / "falkordb"))
+    memory = GraphMemoryService(graph, lambda: Catalog(SMALL_CATALOG), rules, clock=lambda: NOW)
+    try:
+        events = orders()
+        memory.ingest(EventBatch(tuple(events[:4])))
+        assert graph.server is not None and graph.server.pid is not None
+        os.kill(graph.server.pid, signal.SIGKILL)
+        memory.ingest(EventBatch(tuple(events)))  # redelivered in full, after the crash
+        recorded, _ = graph.history("ann")
+        assert sorted(o.order_id for o in recorded) == [f"ann-o{k}" for k in range(5)]
+        assert {i.product_id: i.frequency for i in memory.usual("ann", T0 + timedelta(days=29))}["oat-milk"] == 5
+    finally:
+        graph.close()

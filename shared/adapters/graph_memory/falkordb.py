@@ -35,6 +35,8 @@ from graphiti_core.search.search import search
 from graphiti_core.search.search_config import EdgeReranker, EdgeSearchConfig, EdgeSearchMethod, SearchConfig
 from graphiti_core.search.search_filters import SearchFilters
 from graphiti_core.tracer import NoOpTracer
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from shared.adapters.graph_memory.falkordb_server import FalkorDBStartError, LocalFalkorDB
 from shared.adapters.graph_memory.graphiti_model import (
@@ -232,8 +234,8 @@ class FalkorGraphMemory(GraphMemory):
         self.host, self.port, self.graph_name = host, port, graph
         self.llm = llm
         self.server = server  # the child process this adapter started, stopped by close()
-        self.client = falkordb.FalkorDB(host=host, port=port, socket_timeout=30, socket_connect_timeout=5)
-        self.graph = self.client.select_graph(graph)
+        self._restart_lock = threading.Lock()
+        self._connect(port)
         self._known_products: set[str] = set()
         self._known_lock = threading.Lock()
         self._ensure_schema()
@@ -252,15 +254,47 @@ class FalkorGraphMemory(GraphMemory):
         return cls("127.0.0.1", port, llm=llm, server=server)
 
     # -- the engine ----------------------------------------------------------------------------
+    def _connect(self, port: int) -> None:
+        self.port = port
+        # A dropped connection is retried briefly here; past that the caller's delivery is retried later.
+        retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+        self.client = falkordb.FalkorDB(
+            host=self.host, port=port, socket_timeout=30, socket_connect_timeout=5, retry=retry
+        )
+        self.graph = self.client.select_graph(self.graph_name)
+
     def _query(self, cypher: str, **params: Any) -> list[list[Any]]:
         if any(value is None for value in params.values()):  # an unbound parameter would match everything
             raise ValueError(f"None parameter in graph query: {sorted(k for k, v in params.items() if v is None)}")
         try:
             return self.graph.query(cypher, params).result_set
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        except redis.ConnectionError as exc:
+            if not self._restarted():
+                raise GraphUnavailable(f"FalkorDB at {self.host}:{self.port}: {exc}") from exc
+        except (redis.TimeoutError, redis.BusyLoadingError) as exc:
             raise GraphUnavailable(f"FalkorDB at {self.host}:{self.port}: {exc}") from exc
         except redis.ResponseError as exc:
             raise GraphUnavailable(f"FalkorDB refused a statement: {exc}") from exc
+        try:  # once more, on the engine started again (every statement is an upsert: safe to repeat)
+            return self.graph.query(cypher, params).result_set
+        except redis.RedisError as exc:
+            raise GraphUnavailable(f"FalkorDB at {self.host}:{self.port}, restarted: {exc}") from exc
+
+    def _restarted(self) -> bool:
+        """Start our child engine again when it died (its append-only file has every acknowledged
+        write); False when it is not ours or will not start."""
+        if self.server is None:
+            return False
+        with self._restart_lock:
+            try:
+                port = self.server.start()  # the running one when another thread restarted it already
+            except FalkorDBStartError:
+                log.exception("graph engine: FalkorDB could not be started again")
+                return False
+            if port != self.port:
+                log.warning("graph engine: FalkorDB was down; started again on port %s", port)
+                self._connect(port)
+            return True
 
     def _write(self, cypher: str, rows: list[dict[str, Any]]) -> None:
         if rows:

@@ -46,6 +46,8 @@ class LocalFalkorDB:
     def start(self) -> int:
         """The port of this folder's running server (started now if none answers)."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self._process is not None:
+            self._process.poll()  # reap our child if it died, so its pid no longer looks alive
         with (self.folder / "server.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once: one starts, the other reuses
             running = self._running()
