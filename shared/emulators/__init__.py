@@ -26,6 +26,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Self
 
+from shared.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SDK_CANDIDATES = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/opt/google-cloud-sdk")
 BIGQUERY_VENV = ROOT / ".venv-bqemulator"
@@ -51,12 +53,6 @@ def sdk_root() -> Path:
         "'gcloud components install cloud-firestore-emulator pubsub-emulator cloud-spanner-emulator', "
         "or set CLOUDSDK_ROOT"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _port_open(port: int) -> bool:

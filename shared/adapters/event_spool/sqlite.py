@@ -9,6 +9,7 @@ from pathlib import Path
 
 from shared.domain.events import Interaction
 from shared.ports.event_spool import EventSpool
+from shared.processes import process_alive
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -18,16 +19,6 @@ CREATE TABLE IF NOT EXISTS spool (
     event   TEXT NOT NULL
 )
 """
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SqliteEventSpool(EventSpool):

