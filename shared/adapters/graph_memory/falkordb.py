@@ -28,27 +28,21 @@ from graphiti_core.driver.driver import GraphProvider
 from graphiti_core.driver.falkordb_driver import FalkorDriver
 from graphiti_core.edges import EntityEdge
 from graphiti_core.graph_queries import get_fulltext_indices, get_range_indices
-from graphiti_core.graphiti_types import GraphitiClients
 from graphiti_core.llm_client.client import LLMClient
 from graphiti_core.nodes import EntityNode, EpisodicNode
-from graphiti_core.search.search import search
-from graphiti_core.search.search_config import EdgeReranker, EdgeSearchConfig, EdgeSearchMethod, SearchConfig
-from graphiti_core.search.search_filters import SearchFilters
-from graphiti_core.tracer import NoOpTracer
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from shared.adapters.graph_memory.falkordb_server import FalkorDBStartError, LocalFalkorDB
 from shared.adapters.graph_memory.graphiti_model import (
-    HashEmbedder,
-    KeepOrderReranker,
-    NoLLMClient,
     catalog_graph,
     configured_llm,
     fact_edge,
     history_of,
+    in_found_order,
     mention_id,
     order_episodes,
+    searched_fact_ids,
     signal_episode,
     user_entities,
 )
@@ -432,34 +426,17 @@ class FalkorGraphMemory(GraphMemory):
         return sorted(counts, key=lambda c: (-c[1], c[0]))[:limit]
 
     def search_facts(self, user_id: str, text: str, limit: int = 10) -> list[Fact]:
-        """graphiti's hybrid search (BM25 + cosine over the hashing embedder, RRF) in the user's facts."""
-        config = SearchConfig(
-            edge_config=EdgeSearchConfig(
-                search_methods=[EdgeSearchMethod.bm25, EdgeSearchMethod.cosine_similarity],
-                reranker=EdgeReranker.rrf,
-                sim_min_score=0.2,  # hashing embeddings score lower than a model's
-            ),
-            limit=max(limit, 50),
-        )
+        """graphiti's hybrid search in the user's facts (graphiti_model.searched_fact_ids)."""
 
         async def searched() -> list[str]:
             driver = OneGraphDriver(host=self.host, port=self.port, database=self.graph_name)
             try:
-                clients = GraphitiClients(
-                    driver=driver,
-                    llm_client=NoLLMClient(),
-                    embedder=HashEmbedder(),
-                    cross_encoder=KeepOrderReranker(),
-                    tracer=NoOpTracer(),
-                )
-                results = await search(clients, text, [user_group(user_id)], config, SearchFilters())
-                return [edge.uuid for edge in results.edges]
+                return await searched_fact_ids(driver, user_id, text, max(limit, 50))
             finally:
                 await driver.close()
 
-        uuids = asyncio.run(searched())[:limit]  # graphiti's API is async; a rare call, on its own loop
-        by_id = {f.uuid: f for f in self.facts(user_id)}
-        return [by_id[u] for u in uuids if u in by_id]
+        uuids = asyncio.run(searched())  # graphiti's API is async; a rare call, on its own loop
+        return in_found_order(uuids, self.facts(user_id), limit)
 
     # -- deletion ------------------------------------------------------------------------------------
     def delete_user(self, user_id: str) -> int:

@@ -17,11 +17,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from graphiti_core.cross_encoder.client import CrossEncoderClient
+from graphiti_core.driver.driver import GraphDriver
 from graphiti_core.edges import EntityEdge
 from graphiti_core.embedder.client import EmbedderClient
+from graphiti_core.graphiti_types import GraphitiClients
 from graphiti_core.llm_client.client import LLMClient
 from graphiti_core.llm_client.config import LLMConfig
 from graphiti_core.nodes import EntityNode, EpisodeType, EpisodicNode
+from graphiti_core.search.search import search
+from graphiti_core.search.search_config import EdgeReranker, EdgeSearchConfig, EdgeSearchMethod, SearchConfig
+from graphiti_core.search.search_filters import SearchFilters
+from graphiti_core.tracer import NoOpTracer
 
 from shared.config import Settings
 from shared.domain.memory import (
@@ -118,6 +124,34 @@ def fact_edge(fact: Fact) -> EntityEdge:
     )
 
 
+async def searched_fact_ids(driver: GraphDriver, user_id: str, text: str, depth: int) -> list[str]:
+    """graphiti's hybrid search (BM25 + cosine over the hashing embedder, RRF) in the user's facts:
+    the uuids of the first `depth` edges found."""
+    config = SearchConfig(
+        edge_config=EdgeSearchConfig(
+            search_methods=[EdgeSearchMethod.bm25, EdgeSearchMethod.cosine_similarity],
+            reranker=EdgeReranker.rrf,
+            sim_min_score=0.2,  # hashing embeddings score lower than a model's
+        ),
+        limit=depth,
+    )
+    clients = GraphitiClients(
+        driver=driver,
+        llm_client=NoLLMClient(),
+        embedder=HashEmbedder(),
+        cross_encoder=KeepOrderReranker(),
+        tracer=NoOpTracer(),
+    )
+    results = await search(clients, text, [user_group(user_id)], config, SearchFilters())
+    return [edge.uuid for edge in results.edges]
+
+
+def in_found_order(uuids: Iterable[str], facts: Iterable[Fact], limit: int) -> list[Fact]:
+    """The facts with these uuids, in the search's order, at most `limit`."""
+    by_id = {f.uuid: f for f in facts}
+    return [by_id[u] for u in list(uuids)[:limit] if u in by_id]
+
+
 def catalog_graph(products: Iterable[ProductInfo], now: datetime) -> tuple[list[EntityNode], list[EntityEdge]]:
     """Product, brand, category and attribute entities, with the edges from each product to the others."""
     nodes: dict[str, EntityNode] = {}
@@ -206,16 +240,8 @@ def order_episodes(orders: list[OrderRecord], stored: dict[str, list[dict[str, A
             continue
         lines = stored.get(order.episode_id, []) + [vars(line) for line in added[order.episode_id]]
         content = {"order_id": order.order_id, "user_id": order.user_id, "total": order.total, "lines": lines}
-        episode = episodes[order.episode_id] = EpisodicNode(
-            uuid=order.episode_id,
-            name=f"order {order.order_id}",
-            group_id=user_group(order.user_id),
-            source=EpisodeType.json,
-            source_description="order",
-            content=json.dumps(content),
-            valid_at=order.placed_at,
-            created_at=now,
-            entity_edges=[],
+        episode = episodes[order.episode_id] = json_episode(
+            order.episode_id, f"order {order.order_id}", order.user_id, "order", content, order.placed_at, now
         )
         targets = [user_node(order.user_id)] + [product_node(line["product_id"]) for line in lines]
         mentions += [(episode, target) for target in targets]
@@ -225,14 +251,22 @@ def order_episodes(orders: list[OrderRecord], stored: dict[str, list[dict[str, A
 def signal_episode(signal: SignalRecord, now: datetime) -> EpisodicNode:
     content: dict[str, Any] = {"event_id": signal.event_id, "user_id": signal.user_id, "product_id": signal.product_id}
     content |= {"event_type": signal.event_type, "weight": signal.weight}
+    name = f"{signal.event_type} {signal.product_id}"
+    return json_episode(signal.episode_id, name, signal.user_id, "signal", content, signal.at, now)
+
+
+def json_episode(
+    uuid: str, name: str, user_id: str, kind: str, content: dict[str, Any], at: datetime, now: datetime
+) -> EpisodicNode:
+    """A shopper's episode of `kind` ("order" or "signal"), its content as JSON."""
     return EpisodicNode(
-        uuid=signal.episode_id,
-        name=f"{signal.event_type} {signal.product_id}",
-        group_id=user_group(signal.user_id),
+        uuid=uuid,
+        name=name,
+        group_id=user_group(user_id),
         source=EpisodeType.json,
-        source_description="signal",
+        source_description=kind,
         content=json.dumps(content),
-        valid_at=signal.at,
+        valid_at=at,
         created_at=now,
         entity_edges=[],
     )

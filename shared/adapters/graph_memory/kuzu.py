@@ -21,24 +21,20 @@ from typing import Any, TypeVar, cast
 
 from graphiti_core.driver.kuzu_driver import KuzuDriver
 from graphiti_core.edges import EntityEdge, EpisodicEdge
-from graphiti_core.graphiti_types import GraphitiClients
 from graphiti_core.llm_client.client import LLMClient
 from graphiti_core.nodes import EntityNode, EpisodeType, EpisodicNode
-from graphiti_core.search.search import search
-from graphiti_core.search.search_config import EdgeReranker, EdgeSearchConfig, EdgeSearchMethod, SearchConfig
-from graphiti_core.search.search_filters import SearchFilters
-from graphiti_core.tracer import NoOpTracer
 
 from shared.adapters.graph_memory.graphiti_model import (
     HashEmbedder,
     KeepOrderReranker,
-    NoLLMClient,
     catalog_graph,
     configured_llm,
     fact_edge,
     history_of,
+    in_found_order,
     mention_id,
     order_episodes,
+    searched_fact_ids,
     signal_episode,
     user_entities,
 )
@@ -384,27 +380,11 @@ class KuzuGraphMemory(GraphMemory):
         return sorted(counts, key=lambda c: (-c[1], c[0]))[:limit]
 
     def search_facts(self, user_id: str, text: str, limit: int = 10) -> list[Fact]:
-        """graphiti's hybrid search (BM25 + cosine over the hashing embedder, RRF) in the user's facts."""
-        config = SearchConfig(
-            edge_config=EdgeSearchConfig(
-                search_methods=[EdgeSearchMethod.bm25, EdgeSearchMethod.cosine_similarity],
-                reranker=EdgeReranker.rrf,
-                sim_min_score=0.2,  # hashing embeddings score lower than a model's
-            ),
-            limit=max(limit, 200),  # graphiti's BM25 on Kuzu filters groups after its top 2*limit
-        )
-        clients = GraphitiClients(
-            driver=self.driver,
-            llm_client=NoLLMClient(),
-            embedder=HashEmbedder(),
-            cross_encoder=KeepOrderReranker(),
-            tracer=NoOpTracer(),
-        )
+        """graphiti's hybrid search in the user's facts (graphiti_model.searched_fact_ids)."""
+        depth = max(limit, 200)  # graphiti's BM25 on Kuzu filters groups after its top 2*limit
         with self._lock:
-            results = self._run(search(clients, text, [user_group(user_id)], config, SearchFilters()))
-        uuids = [edge.uuid for edge in results.edges][:limit]
-        by_id = {f.uuid: f for f in self.facts(user_id)}
-        return [by_id[u] for u in uuids if u in by_id]
+            uuids = self._run(searched_fact_ids(self.driver, user_id, text, depth))
+        return in_found_order(uuids, self.facts(user_id), limit)
 
     def add_text(self, user_id: str, text: str, source: str, at: datetime) -> None:
         """graphiti's add_episode: the configured LLM extracts entities and facts from the text.
