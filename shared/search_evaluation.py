@@ -113,10 +113,9 @@ def context_documents(
                 continue
             moment = Moment(basket.weekday, basket.hour)  # no month in the sample: no season
             found = (catalog.get(product) for product in basket.products)
-            lines = tuple((p.id, p.category) for p in found if p is not None and p.category)
-            for _, category in lines:
-                counter.add(user, category, moment)
-            orders.setdefault(user, []).append(PastOrder(moment, lines))
+            order = PastOrder(moment, tuple((p.id, p.category) for p in found if p is not None and p.category))
+            counter.add_order(user, order)
+            orders.setdefault(user, []).append(order)
         lifts = counter.take_shoppers().get(user, [])
         if user in wanted:
             mine[user] = {"context": lifts_document(lifts)}

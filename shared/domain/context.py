@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 
 from shared.domain.events import Weather, WeatherCondition
 from shared.domain.nextbasket import ndcg_at_k
@@ -167,6 +168,11 @@ class ContextCounter:
         self.store.add(category, moment.store_slots(), lines)
         self.shoppers.setdefault(user, SlotCounts()).add(category, moment.shopper_slots(), lines)
 
+    def add_order(self, user: str, order: PastOrder) -> None:
+        """Every line of one of the shopper's orders, in its moment."""
+        for _, category in order.lines:
+            self.add(user, category, order.moment)
+
     def take_shoppers(self) -> dict[str, list[tuple[str, str, float]]]:
         """shopper -> their lifts, for the shoppers counted since the last take."""
         taken, self.shoppers = self.shoppers, {}
@@ -259,15 +265,21 @@ class ContextLift:
         positive one, or None)."""
         total, best, why = 0.0, 0.0, None
         category = category.lower()
-        for slots, lifts in ((self.moment.store_slots(), self.store), (self.moment.shopper_slots(), self.shopper)):
-            for slot in slots:
-                lift = lifts.get(slot, {}).get(category)
-                if lift:
-                    log_lift = math.log(lift)
-                    total += log_lift
-                    if log_lift > best:
-                        best, why = log_lift, reason(slot)
+        for slot, lifts in self._slot_lifts:
+            lift = lifts.get(category)
+            if lift:
+                log_lift = math.log(lift)
+                total += log_lift
+                if log_lift > best:
+                    best, why = log_lift, reason(slot)
         return total, why
+
+    @cached_property
+    def _slot_lifts(self) -> list[tuple[str, Mapping[str, float]]]:
+        """(slot, its lifts by category) of this moment's slots that have lifts: once per answer, not per result."""
+        slots = [(slot, self.store.get(slot)) for slot in self.moment.store_slots()]
+        slots += [(slot, self.shopper.get(slot)) for slot in self.moment.shopper_slots()]
+        return [(slot, lifts) for slot, lifts in slots if lifts]
 
 
 def lift_context(

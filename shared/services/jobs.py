@@ -361,9 +361,9 @@ class JobRunner:
             ):
                 moment = Moment.at(as_utc(row["ordered_at"]).astimezone(zone), row["weather"])
                 lines = tuple((line["product_id"], line["category"]) for line in row["lines"] if line["category"])
-                for _, category in lines:
-                    counter.add(row["user_id"], category, moment)
-                orders.setdefault(row["user_id"], []).append(PastOrder(moment, lines))
+                order = PastOrder(moment, lines)
+                counter.add_order(row["user_id"], order)
+                orders.setdefault(row["user_id"], []).append(order)
             sample = orders if sample is None else sample
             taken = counter.take_shoppers()
             shoppers += [(user, *lift) for user, lifts in taken.items() for lift in lifts]

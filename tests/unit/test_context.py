@@ -149,8 +149,7 @@ def test_the_weight_is_tuned_on_each_shoppers_last_order_and_zero_without_signal
     counter = ContextCounter()
     for user, orders in histories.items():
         for order in orders:
-            for _, category in order.lines:
-                counter.add(user, category, order.moment)
+            counter.add_order(user, order)
     weight, tuning = tuned_weight(histories, nested(counter.store_lifts()), cap=1.0)
     scores = tuning["ndcg@10"]
     assert tuning["shoppers"] == 60 and set(scores) == {0.0, 0.02, 0.05, 0.1, 0.2, 0.4}
